@@ -1,0 +1,187 @@
+"""Text to Kokoro phoneme ids with espeak-ng (from the espeakng-loader wheel, no system package).
+
+Kokoro was trained on misaki's phoneme set, where espeak output is rewritten in a few regular
+ways (learned from reading misaki's espeak fallback): tied diphthongs and affricates become one
+symbol (``e^ɪ`` -> ``A``, ``a^ɪ`` -> ``I``, ``t^ʃ`` -> ``ʧ``...), and for English a handful of
+symbols the model never saw are replaced by their nearest neighbours (``ɚ`` -> ``əɹ``, ``ɐ`` ->
+``ə``...; American English also drops length marks).  Anything left that is not in the model's
+vocabulary is dropped (after splitting off combining marks, so ``ä`` still gives ``a``).
+
+espeak-ng keeps process-global state: every call goes through one lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import unicodedata
+from collections.abc import Mapping
+
+# voice-name prefix -> espeak-ng language (hexgrad/kokoro's pipeline languages)
+PREFIX_LANGUAGES = {
+    "a": "en-us",
+    "b": "en-gb",
+    "e": "es",
+    "f": "fr-fr",
+    "h": "hi",
+    "i": "it",
+    "j": "ja",
+    "p": "pt-br",
+    "z": "cmn",
+}
+MAX_PHONEMES = 510  # one pass: 512 positions minus the two pad tokens
+TIE = "^"
+
+# Tied pairs espeak writes with TIE -> misaki's single symbols (all languages).
+_TIED = {
+    "a^ɪ": "I",
+    "a^ʊ": "W",
+    "d^z": "ʣ",
+    "d^ʒ": "ʤ",
+    "e^ɪ": "A",
+    "o^ʊ": "O",
+    "ə^ʊ": "Q",
+    "s^s": "S",
+    "t^s": "ʦ",
+    "t^ʃ": "ʧ",
+    "t^ɕ": "ʨ",
+    "d^ʑ": "ʥ",
+    "ɔ^ɪ": "Y",
+}
+# English only: symbols outside misaki's English set -> nearest ones.
+_ENGLISH = {
+    "ʔn̩": "tᵊn",
+    "ʔn": "tᵊn",
+    "ʔ": "t",
+    "ə^l": "ᵊl",
+    "ɚ": "əɹ",
+    "ɐ": "ə",
+    "r": "ɹ",
+    "x": "k",
+    "ç": "k",
+    "ɬ": "l",
+    "ʲ": "",
+    "ɪ^ə": "iə",
+}
+_AMERICAN = {"ɜːɹ": "ɜɹ", "ɜː": "ɜɹ", "ː": ""}
+_BRITISH = {"e^ə": "ɛː"}
+
+# Where a pass may end when a piece is too long, best first.
+_BREAKS = (".!?…", ",;:—", " ")
+
+
+class PhonemizerError(RuntimeError):
+    """espeak-ng is missing or cannot speak the requested language."""
+
+
+def language_for_voice(voice: str, espeak: str | None = None) -> str:
+    """espeak-ng language for a voice: the file's own tag if given, else from the name prefix."""
+    if espeak:
+        return espeak
+    return PREFIX_LANGUAGES.get(voice[:1].lower(), "en-us")
+
+
+def _replace_all(text: str, table: Mapping[str, str]) -> str:
+    for old in sorted(table, key=len, reverse=True):
+        text = text.replace(old, table[old])
+    return text
+
+
+def to_kokoro(phonemes: str, language: str) -> str:
+    """Rewrite espeak IPA (with TIE marks) in misaki's conventions."""
+    if language.startswith("en"):
+        table = dict(_ENGLISH)
+        table.update(_BRITISH if language == "en-gb" else _AMERICAN)
+        phonemes = _replace_all(phonemes, table)
+    phonemes = _replace_all(phonemes, _TIED)
+    return phonemes.replace(TIE, "")
+
+
+def keep_known(phonemes: str, vocab: Mapping[str, int]) -> str:
+    """Drop symbols outside the vocabulary; decompose unknown letters first (ä -> a)."""
+    out = []
+    for ch in phonemes:
+        if ch in vocab:
+            out.append(ch)
+            continue
+        out.extend(c for c in unicodedata.normalize("NFD", ch) if c in vocab)
+    return " ".join("".join(out).split())
+
+
+def split_phonemes(phonemes: str, limit: int = MAX_PHONEMES) -> list[str]:
+    """Cut a phoneme string into passes of at most ``limit`` symbols, never dropping any.
+
+    Cuts after sentence punctuation if possible, else after clause punctuation, else at a word
+    boundary, else anywhere.
+    """
+    rest = phonemes.strip()
+    out = []
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = 0
+        for marks in _BREAKS:
+            cut = max(window.rfind(m) for m in marks) + 1
+            if cut > limit // 4:
+                break
+        if cut <= 0:
+            cut = limit
+        out.append(rest[:cut].strip())
+        rest = rest[cut:].strip()
+    if rest:
+        out.append(rest)
+    return [p for p in out if p]
+
+
+class Phonemizer:
+    """espeak-ng phonemizer with one backend per language, mapped to a model's vocabulary."""
+
+    _lock = threading.Lock()
+    _configured = False
+
+    def __init__(self, vocab: Mapping[str, int]) -> None:
+        self.vocab = dict(vocab)
+        self._backends: dict[str, object] = {}
+        self._configure()
+
+    @classmethod
+    def _configure(cls) -> None:
+        with cls._lock:
+            if cls._configured:
+                return
+            try:
+                import espeakng_loader
+                from phonemizer.backend.espeak.wrapper import EspeakWrapper
+            except ImportError as err:  # pragma: no cover - both are hard dependencies
+                raise PhonemizerError(f"phonemizer/espeakng-loader not installed: {err}") from err
+            EspeakWrapper.set_library(espeakng_loader.get_library_path())
+            EspeakWrapper.set_data_path(espeakng_loader.get_data_path())
+            cls._configured = True
+
+    def _backend(self, language: str):
+        backend = self._backends.get(language)
+        if backend is None:
+            from phonemizer.backend import EspeakBackend
+
+            try:
+                backend = EspeakBackend(
+                    language,
+                    preserve_punctuation=True,
+                    with_stress=True,
+                    tie=TIE,
+                    language_switch="remove-flags",
+                )
+            except RuntimeError as err:
+                raise PhonemizerError(f"espeak-ng cannot speak {language!r}: {err}") from err
+            self._backends[language] = backend
+        return backend
+
+    def phonemize(self, text: str, language: str) -> str:
+        """Text -> phonemes in the model's vocabulary ('' when nothing is speakable)."""
+        if not text.strip():
+            return ""
+        with self._lock:
+            raw = self._backend(language).phonemize([text], strip=True)[0]
+        return keep_known(to_kokoro(raw, language), self.vocab)
+
+    def ids(self, phonemes: str) -> list[int]:
+        """Phonemes -> token ids (without the pad tokens the engine adds around them)."""
+        return [self.vocab[p] for p in phonemes if p in self.vocab]
