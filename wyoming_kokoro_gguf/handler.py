@@ -1,0 +1,372 @@
+"""Wyoming event handling for one client connection, and the incremental text segmenter.
+
+Event sequences the handler produces (audio is 24 kHz, 16-bit, mono throughout):
+
+* ``synthesize`` (outside a stream): audio-start, audio-chunk..., audio-stop.  Chunks go out as
+  each clause is synthesized, so a long text starts playing within a clause's time.
+* ``synthesize-start``, ``synthesize-chunk``..., [``synthesize``], ``synthesize-stop``:
+  audio-start (once), audio-chunk... as soon as each sentence of the text is complete and
+  synthesized, audio-stop, synthesize-stopped.  The ``synthesize`` that Home Assistant sends
+  inside the stream (the whole text again, for old servers) is not spoken a second time.
+  Home Assistant builds its WAV header from the first audio-start and ignores later ones
+  (DESIGN.md section 1), so one audio-start with one format is what a stream gets here.
+* Errors (unknown voice, text too long, engine failure): an ``error`` event with one clear
+  line; in a stream, synthesize-stopped still follows synthesize-stop, so a streaming client
+  never waits forever.  The connection stays open for the next request.
+* ``describe`` is answered at once, at any point, even in the middle of a synthesis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import Describe
+from wyoming.server import AsyncEventHandler
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeStopped,
+)
+
+from .server import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH, RequestError
+
+if TYPE_CHECKING:
+    from .server import Job, ServerContext
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_QUEUED_REQUESTS = 8  # per connection
+
+_SENTENCE_END = ".!?…。！？"
+_CLAUSE_END = ",;:，；：、"
+_CLOSERS = "\"'”’»)]}」』"
+# Words whose trailing period does not end a sentence.
+_ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "no", "nr", "fig", "approx"}
+    | {"dept", "est", "inc", "ltd", "co", "mt", "ave", "e.g", "i.e", "cf", "al"}
+    | {"jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"}
+)
+_WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+
+
+class TextSegmenter:
+    """Cuts text that arrives in arbitrary pieces into units worth synthesizing now.
+
+    A unit ends at a sentence end (. ! ? … and CJK marks, with closing quotes) followed by
+    white space, or at a line break.  A period after a known abbreviation or a single initial
+    does not end a sentence, and "3.5" never splits because a split needs white space after the
+    mark, which only the next piece of text can show.  When no sentence ends for a while, the
+    text is cut at a clause mark (, ; :) so the first audio is not held back by a long
+    sentence: after ``first_clause_chars`` for the first unit, ``clause_chars`` later, and at a
+    word boundary after ``max_chars`` when there is no punctuation at all.
+    """
+
+    def __init__(
+        self, first_clause_chars: int = 60, clause_chars: int = 150, max_chars: int = 300
+    ) -> None:
+        self._buf = ""
+        self._scan_from = 0
+        self._emitted = 0
+        self.first_clause_chars = first_clause_chars
+        self.clause_chars = clause_chars
+        self.max_chars = max_chars
+
+    def feed(self, text: str) -> list[str]:
+        """Add a piece of text; return the units it completed."""
+        self._buf += text
+        return self._drain(final=False)
+
+    def finish(self) -> list[str]:
+        """The end of the text: return every remaining unit."""
+        units = self._drain(final=True)
+        rest = self._buf.strip()
+        self._buf = ""
+        self._scan_from = 0
+        if rest:
+            units.append(rest)
+        return [u for u in units if u]
+
+    def _take(self, end: int) -> str:
+        unit = self._buf[:end].strip()
+        self._buf = self._buf[end:]
+        self._scan_from = 0
+        if unit:
+            self._emitted += 1
+        return unit
+
+    def _drain(self, final: bool) -> list[str]:
+        units: list[str] = []
+        while True:
+            cut = self._sentence_cut(final)
+            if cut is None:
+                cut = self._clause_cut()
+            if cut is None:
+                break
+            unit = self._take(cut)
+            if unit:
+                units.append(unit)
+        return units
+
+    def _sentence_cut(self, final: bool) -> int | None:
+        buf = self._buf
+        n = len(buf)
+        i = self._scan_from
+        while i < n:
+            ch = buf[i]
+            if ch == "\n" and buf[:i].strip():
+                return i + 1
+            if ch in _SENTENCE_END:
+                j = i + 1
+                while j < n and (buf[j] in _SENTENCE_END or buf[j] in _CLOSERS):
+                    j += 1
+                if j >= n:
+                    if final:
+                        return n
+                    self._scan_from = i  # wait for the next piece to see what follows
+                    return None
+                cjk = ch in "。！？"
+                if (buf[j].isspace() or cjk) and not self._is_abbreviation(buf, i, ch):
+                    return j
+                i = j
+                continue
+            i += 1
+        self._scan_from = n
+        return None
+
+    @staticmethod
+    def _is_abbreviation(buf: str, i: int, ch: str) -> bool:
+        if ch != ".":
+            return False
+        m = _WORD_BEFORE.search(buf[:i])
+        if not m:
+            return False
+        word = m.group(1).lower()
+        if len(word) == 1 and word.isalpha() and m.group(1).isupper():
+            return True  # an initial: "J. R. R. Tolkien"
+        return word in _ABBREVIATIONS
+
+    def _clause_cut(self) -> int | None:
+        buf = self._buf
+        limit = self.first_clause_chars if self._emitted == 0 else self.clause_chars
+        if len(buf.strip()) < limit:
+            return None
+        best = None
+        for m in re.finditer(r"[,;:，；：、](?=\s)", buf):
+            if len(buf[: m.end()].strip()) >= min(limit, 40):
+                best = m.end()
+        if best is not None:
+            return best
+        if len(buf) >= self.max_chars:
+            space = buf.rfind(" ", 0, len(buf) - 1)
+            if space > 0:
+                return space
+        return None
+
+
+class _Request:
+    """A queued request of one connection: a one-shot synthesize or a text stream."""
+
+    def __init__(self, handler: KokoroEventHandler, voice: Any, streaming: bool) -> None:
+        self.handler = handler
+        self.voice_name = getattr(voice, "name", None) if voice is not None else None
+        self.voice_language = getattr(voice, "language", None) if voice is not None else None
+        self.streaming = streaming
+        self.segmenter = TextSegmenter()
+        self.job: Job = handler.ctx.scheduler.create_job(handler.ctx.speed)
+        self.chars = 0
+        self.got_text = False
+        self.stopped = asyncio.Event()
+        self.error: RequestError | None = None
+
+    def feed(self, text: str) -> None:
+        """More text (a stream delta, or the whole text of a one-shot request)."""
+        if self.error is not None or self.stopped.is_set():
+            return
+        self.got_text = self.got_text or bool(text)
+        self.chars += len(text)
+        try:
+            self.handler.ctx.check_text("", total=self.chars)
+        except RequestError as err:
+            self.fail(err)
+            return
+        for unit in self.segmenter.feed(text):
+            self.job.add_text(unit)
+
+    def stop(self) -> None:
+        """The end of the text."""
+        if self.stopped.is_set():
+            return
+        if self.error is None:
+            for unit in self.segmenter.finish():
+                self.job.add_text(unit)
+        self.job.close()
+        self.stopped.set()
+
+    def fail(self, err: RequestError) -> None:
+        """Refuse the rest of this request (the error is reported once)."""
+        if self.error is None:
+            self.error = err
+            self.job.cancel()
+
+
+class KokoroEventHandler(AsyncEventHandler):
+    """Handles one client: describe at once, synthesis requests in order, audio as it comes."""
+
+    def __init__(self, ctx: ServerContext, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ctx = ctx
+        self._stream: _Request | None = None
+        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self._runner: asyncio.Task | None = None
+        self._current: _Request | None = None
+        self._closed = False
+        ctx.connections += 1
+
+    async def handle_event(self, event: Event) -> bool:
+        if Describe.is_type(event.type):
+            await self.write_event(self.ctx.info_event())
+            return True
+        try:
+            if Synthesize.is_type(event.type):
+                synthesize = Synthesize.from_event(event)
+                if self._stream is not None:
+                    # Home Assistant repeats the whole text inside a stream for servers without
+                    # streaming: not spoken twice.  A client that streamed no text at all gets it.
+                    if not self._stream.got_text:
+                        self._stream.feed(synthesize.text)
+                    return True
+                request = _Request(self, synthesize.voice, streaming=False)
+                request.feed(synthesize.text)
+                request.stop()
+                await self._submit(request)
+                return True
+            if not self.ctx.streaming:
+                return True  # streaming is not advertised: stream events are not ours to answer
+            if SynthesizeStart.is_type(event.type):
+                start = SynthesizeStart.from_event(event)
+                if self._stream is not None:
+                    self._stream.stop()  # a new stream ends an unfinished one
+                self._stream = _Request(self, start.voice, streaming=True)
+                await self._submit(self._stream)
+                return True
+            if SynthesizeChunk.is_type(event.type):
+                if self._stream is not None:
+                    self._stream.feed(SynthesizeChunk.from_event(event).text)
+                return True
+            if SynthesizeStop.is_type(event.type):
+                if self._stream is not None:
+                    self._stream.stop()
+                    self._stream = None
+                else:
+                    await self.write_event(SynthesizeStopped().event())
+                return True
+        except RequestError as err:
+            await self._send_error(err)
+        return True
+
+    async def _submit(self, request: _Request) -> None:
+        if self._queue.qsize() >= MAX_QUEUED_REQUESTS:
+            request.job.cancel()
+            raise RequestError(
+                f"too many requests queued on this connection (at most {MAX_QUEUED_REQUESTS})",
+                "busy",
+            )
+        self.ctx.requests += 1
+        self._queue.put_nowait(request)
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run_requests(), name="kokoro requests")
+
+    async def _run_requests(self) -> None:
+        while True:
+            request = await self._queue.get()
+            self._current = request
+            try:
+                await self._run_request(request)
+            except (ConnectionError, OSError):
+                _LOGGER.debug("client went away during synthesis")
+                request.job.cancel()
+                await self.stop()
+                return
+            finally:
+                request.job.cancel()
+                self._current = None
+
+    async def _run_request(self, request: _Request) -> None:
+        ctx = self.ctx
+        audio_started = False
+        timestamp = 0
+        samples = 0
+        try:
+            if request.error is not None:
+                raise request.error
+            voice = await ctx.resolve_voice(request.voice_name, request.voice_language)
+            request.job.start(voice)
+            spc = ctx.samples_per_chunk
+            async for audio in request.job.chunks():
+                if not audio_started:
+                    await self._audio_start()
+                    audio_started = True
+                data = audio.astype("<i2", copy=False).tobytes()
+                step = spc * SAMPLE_WIDTH * CHANNELS
+                for offset in range(0, len(data), step):
+                    part = data[offset : offset + step]
+                    await self.write_event(
+                        AudioChunk(
+                            rate=SAMPLE_RATE,
+                            width=SAMPLE_WIDTH,
+                            channels=CHANNELS,
+                            audio=part,
+                            timestamp=timestamp,
+                        ).event()
+                    )
+                    samples += len(part) // (SAMPLE_WIDTH * CHANNELS)
+                    timestamp = samples * 1000 // SAMPLE_RATE
+            if request.error is not None:
+                raise request.error
+            if not audio_started:
+                await self._audio_start()  # empty text: a valid, empty audio stream
+                audio_started = True
+            await self.write_event(AudioStop(timestamp=timestamp).event())
+        except RequestError as err:
+            request.fail(err)
+            await self._send_error(err)
+            if audio_started:
+                await self.write_event(AudioStop(timestamp=timestamp).event())
+        if request.streaming:
+            await request.stopped.wait()
+            await self.write_event(SynthesizeStopped().event())
+
+    async def _audio_start(self) -> None:
+        await self.write_event(
+            AudioStart(rate=SAMPLE_RATE, width=SAMPLE_WIDTH, channels=CHANNELS, timestamp=0).event()
+        )
+
+    async def _send_error(self, err: RequestError) -> None:
+        _LOGGER.warning("request refused: %s", err.text)
+        await self.write_event(Error(text=err.text, code=err.code).event())
+
+    async def disconnect(self) -> None:
+        """The client is gone: stop its synthesis at once (frees the engine for others)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.ctx.connections -= 1
+        if self._stream is not None:
+            self._stream.job.cancel()
+        if self._current is not None:
+            self._current.job.cancel()
+        while not self._queue.empty():
+            self._queue.get_nowait().job.cancel()
+        if self._runner is not None and self._runner is not asyncio.current_task():
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner
