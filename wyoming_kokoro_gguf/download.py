@@ -1,0 +1,332 @@
+"""Model files on demand: resumable, verified downloads of the published Kokoro GGUF files.
+
+Why not write straight to the final path (as wyoming-piper does): an interrupted download must
+never look like a model.  Bytes go to ``<name>.part``; a later attempt resumes it with an HTTP
+Range request; the file is renamed into place only after its size (and sha256, when the server
+or our table knows it) checked out.  A download that cannot fit on the disk is refused before it
+starts, or cleaned up when the disk fills mid-way, so no partial file is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .plan import VARIANTS
+
+_LOGGER = logging.getLogger(__name__)
+
+HF_REPO = "mmwillet2/Kokoro_GGUF"
+HF_BASE_URL = f"https://huggingface.co/{HF_REPO}/resolve/main"
+BASE_URL_ENV = "WYOMING_KOKORO_GGUF_BASE_URL"  # a mirror (or a test server) instead of the hub
+# sha256 of published files we have verified ourselves; Hugging Face also sends it for LFS
+# files (X-Linked-Etag), which is what is checked when this table has no entry.
+KNOWN_SHA256: dict[str, str] = {}
+DISK_RESERVE_BYTES = 16 << 20  # leave this much free after a download
+CHUNK_BYTES = 1 << 20
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class DownloadError(RuntimeError):
+    """A download failed; the message is one line for the user."""
+
+
+class OfflineError(DownloadError):
+    """The server could not be reached at all (no network, DNS failure, refused)."""
+
+
+class DiskFullError(DownloadError):
+    """Not enough room on the disk; nothing partial is left behind."""
+
+
+class VerifyError(DownloadError):
+    """The downloaded bytes do not match the expected size or sha256."""
+
+
+def base_url() -> str:
+    return os.environ.get(BASE_URL_ENV, HF_BASE_URL).rstrip("/")
+
+
+def variant_url(variant: str, base: str | None = None) -> str:
+    """URL of a published variant (f32, f16, q8_0, q5_0, q4_0)."""
+    if variant not in VARIANTS:
+        raise DownloadError(f"unknown variant {variant!r}: {', '.join(VARIANTS)}")
+    return f"{(base or base_url()).rstrip('/')}/{VARIANTS[variant].filename}"
+
+
+def _part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def _free_bytes(directory: Path) -> int:
+    return shutil.disk_usage(directory).free
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _linked_sha256(resp: aiohttp.ClientResponse) -> str | None:
+    """Hugging Face's X-Linked-Etag (the LFS sha256), on the redirect or the final response."""
+    for r in (*resp.history, resp):
+        for key in ("X-Linked-Etag", "X-Xet-Hash-Sha256"):
+            value = r.headers.get(key, "").strip().strip('"').removeprefix("W/").strip('"').lower()
+            if _SHA256_RE.match(value):
+                return value
+    return None
+
+
+def _total_size(resp: aiohttp.ClientResponse, offset: int) -> int | None:
+    content_range = resp.headers.get("Content-Range", "")
+    match = re.match(r"bytes\s+\d+-\d+/(\d+)", content_range)
+    if resp.status == 206 and match:
+        return int(match.group(1))
+    if resp.content_length is not None:
+        return resp.content_length + (offset if resp.status == 206 else 0)
+    for r in (*resp.history, resp):
+        linked = r.headers.get("X-Linked-Size", "")
+        if linked.isdigit():
+            return int(linked)
+    return None
+
+
+class _Progress:
+    """Logs every 10% (or every 64 MB when the size is unknown)."""
+
+    def __init__(self, name: str, total: int | None, start: int) -> None:
+        self.name, self.total, self.done = name, total, start
+        self.started = time.monotonic()
+        self.start_bytes = start
+        self.next_mark = self._mark_after(start)
+
+    def _mark_after(self, done: int) -> int:
+        if self.total:
+            step = max(self.total // 10, 1)
+            return (done // step + 1) * step
+        return (done // (64 << 20) + 1) * (64 << 20)
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.done >= self.next_mark and (not self.total or self.done < self.total):
+            self.log()
+            self.next_mark = self._mark_after(self.done)
+
+    def log(self) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = (self.done - self.start_bytes) / elapsed / (1 << 20)
+        mb = self.done / (1 << 20)
+        if self.total:
+            pct = 100 * self.done / self.total
+            _LOGGER.info(
+                "downloading %s: %.0f%% (%.1f of %.1f MB, %.1f MB/s)",
+                self.name,
+                pct,
+                mb,
+                self.total / (1 << 20),
+                rate,
+            )
+        else:
+            _LOGGER.info("downloading %s: %.1f MB (%.1f MB/s)", self.name, mb, rate)
+
+
+async def _attempt(
+    session: aiohttp.ClientSession,
+    url: str,
+    dest: Path,
+    expected_size: int | None,
+    sha256: str | None,
+) -> tuple[int, str | None, str]:
+    """One request: append to the .part file. Returns (total size, expected sha256, digest)."""
+    part = _part_path(dest)
+    offset = part.stat().st_size if part.exists() else 0
+    if expected_size is not None and offset > expected_size:
+        _remove(part)
+        offset = 0
+    headers = {"Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    async with session.get(url, headers=headers) as resp:
+        if resp.status == 416 and offset:
+            # Nothing left to fetch: the part file may already be complete; verify it below.
+            total = expected_size if expected_size is not None else offset
+            digest = await asyncio.to_thread(_hash_file, part)
+            return total, sha256 or _linked_sha256(resp), digest
+        if resp.status == 404:
+            raise DownloadError(f"{url}: not found on the server (HTTP 404)")
+        if resp.status >= 400:
+            raise DownloadError(
+                f"{url}: the server answered HTTP {resp.status} {resp.reason or ''}".strip()
+            )
+        if resp.status != 206:
+            offset = 0  # the server ignored the Range request: start over
+        total = _total_size(resp, offset)
+        if expected_size is not None and total is not None and total != expected_size:
+            raise VerifyError(
+                f"{dest.name}: the server offers {total} bytes, expected {expected_size}"
+            )
+        if total is None:
+            total = expected_size
+        want_sha = sha256 or _linked_sha256(resp)
+        need = (total - offset) if total is not None else 0
+        free = _free_bytes(part.parent)
+        if total is not None and free < need + DISK_RESERVE_BYTES:
+            _remove(part)
+            raise DiskFullError(
+                f"not enough disk space in {part.parent} for {dest.name}: it needs "
+                f"{need / (1 << 20):.0f} MB, {free / (1 << 20):.0f} MB free"
+            )
+        hasher = hashlib.sha256()
+        if offset:
+            await asyncio.to_thread(_hash_into, part, hasher)
+            _LOGGER.info("resuming %s at %.1f MB", dest.name, offset / (1 << 20))
+        progress = _Progress(dest.name, total, offset)
+        mode = "ab" if offset else "wb"
+        try:
+            with open(part, mode) as out:
+                async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+                    out.write(chunk)
+                    hasher.update(chunk)
+                    progress.add(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                _remove(part)
+                raise DiskFullError(
+                    f"the disk filled up while downloading {dest.name} to {part.parent}; "
+                    "the partial file was removed"
+                ) from None
+            raise
+        progress.log()
+        return (total if total is not None else progress.done), want_sha, hasher.hexdigest()
+
+
+def _hash_into(path: Path, hasher: Any) -> None:
+    with open(path, "rb") as src:
+        while chunk := src.read(CHUNK_BYTES):
+            hasher.update(chunk)
+
+
+def _hash_file(path: Path) -> str:
+    hasher = hashlib.sha256()
+    _hash_into(path, hasher)
+    return hasher.hexdigest()
+
+
+async def fetch_file(
+    url: str,
+    dest: Path | str,
+    *,
+    expected_size: int | None = None,
+    sha256: str | None = None,
+    session: aiohttp.ClientSession | None = None,
+    retries: int = 3,
+    connect_timeout: float = 15.0,
+    read_timeout: float = 60.0,
+) -> Path:
+    """Download url to dest (resuming dest.part), verify, then rename into place.
+
+    Retries broken transfers (resuming each time); raises OfflineError when the host cannot be
+    reached, DiskFullError, VerifyError, or DownloadError with one clear line.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    sha256 = (sha256 or KNOWN_SHA256.get(dest.name) or "").lower() or None
+    own_session = session is None
+    if session is None:
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=connect_timeout,
+            sock_connect=connect_timeout,
+            sock_read=read_timeout,
+        )
+        session = aiohttp.ClientSession(timeout=timeout)
+    part = _part_path(dest)
+    restarted = False
+    try:
+        attempt = 0
+        while True:
+            attempt += 1
+            resumed = part.exists() and part.stat().st_size > 0
+            try:
+                total, want_sha, digest = await _attempt(session, url, dest, expected_size, sha256)
+            except aiohttp.ClientConnectorError as err:
+                raise OfflineError(
+                    f"cannot reach {_host(url)} to download {dest.name}: {_reason(err)}"
+                ) from None
+            except (
+                aiohttp.ClientPayloadError,
+                aiohttp.ServerDisconnectedError,
+                aiohttp.ClientOSError,
+                asyncio.TimeoutError,
+            ) as err:
+                if attempt > retries:
+                    raise DownloadError(
+                        f"download of {dest.name} kept failing ({_reason(err)}); "
+                        f"{part.name} is kept and the next start resumes it"
+                    ) from None
+                _LOGGER.warning(
+                    "download of %s interrupted (%s); resuming", dest.name, _reason(err)
+                )
+                await asyncio.sleep(min(2 ** (attempt - 1), 10) * 0.5)
+                continue
+            size = part.stat().st_size if part.exists() else 0
+            problem = None
+            if size != total:
+                problem = f"size {size} bytes, expected {total}"
+            elif want_sha and digest != want_sha:
+                problem = f"sha256 {digest}, expected {want_sha}"
+            if problem is None:
+                os.replace(part, dest)
+                _LOGGER.info(
+                    "downloaded %s (%.1f MB%s)",
+                    dest.name,
+                    size / (1 << 20),
+                    ", sha256 verified" if want_sha else "",
+                )
+                return dest
+            _remove(part)
+            if resumed and not restarted:
+                # The resumed bytes may belong to an older file: start over once.
+                restarted = True
+                _LOGGER.warning(
+                    "%s failed verification (%s); downloading again", dest.name, problem
+                )
+                continue
+            raise VerifyError(f"downloaded {dest.name} is corrupt ({problem}); removed it")
+    finally:
+        if own_session:
+            await session.close()
+
+
+def _host(url: str) -> str:
+    match = re.match(r"^[a-z]+://([^/]+)", url)
+    return match.group(1) if match else url
+
+
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+async def fetch_variant(variant: str, dest_dir: Path | str, base: str | None = None) -> Path:
+    """Download a published variant into dest_dir under its published file name."""
+    url = variant_url(variant, base)
+    dest = Path(dest_dir) / VARIANTS[variant].filename
+    _LOGGER.info("fetching Kokoro %s (~%d MB) from %s", variant, VARIANTS[variant].size_mb, url)
+    return await fetch_file(url, dest)
+
+
+def download_variant(variant: str, dest_dir: Path | str, base: str | None = None) -> Path:
+    """Blocking wrapper of fetch_variant (runs its own event loop; call it from a thread)."""
+    return asyncio.run(fetch_variant(variant, dest_dir, base))
