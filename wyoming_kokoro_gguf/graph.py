@@ -1,0 +1,737 @@
+"""The Kokoro-82M graph for ONNX Runtime, built here from the architecture and a model file.
+
+Reference architecture: hexgrad/kokoro (kokoro/model.py, modules.py, istftnet.py).  Tensor names
+are TTS.cpp's GGUF layout (py-gguf/tts_encoders/kokoro_gguf_encoder.py): weight-norm folded,
+AdaIN ``fc`` split into gamma/beta halves, LSTM weights split per gate (i, f, g, o; even index =
+input weights, odd = recurrent).  Dimensions come from tensor shapes and the file's metadata.
+
+Two graphs:
+- stage 1 (text side): tokens, style, speed -> durations (frames per token), ``d`` (predictor
+  features, [T, 1, 640]) and ``t_en`` (text encoder output, [T, 1, 512]).
+- the host repeats rows of ``d``/``t_en`` by the durations (the alignment matrix product of the
+  reference, as a gather),
+- stage 2 (acoustic side): ``en``, ``asr`` (the repeated rows), style -> 24 kHz audio.
+
+Stage 2 runs its convolutions as height-1 2-D convolutions ([1, C, 1, T]): numerically the
+same, and ORT's fast NCHWc kernels only apply to 2-D convs.  The harmonic source is the
+deterministic variant of the reference (no random noise or initial phases), computed like the
+widely used ONNX export so results compare closely.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .lowering import LoweringPlan, default_plan
+
+_LOG = logging.getLogger(__name__)
+
+OPSET = 17
+PREFIX = "kokoro."
+SAMPLE_RATE = 24000
+# SineGen settings of the reference Generator (istftnet.py): harmonics 8, sine_amp 0.1,
+# voiced threshold 10 Hz.
+SINE_AMP = 0.1
+VOICED_THRESHOLD = 10.0
+LAYER_NORM_EPS = 1e-5
+ALBERT_LN_EPS = 1e-12  # transformers' AlbertConfig default
+
+
+class GraphBuildError(RuntimeError):
+    """The model file lacks a tensor or shape the Kokoro graph needs."""
+
+
+@dataclass
+class BuiltGraphs:
+    stage1: onnx.ModelProto
+    stage2: onnx.ModelProto
+    notes: list[str]
+
+
+class _Builder:
+    """Minimal helper over onnx.helper: unique names, initializers, nodes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.inputs: list[onnx.ValueInfoProto] = []
+        self.outputs: list[onnx.ValueInfoProto] = []
+        self._count = 0
+        self.uses_ms = False
+
+    def fresh(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def init(self, hint: str, array: np.ndarray) -> str:
+        name = self.fresh(hint)
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def const(self, value, dtype=np.float32) -> str:
+        # one initializer per use: ORT's extended optimizers may rewrite a shared one in place
+        return self.init("c", np.asarray(value, dtype=dtype))
+
+    def op(
+        self,
+        op_type: str,
+        inputs: list[str],
+        hint: str | None = None,
+        outputs: int = 1,
+        domain: str = "",
+        **attrs,
+    ) -> str | list[str]:
+        names = [self.fresh(hint or op_type) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, names, domain=domain or None, **attrs))
+        if domain == "com.microsoft":
+            self.uses_ms = True
+        return names[0] if outputs == 1 else names
+
+    def input(self, name: str, elem: int, shape: list) -> str:
+        self.inputs.append(helper.make_tensor_value_info(name, elem, shape))
+        return name
+
+    def output(self, src: str, name: str, elem: int, shape: list) -> None:
+        self.nodes.append(helper.make_node("Identity", [src], [name]))
+        self.outputs.append(helper.make_tensor_value_info(name, elem, shape))
+
+    def model(self) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.inits)
+        opsets = [helper.make_opsetid("", OPSET)]
+        if self.uses_ms:
+            opsets.append(helper.make_opsetid("com.microsoft", 1))
+        model = helper.make_model(graph, opset_imports=opsets, producer_name="wyoming_kokoro_gguf")
+        model.ir_version = 8
+        return model
+
+
+class _Weights:
+    """Tensor access by TTS.cpp name without the ``kokoro.`` prefix."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.names = set(model.tensor_names)
+
+    def has(self, name: str) -> bool:
+        return PREFIX + name in self.names
+
+    def get(self, name: str) -> np.ndarray:
+        if not self.has(name):
+            raise GraphBuildError(f"the model file has no tensor {PREFIX + name}")
+        return np.asarray(self.model.tensor(PREFIX + name), dtype=np.float32)
+
+    def qtype(self, name: str) -> str:
+        return getattr(
+            self.model.tensor_type(PREFIX + name),
+            "name",
+            str(self.model.tensor_type(PREFIX + name)),
+        )
+
+    def raw(self, name: str) -> np.ndarray:
+        return np.asarray(self.model.raw_tensor(PREFIX + name))
+
+    def hparam(self, key: str, default):
+        hp = self.model.hparams
+        for k in (PREFIX + key, key):
+            if k in hp:
+                return hp[k]
+        return default
+
+
+class KokoroGraph:
+    """Builds both stages for one model file and one lowering plan."""
+
+    def __init__(self, model, plan: LoweringPlan | None = None) -> None:
+        self.w = _Weights(model)
+        self.plan = plan or default_plan()
+        self.notes: list[str] = []
+        if self.plan.conv == "int8":
+            self.notes.append("conv=int8 is not built yet: convolutions run in fp32")
+        self.nbits_used = 0
+
+    # ------------------------------------------------------------ shared pieces
+
+    def linear(self, b: _Builder, x: str, wname: str, bname: str | None) -> str:
+        """x[..., in] @ W.T + b, W stored [out, in]; GGUF Q4_0/Q8_0 blocks may stay packed."""
+        qtype = self.w.qtype(wname)
+        if self.plan.linear == "matmulnbits" and qtype in ("Q4_0", "Q8_0"):
+            y = self._matmulnbits(b, x, wname, qtype)
+        else:
+            y = b.op("MatMul", [x, b.init(wname, self.w.get(wname).T)])
+        if bname is not None:
+            y = b.op("Add", [y, b.init(bname, self.w.get(bname))])
+        return y
+
+    def _matmulnbits(self, b: _Builder, x: str, wname: str, qtype: str) -> str:
+        raw = self.w.raw(wname).view(np.uint8)
+        shape = self.w.get(wname).shape  # [N, K] (dequantized shape; blocks run along K)
+        n, k = int(shape[0]), int(shape[1])
+        nblocks = k // 32
+        if qtype == "Q4_0":
+            blocks = raw.reshape(n, nblocks, 18)
+            scales = blocks[:, :, :2].copy().view(np.float16).astype(np.float32).reshape(-1)
+            q = blocks[:, :, 2:]
+            # GGUF: byte j = element j (low nibble) and j + 16 (high nibble);
+            # MatMulNBits: byte j = element 2j (low) and 2j + 1 (high).
+            vals = np.concatenate([q & 0x0F, q >> 4], axis=2)  # elements 0..31
+            packed = (vals[:, :, 0::2] | (vals[:, :, 1::2] << 4)).astype(np.uint8)
+            bits = 4
+        else:  # Q8_0: fp16 scale + 32 int8, zero point 128 after the shift to uint8
+            blocks = raw.reshape(n, nblocks, 34)
+            scales = blocks[:, :, :2].copy().view(np.float16).astype(np.float32).reshape(-1)
+            packed = (blocks[:, :, 2:].view(np.int8).astype(np.int16) + 128).astype(np.uint8)
+            bits = 8
+        self.nbits_used += 1
+        return b.op(
+            "MatMulNBits",
+            [x, b.init(wname + "_q", packed), b.init(wname + "_s", scales)],
+            domain="com.microsoft",
+            K=k,
+            N=n,
+            bits=bits,
+            block_size=32,
+        )
+
+    def lstm(self, b: _Builder, x: str, prefix: str) -> str:
+        """Bidirectional one-layer LSTM over x [T, 1, in] -> [T, 1, 2H] (torch output layout)."""
+        order = (0, 3, 1, 2)  # ONNX gate order i, o, f, c from torch's i, f, g, o
+
+        def stack(kind: str, parity: int) -> np.ndarray:
+            return np.concatenate([self.w.get(f"{prefix}.{kind}.{2 * g + parity}") for g in order])
+
+        w = np.stack([stack("weights", 0), stack("reverse_weights", 0)])
+        r = np.stack([stack("weights", 1), stack("reverse_weights", 1)])
+        bias = np.stack(
+            [
+                np.concatenate([stack("biases", 0), stack("biases", 1)]),
+                np.concatenate([stack("reverse_biases", 0), stack("reverse_biases", 1)]),
+            ]
+        )
+        hidden = r.shape[2]
+        y = b.op(
+            "LSTM",
+            [x, b.init(prefix + ".W", w), b.init(prefix + ".R", r), b.init(prefix + ".B", bias)],
+            direction="bidirectional",
+            hidden_size=hidden,
+        )
+        y = b.op("Transpose", [y], perm=[0, 2, 1, 3])  # [T, 1, 2, H]
+        return b.op("Reshape", [y, b.const([0, 0, -1], np.int64)])
+
+    def style_affine(self, b: _Builder, s: str, prefix_g: str, prefix_b: str) -> tuple[str, str]:
+        """(1 + gamma, beta) as [C] vectors from the style: the two halves of AdaIN's fc."""
+        gamma = self.linear(b, s, prefix_g + "_weight", prefix_g + "_bias")
+        beta = self.linear(b, s, prefix_b + "_weight", prefix_b + "_bias")
+        flat = b.const([-1], np.int64)
+        scale = b.op("Add", [b.op("Reshape", [gamma, flat]), b.const(1.0)])
+        return scale, b.op("Reshape", [beta, flat])
+
+    # ------------------------------------------------------------ stage 1
+
+    def build_stage1(self) -> onnx.ModelProto:
+        b = _Builder("kokoro_stage1")
+        w = self.w
+        tokens = b.input("tokens", TensorProto.INT64, [1, "T"])
+        style = b.input("style", TensorProto.FLOAT, [1, 256])
+        speed = b.input("speed", TensorProto.FLOAT, [1])
+        s_pred = b.op(
+            "Slice",
+            [style, b.const([128], np.int64), b.const([256], np.int64), b.const([1], np.int64)],
+        )
+
+        # ---- ALBERT (shared layer applied `recurrence` times)
+        n_tok = b.op("Shape", [tokens], start=1, end=2)
+        emb = b.op("Gather", [b.init("token_embd", w.get("albert.token_embd")), tokens])
+        pos = b.op(
+            "Slice",
+            [b.init("position_embd", w.get("albert.position_embd")), b.const([0], np.int64), n_tok],
+        )
+        x = b.op("Add", [emb, b.op("Unsqueeze", [pos, b.const([0], np.int64)])])
+        tte = w.get("albert.token_type_embd").reshape(-1)
+        x = b.op("Add", [x, b.init("token_type", tte)])
+        x = b.op(
+            "LayerNormalization",
+            [
+                x,
+                b.init("albert_norm", w.get("albert.norm")),
+                b.init("albert_norm_b", w.get("albert.norm_bias")),
+            ],
+            axis=-1,
+            epsilon=ALBERT_LN_EPS,
+        )
+        x = self.linear(b, x, "albert.embd", "albert.embd_bias")
+        hidden = w.get("albert.embd").shape[0]
+        heads = int(w.hparam("duration_predictor.albert.attn_heads", 12))
+        layers = int(w.hparam("duration_predictor.albert.recurrence", 12))
+        head_dim = hidden // heads
+        split_heads = b.const([1, -1, heads, head_dim], np.int64)
+        merge_heads = b.const([1, -1, hidden], np.int64)
+        L = "albert.layer.0."
+        for _ in range(layers):
+            q = self.linear(b, x, L + "q", L + "q_bias")
+            k = self.linear(b, x, L + "k", L + "k_bias")
+            v = self.linear(b, x, L + "v", L + "v_bias")
+            q = b.op("Transpose", [b.op("Reshape", [q, split_heads])], perm=[0, 2, 1, 3])
+            k = b.op("Transpose", [b.op("Reshape", [k, split_heads])], perm=[0, 2, 3, 1])
+            v = b.op("Transpose", [b.op("Reshape", [v, split_heads])], perm=[0, 2, 1, 3])
+            scores = b.op("Mul", [b.op("MatMul", [q, k]), b.const(1.0 / math.sqrt(head_dim))])
+            probs = b.op("Softmax", [scores], axis=-1)
+            ctx = b.op("Transpose", [b.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
+            ctx = b.op("Reshape", [ctx, merge_heads])
+            attn = self.linear(b, ctx, L + "o", L + "o_bias")
+            h = b.op(
+                "LayerNormalization",
+                [
+                    b.op("Add", [x, attn]),
+                    b.init("ln1", w.get(L + "ffn_norm")),
+                    b.init("ln1b", w.get(L + "ffn_norm_bias")),
+                ],
+                axis=-1,
+                epsilon=ALBERT_LN_EPS,
+            )
+            f = self.linear(b, h, L + "ffn", L + "ffn_bias")
+            f = b.op("FastGelu", [f], domain="com.microsoft")  # gelu_new (tanh form)
+            f = self.linear(b, f, L + "ffn_out", L + "ffn_out_bias")
+            x = b.op(
+                "LayerNormalization",
+                [
+                    b.op("Add", [f, h]),
+                    b.init("ln2", w.get(L + "attn_norm")),
+                    b.init("ln2b", w.get(L + "attn_norm_bias")),
+                ],
+                axis=-1,
+                epsilon=ALBERT_LN_EPS,
+            )
+        d_en = self.linear(b, x, "duration_predictor.encode", "duration_predictor.encode_bias")
+        d_en = b.op("Transpose", [d_en], perm=[1, 0, 2])  # [T, 1, 512]
+
+        # ---- prosody predictor's DurationEncoder: (biLSTM, AdaLayerNorm) x n, style concatenated
+        seq_shape = b.op("Concat", [n_tok, b.const([1, 128], np.int64)], axis=0)
+        s_seq = b.op("Expand", [b.op("Unsqueeze", [s_pred, b.const([0], np.int64)]), seq_shape])
+        x = b.op("Concat", [d_en, s_seq], axis=-1)
+        n_layers = 0
+        while w.has(f"duration_predictor.layers.{2 * n_layers}.lstm.0.weights.0"):
+            n_layers += 1
+        if n_layers == 0:
+            raise GraphBuildError("the model file has no duration encoder layers")
+        for i in range(n_layers):
+            x = self.lstm(b, x, f"duration_predictor.layers.{2 * i}.lstm.0")
+            p = f"duration_predictor.layers.{2 * i + 1}."
+            scale, shift = self.style_affine(b, s_pred, p + "gamma", p + "beta")
+            x = b.op("LayerNormalization", [x, scale, shift], axis=-1, epsilon=LAYER_NORM_EPS)
+            x = b.op("Concat", [x, s_seq], axis=-1)
+        d = x  # [T, 1, 640]
+
+        # ---- durations
+        x = self.lstm(b, d, "duration_predictor.duration_lstm.0")
+        x = self.linear(
+            b, x, "duration_predictor.duration_proj", "duration_predictor.duration_proj_bias"
+        )
+        dur = b.op("ReduceSum", [b.op("Sigmoid", [x]), b.const([-1], np.int64)], keepdims=0)
+        dur = b.op("Div", [dur, speed])
+        dur = b.op("Clip", [b.op("Round", [dur]), b.const(1.0)])
+        dur = b.op("Cast", [b.op("Reshape", [dur, b.const([-1], np.int64)])], to=TensorProto.INT64)
+
+        # ---- text encoder: embedding, (conv k5, LayerNorm, LeakyReLU) x n, biLSTM
+        x = b.op("Gather", [b.init("te_embd", w.get("text_encoder.embedding_weight")), tokens])
+        x = b.op("Transpose", [x], perm=[0, 2, 1])  # [1, C, T]
+        i = 0
+        while w.has(f"text_encoder.layers.{i}.weight"):
+            p = f"text_encoder.layers.{i}."
+            kernel = w.get(p + "weight")
+            x = b.op(
+                "Conv",
+                [x, b.init("te_conv", kernel), b.init("te_conv_b", w.get(p + "bias"))],
+                pads=[kernel.shape[2] // 2] * 2,
+            )
+            x = b.op("Transpose", [x], perm=[0, 2, 1])
+            x = b.op(
+                "LayerNormalization",
+                [x, b.init("te_g", w.get(p + "gamma")), b.init("te_b", w.get(p + "beta"))],
+                axis=-1,
+                epsilon=LAYER_NORM_EPS,
+            )
+            x = b.op("LeakyRelu", [x], alpha=0.2)
+            x = b.op("Transpose", [x], perm=[0, 2, 1])
+            i += 1
+        x = b.op("Transpose", [x], perm=[2, 0, 1])  # [T, 1, C]
+        t_en = self.lstm(b, x, "text_encoder.lstm.0")
+
+        b.output(dur, "durations", TensorProto.INT64, ["T"])
+        b.output(d, "d", TensorProto.FLOAT, ["T", 1, d_dim(w)])
+        b.output(t_en, "t_en", TensorProto.FLOAT, ["T", 1, "C"])
+        return b.model()
+
+    # ------------------------------------------------------------ stage 2 pieces (4-D tensors)
+
+    def conv(
+        self,
+        b: _Builder,
+        x: str,
+        wname: str,
+        bname: str | None,
+        stride: int = 1,
+        pad: int | None = None,
+        dilation: int = 1,
+        group: int = 1,
+    ) -> str:
+        kernel = self.w.get(wname)
+        if kernel.ndim == 2:
+            kernel = kernel[:, :, None]
+        k = kernel.shape[2]
+        if pad is None:
+            pad = dilation * (k - 1) // 2
+        ins = [x, b.init(wname, kernel[:, :, None, :])]
+        if bname is not None:
+            ins.append(b.init(bname, self.w.get(bname).reshape(-1)))
+        return b.op(
+            "Conv",
+            ins,
+            kernel_shape=[1, k],
+            strides=[1, stride],
+            pads=[0, pad, 0, pad],
+            dilations=[1, dilation],
+            group=group,
+        )
+
+    def adain(self, b: _Builder, x: str, s: str, gamma: str, beta: str) -> str:
+        """AdaIN1d: InstanceNorm (eps 1e-5) scaled by (1 + gamma) and shifted by beta."""
+        scale, shift = self.style_affine(b, s, gamma, beta)
+        return b.op("InstanceNormalization", [x, scale, shift], epsilon=LAYER_NORM_EPS)
+
+    def adain_resblk(self, b: _Builder, x: str, s: str, p: str) -> str:
+        """AdainResBlk1d (istftnet.py): residual of two AdaIN+LeakyReLU+conv, over sqrt(2)."""
+        w = self.w
+        upsample = w.has(p + "pool_weight")
+        r = self.adain(b, x, s, p + "norm1_gamma", p + "norm1_beta")
+        r = b.op("LeakyRelu", [r], alpha=0.2)
+        if upsample:
+            pool = w.get(p + "pool_weight")  # [C, 1, 3] depthwise transposed conv
+            channels = pool.shape[0]
+            r = b.op(
+                "ConvTranspose",
+                [r, b.init("pool", pool[:, :, None, :]), b.init("pool_b", w.get(p + "pool_bias"))],
+                kernel_shape=[1, pool.shape[2]],
+                strides=[1, 2],
+                pads=[0, 1, 0, 1],
+                output_padding=[0, 1],
+                group=channels,
+            )
+        r = self.conv(b, r, p + "conv1_weight", p + "conv1_bias")
+        r = self.adain(b, r, s, p + "norm2_gamma", p + "norm2_beta")
+        r = b.op("LeakyRelu", [r], alpha=0.2)
+        r = self.conv(b, r, p + "conv2_weight", p + "conv2_bias")
+        sc = x
+        if upsample:
+            sc = b.op(
+                "Resize",
+                [sc, "", b.const([1, 1, 1, 2])],
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            )
+        if w.has(p + "conv1x1_weight"):
+            sc = self.conv(
+                b,
+                sc,
+                p + "conv1x1_weight",
+                p + "conv1x1_bias" if w.has(p + "conv1x1_bias") else None,
+            )
+        return b.op("Mul", [b.op("Add", [r, sc]), b.const(1.0 / math.sqrt(2.0))])
+
+    def snake(self, b: _Builder, x: str, alpha_name: str) -> str:
+        """Snake activation x + sin(a x)^2 / a, per channel."""
+        alpha = self.w.get(alpha_name).reshape(1, -1, 1, 1)
+        sin = b.op("Sin", [b.op("Mul", [x, b.init("alpha", alpha)])])
+        return b.op(
+            "Add", [x, b.op("Mul", [b.op("Mul", [sin, sin]), b.init("inv_alpha", 1.0 / alpha)])]
+        )
+
+    def adain_resblock1(self, b: _Builder, x: str, s: str, p: str, dilations: list[int]) -> str:
+        """AdaINResBlock1 (generator): three (AdaIN, Snake, dilated conv, AdaIN, Snake, conv)."""
+        for j, dil in enumerate(dilations):
+            q = f"{p}{j}."
+            t = self.adain(b, x, s, q + "gamma1", q + "beta1")
+            t = self.snake(b, t, q + "alpha1")
+            t = self.conv(b, t, q + "convs1_weight", q + "convs1_bias", dilation=dil)
+            t = self.adain(b, t, s, q + "gamma2", q + "beta2")
+            t = self.snake(b, t, q + "alpha2")
+            t = self.conv(b, t, q + "convs2_weight", q + "convs2_bias")
+            x = b.op("Add", [t, x])
+        return x
+
+    # ------------------------------------------------------------ stage 2
+
+    def build_stage2(self) -> onnx.ModelProto:
+        b = _Builder("kokoro_stage2")
+        w = self.w
+        en = b.input("en", TensorProto.FLOAT, ["F", 1, d_dim(w)])
+        asr = b.input("asr", TensorProto.FLOAT, ["F", 1, "C"])
+        style = b.input("style", TensorProto.FLOAT, [1, 256])
+        one = b.const([1], np.int64)
+        s_dec = b.op("Slice", [style, b.const([0], np.int64), b.const([128], np.int64), one])
+        s_pred = b.op("Slice", [style, b.const([128], np.int64), b.const([256], np.int64), one])
+
+        # ---- F0 and N curves from the shared LSTM
+        x = self.lstm(b, en, "duration_predictor.shared_lstm.0")
+        x = b.op("Unsqueeze", [b.op("Transpose", [x], perm=[1, 2, 0]), b.const([2], np.int64)])
+        curves = {}
+        for key, blocks, proj in (("F0", "f0_blocks", "f0_proj"), ("N", "n_blocks", "n_proj")):
+            y = x
+            i = 0
+            while w.has(f"duration_predictor.{blocks}.{i}.conv1_weight"):
+                y = self.adain_resblk(b, y, s_pred, f"duration_predictor.{blocks}.{i}.")
+                i += 1
+            curves[key] = self.conv(
+                b, y, f"duration_predictor.{proj}_kernel", f"duration_predictor.{proj}_bias"
+            )
+        f0_curve, n_curve = curves["F0"], curves["N"]  # [1, 1, 1, 2F]
+
+        # ---- decoder
+        asr4 = b.op("Unsqueeze", [b.op("Transpose", [asr], perm=[1, 2, 0]), b.const([2], np.int64)])
+        f0 = self.conv(
+            b, f0_curve, "decoder.f0_conv_weight", "decoder.f0_conv_bias", stride=2, pad=1
+        )
+        nn_ = self.conv(b, n_curve, "decoder.n_conv_weight", "decoder.n_conv_bias", stride=2, pad=1)
+        x = b.op("Concat", [asr4, f0, nn_], axis=1)
+        x = self.adain_resblk(b, x, s_dec, "decoder.encoder_block.")
+        asr_res = self.conv(b, asr4, "decoder.asr_conv_weight", "decoder.asr_conv_bias")
+        i = 0
+        while w.has(f"decoder.decoder_blocks.{i}.conv1_weight"):
+            p = f"decoder.decoder_blocks.{i}."
+            x = b.op("Concat", [x, asr_res, f0, nn_], axis=1)
+            x = self.adain_resblk(b, x, s_dec, p)
+            i += 1
+            if w.has(p + "pool_weight"):
+                break  # the reference stops adding the residual inputs after the upsampling block
+
+        audio = self.generator(b, x, s_dec, f0_curve)
+        b.output(audio, "audio", TensorProto.FLOAT, ["S"])
+        return b.model()
+
+    def generator(self, b: _Builder, x: str, s: str, f0_curve: str) -> str:
+        w = self.w
+        g = "decoder.generator."
+        ups = []
+        while w.has(f"{g}ups.{len(ups)}.weight"):
+            ups.append(w.get(f"{g}ups.{len(ups)}.weight").shape)  # [in, out, k]
+        strides, pads = [], []
+        for i, shape in enumerate(ups):
+            k = shape[2]
+            st = int(w.hparam(f"decoder.generator.up_convs.{i}.stride", k // 2))
+            strides.append(st)
+            pads.append(int(w.hparam(f"decoder.generator.up_convs.{i}.padding", (k - st) // 2)))
+        post = w.get(g + "conv_post_weight")
+        n_fft = post.shape[0] - 2
+        bins = n_fft // 2 + 1
+        hop = int(w.hparam("decoder.generator.hop", 5))
+        upp = int(np.prod(strides)) * hop  # samples per F0 frame (300)
+        n_kernels = 0
+        while w.has(f"{g}resblocks.{n_kernels}.0.convs1_weight"):
+            n_kernels += 1
+        n_kernels //= len(ups)
+        harmonics = w.get(g + "m_source_weight").reshape(-1).shape[0]
+
+        # ---- harmonic source (deterministic SineGen), at the sample rate
+        f0 = b.op("Reshape", [f0_curve, b.const([1, 1, -1], np.int64)])
+        f0_up = b.op(
+            "Resize",
+            [f0, "", b.const([1, 1, upp])],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        )
+        f0_t = b.op("Transpose", [f0_up], perm=[0, 2, 1])  # [1, S, 1]
+        fn = b.op("Mul", [f0_t, b.const(np.arange(1, harmonics + 1).reshape(1, 1, -1))])
+        rad = b.op("Div", [fn, b.const(float(SAMPLE_RATE))])
+        rad = b.op("Sub", [rad, b.op("Floor", [rad])])
+        rad = b.op("Transpose", [rad], perm=[0, 2, 1])  # [1, H, S]
+        linear = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
+        rad = b.op("Resize", [rad, "", b.const([1, 1, 1.0 / upp])], **linear)
+        phase = b.op("CumSum", [rad, b.const(2, np.int64)])
+        phase = b.op("Mul", [b.op("Mul", [phase, b.const(2.0 * math.pi)]), b.const(float(upp))])
+        phase = b.op("Resize", [phase, "", b.const([1, 1, float(upp)])], **linear)
+        sines = b.op(
+            "Mul", [b.op("Sin", [b.op("Transpose", [phase], perm=[0, 2, 1])]), b.const(SINE_AMP)]
+        )
+        uv = b.op(
+            "Cast", [b.op("Greater", [f0_t, b.const(VOICED_THRESHOLD)])], to=TensorProto.FLOAT
+        )
+        sines = b.op("Mul", [sines, uv])  # [1, S, H]
+        har = self.linear(b, sines, g + "m_source_weight", g + "m_source_bias")
+        har = b.op("Tanh", [har])  # [1, S, 1]
+
+        # ---- STFT of the source: magnitude and phase, centred frames (reflect padding)
+        sig = b.op("Reshape", [har, b.const([1, -1], np.int64)])
+        sig = b.op("Pad", [sig, b.const([0, n_fft // 2, 0, n_fft // 2], np.int64)], mode="reflect")
+        sig = b.op("Unsqueeze", [sig, b.const([2], np.int64)])
+        window = hann(n_fft)
+        spec = b.op(
+            "STFT",
+            [sig, b.const(hop, np.int64), b.const(window), b.const(n_fft, np.int64)],
+            onesided=1,
+        )
+        spec = b.op("Transpose", [spec], perm=[0, 2, 1, 3])  # [1, bins, frames, 2]
+        re, im = b.op("Split", [spec, b.const([1, 1], np.int64)], axis=3, outputs=2)
+        re = b.op("Squeeze", [re, b.const([3], np.int64)])
+        im = b.op("Squeeze", [im, b.const([3], np.int64)])
+        mag = b.op("Sqrt", [b.op("Add", [b.op("Mul", [re, re]), b.op("Mul", [im, im])])])
+        ang = b.op("Atan", [b.op("Div", [im, re])])
+        pi = b.const(math.pi)
+        turned = b.op(
+            "Where",
+            [b.op("Greater", [im, b.const(0.0)]), b.op("Add", [ang, pi]), b.op("Sub", [ang, pi])],
+        )
+        ang = b.op("Where", [b.op("Less", [re, b.const(0.0)]), turned, ang])
+        source = b.op(
+            "Unsqueeze", [b.op("Concat", [mag, ang], axis=1), b.const([2], np.int64)]
+        )  # [1, 2*bins, 1, frames]
+
+        # ---- upsampling stages with noise (source) branches and multi-kernel resblocks
+        for i in range(len(ups)):
+            x = b.op("LeakyRelu", [x], alpha=0.1)
+            nb = f"{g}noise_blocks.{i}."
+            nk = w.get(nb + "conv_weight").shape[2]
+            rest = int(np.prod(strides[i + 1 :])) if i + 1 < len(ups) else 1
+            n_stride = int(w.hparam(f"decoder.generator.noise_blocks.{i}.stride", rest))
+            n_pad = int(
+                w.hparam(
+                    f"decoder.generator.noise_blocks.{i}.padding",
+                    (n_stride + 1) // 2 if nk > 1 else 0,
+                )
+            )
+            xs = self.conv(
+                b, source, nb + "conv_weight", nb + "conv_bias", stride=n_stride, pad=n_pad
+            )
+            xs = self.adain_resblock1(
+                b, xs, s, nb + "resblock.", self._dilations(f"noise_blocks.{i}.res_block")
+            )
+            up_w = w.get(f"{g}ups.{i}.weight")
+            x = b.op(
+                "ConvTranspose",
+                [x, b.init("up", up_w[:, :, None, :]), b.init("up_b", w.get(f"{g}ups.{i}.bias"))],
+                kernel_shape=[1, up_w.shape[2]],
+                strides=[1, strides[i]],
+                pads=[0, pads[i], 0, pads[i]],
+            )
+            if i == len(ups) - 1:
+                x = b.op("Pad", [x, b.const([0, 0, 0, 1, 0, 0, 0, 0], np.int64)], mode="reflect")
+            x = b.op("Add", [x, xs])
+            total = None
+            for j in range(n_kernels):
+                idx = i * n_kernels + j
+                r = self.adain_resblock1(
+                    b, x, s, f"{g}resblocks.{idx}.", self._dilations(f"res_blocks.{idx}")
+                )
+                total = r if total is None else b.op("Add", [total, r])
+            x = b.op("Div", [total, b.const(float(n_kernels))])
+        x = b.op("LeakyRelu", [x], alpha=0.01)
+        x = self.conv(
+            b, x, g + "conv_post_weight", g + "conv_post_bias"
+        )  # [1, n_fft + 2, 1, frames]
+
+        # ---- inverse STFT (torch.istft semantics: window, overlap-add, divide by window power)
+        mag_log, ph = b.op("Split", [x, b.const([bins, bins], np.int64)], axis=1, outputs=2)
+        mag = b.op("Exp", [mag_log])
+        ph = b.op("Sin", [ph])
+        real = b.op("Mul", [mag, b.op("Cos", [ph])])
+        imag = b.op("Mul", [mag, b.op("Sin", [ph])])
+        spec = b.op("Concat", [real, imag], axis=1)
+        # The widely used Kokoro ONNX export (kokoro-onnx's model, this project's reference) leaves
+        # out torch.istft's division by the summed window power (1.5 for Hann 20 / hop 5) inside
+        # the signal, so it is 1.5x louder than hexgrad's PyTorch output; keep the export's level
+        # (what ONNX users hear) and divide only by the window power relative to that level,
+        # which also fixes the partially covered first and last samples like torch.istft.
+        level = float(np.sum(window[::hop] ** 2))
+        basis = istft_basis(n_fft, window)  # [2*bins, 1, 1, n_fft]
+        frames = b.op(
+            "ConvTranspose", [spec, b.const(basis)], kernel_shape=[1, n_fft], strides=[1, hop]
+        )
+        ones = b.op(
+            "Add",
+            [
+                b.op(
+                    "Mul",
+                    [
+                        b.op(
+                            "Slice",
+                            [
+                                mag_log,
+                                b.const([0], np.int64),
+                                b.const([1], np.int64),
+                                b.const([1], np.int64),
+                            ],
+                        ),
+                        b.const(0.0),
+                    ],
+                ),
+                b.const(1.0),
+            ],
+        )
+        env = b.op(
+            "ConvTranspose",
+            [ones, b.const((window**2 / level).reshape(1, 1, 1, -1))],
+            kernel_shape=[1, n_fft],
+            strides=[1, hop],
+        )
+        wav = b.op("Div", [frames, env])
+        wav = b.op(
+            "Slice",
+            [
+                wav,
+                b.const([n_fft // 2], np.int64),
+                b.const([-(n_fft // 2)], np.int64),
+                b.const([3], np.int64),
+            ],
+        )
+        return b.op("Reshape", [wav, b.const([-1], np.int64)])
+
+    def _dilations(self, key: str) -> list[int]:
+        out = []
+        for j in range(3):
+            out.append(int(self.w.hparam(f"decoder.generator.{key}.{j}.dilation", (1, 3, 5)[j])))
+        return out
+
+    def build(self) -> BuiltGraphs:
+        stage1 = self.build_stage1()
+        stage2 = self.build_stage2()
+        return BuiltGraphs(stage1, stage2, list(self.notes))
+
+
+def d_dim(w: _Weights) -> int:
+    """Width of the predictor features d: LSTM output (2H) + predictor style (128)."""
+    return int(w.get("duration_predictor.duration_lstm.0.weights.0").shape[1])
+
+
+def hann(n: int) -> np.ndarray:
+    """Periodic Hann window (torch.hann_window(periodic=True))."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
+
+
+def istft_basis(n_fft: int, window: np.ndarray) -> np.ndarray:
+    """Kernel that turns (real, imag) one-sided bins into windowed time frames (irfft * window)."""
+    bins = n_fft // 2 + 1
+    k = np.arange(bins)[:, None]
+    n = np.arange(n_fft)[None, :]
+    weight = np.full((bins, 1), 2.0)
+    weight[0] = 1.0
+    if n_fft % 2 == 0:
+        weight[-1] = 1.0
+    ang = 2 * np.pi * k * n / n_fft
+    real = weight * np.cos(ang) / n_fft * window[None, :]
+    imag = -weight * np.sin(ang) / n_fft * window[None, :]
+    imag[0] = 0.0
+    if n_fft % 2 == 0:
+        imag[-1] = 0.0
+    return np.concatenate([real, imag])[:, None, None, :].astype(np.float32)
+
+
+def build(model, plan: LoweringPlan | None = None) -> BuiltGraphs:
+    """Both stages for a model file (an object with the model_file.KokoroModelFile API)."""
+    return KokoroGraph(model, plan).build()

@@ -1,0 +1,58 @@
+"""How GGUF tensors become ONNX Runtime initializers and operators (the lowering plan).
+
+Why a separate object: the same graph builder serves a Raspberry Pi and an AVX-512 desktop;
+only the choices below differ, and host planning (plan.py) fills them in with its reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+LINEAR_CHOICES = ("fp32", "matmulnbits")
+CONV_CHOICES = ("fp32", "int8")
+
+
+@dataclass(frozen=True)
+class LoweringPlan:
+    """Per group of tensors, how they are lowered; plus the ORT session threading options.
+
+    linear: "fp32" dequantizes every Linear weight to a MatMul; "matmulnbits" keeps GGUF
+        Q4_0/Q8_0 Linear blocks as com.microsoft MatMulNBits (4/8-bit, block 32, the GGUF block
+        size), other types still go to fp32 MatMul.
+    conv: "fp32" (Conv with fused bias); "int8" is reserved for the quantized convolution path
+        (not built yet: the graph falls back to fp32 and says so in ``notes``).
+    threads: intra-op threads for ONNX Runtime (0 = all cores).
+    allow_spinning: ORT's busy-wait between ops; off by default because a Home Assistant box
+        shares its CPU (spinning burned 5-7% CPU per call at equal speed, DESIGN.md section 1).
+    reasons: why each choice was made (for logs / the host report).
+    """
+
+    linear: str = "matmulnbits"
+    conv: str = "fp32"
+    threads: int = 0
+    allow_spinning: bool = False
+    reasons: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.linear not in LINEAR_CHOICES:
+            raise ValueError(f"linear must be one of {LINEAR_CHOICES}, not {self.linear!r}")
+        if self.conv not in CONV_CHOICES:
+            raise ValueError(f"conv must be one of {CONV_CHOICES}, not {self.conv!r}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, not {self.threads}")
+
+    def with_threads(self, threads: int) -> LoweringPlan:
+        """A copy with another thread count."""
+        return replace(self, threads=threads)
+
+
+def default_plan() -> LoweringPlan:
+    """fp32 everywhere except GGUF Q4_0/Q8_0 Linear blocks, which stay packed (MatMulNBits)."""
+    return LoweringPlan(
+        reasons={
+            "linear": "Q4_0/Q8_0 Linear weights run packed in MatMulNBits (block 32 = GGUF block)",
+            "conv": "fp32 convolutions: full quality on every host",
+            "threads": "all cores",
+            "allow_spinning": "off: do not burn CPU between calls on a shared host",
+        }
+    )
