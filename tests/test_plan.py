@@ -1,0 +1,214 @@
+"""Host plans: simulated hosts get distinct, sensible plans; overrides and memory limits hold."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from wyoming_kokoro_gguf import host, plan
+
+PI4_2GB = ["--arch", "aarch64", "--cpu-flags", "fp,asimd,crc32", "--cores", "4", "--mem-mb", "2048"]
+PI4_2GB += ["--cpu-model", "Cortex-A72", "--board", "Raspberry Pi 4 Model B Rev 1.4"]
+PI5_8GB = ["--arch", "aarch64", "--cpu-flags", "asimd,asimddp,asimdhp,fphp", "--cores", "4"]
+PI5_8GB += ["--mem-mb", "8192", "--cpu-model", "Cortex-A76"]
+MINIPC_VNNI = ["--arch", "x86_64", "--cpu-flags", "avx,avx2,fma,f16c,avx_vnni", "--cores", "4"]
+MINIPC_VNNI += ["--mem-mb", "16384"]
+CONTAINER_512 = ["--arch", "x86_64", "--cpu-flags", "avx,avx2,fma,f16c", "--cores", "4"]
+CONTAINER_512 += ["--mem-mb", "16384", "--cgroup-mem-mb", "512"]
+
+
+def probe_json(*argv: str, tmp_path=None) -> tuple[int, dict]:
+    cmd = [sys.executable, "-m", "wyoming_kokoro_gguf.probe", "--json", *argv]
+    if tmp_path is not None:
+        cmd += ["--data-dir", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return done.returncode, json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory):
+    empty = tmp_path_factory.mktemp("no-models")
+    out = {}
+    for name, argv in {
+        "pi4": PI4_2GB,
+        "pi5": PI5_8GB,
+        "minipc": MINIPC_VNNI,
+        "container": CONTAINER_512,
+    }.items():
+        code, data = probe_json(*argv, tmp_path=empty)
+        assert code == 0, data
+        out[name] = data["plan"]
+    return out
+
+
+def test_every_decision_has_a_reason(plans):
+    for p in plans.values():
+        for key in ("variant", "linear", "conv", "threads", "allow_spinning", "cache_mb"):
+            assert p["reasons"][key], key
+        assert p["allow_spinning"] is False
+        assert p["predicted_peak_mb"] <= p["available_mb"] / (1 + plan.MEMORY_MARGIN) + 1
+        assert p["fetch"] is True  # nothing on disk in the empty data dir
+
+
+def test_pi4_2gb(plans):
+    p = plans["pi4"]
+    assert p["variant"] == "q8_0"  # memory is limited, not tight
+    assert p["linear"] == "matmulnbits" and p["linear_bits"] == 8
+    assert p["conv"] == "fp32" and "no fast int8" in p["reasons"]["conv"]  # A72: no dotprod
+    assert p["threads"] == 4
+    assert p["predicted_rtf"] > 1 and any("slower than real time" in w for w in p["warnings"])
+
+
+def test_pi5_8gb(plans):
+    p = plans["pi5"]
+    assert p["variant"] == "f16" and p["linear"] == "fp32"
+    assert p["conv"] == "int8" and "asimddp" in p["reasons"]["conv"]  # dotprod pays off here
+    assert p["threads"] == 4 and p["max_phonemes"] == 510 and p["mem_arena"] is True
+    assert p["predicted_rtf"] < 1
+
+
+def test_x86_minipc_with_vnni(plans):
+    p = plans["minipc"]
+    assert p["variant"] == "f16"
+    # fp32 already keeps up comfortably, so the clarity cost of int8 is not paid; the reason
+    # says int8 is available.
+    assert p["conv"] == "fp32" and "--quant int8" in p["reasons"]["conv"]
+    assert p["threads"] == 4 and p["predicted_rtf"] < plan.TARGET_RTF
+    assert p["cache_mb"] == 64
+
+
+def test_container_512mb(plans):
+    p = plans["container"]
+    assert p["variant"] == "q4_0" and p["linear_bits"] == 4
+    assert p["conv"] == "int8" and "memory" in p["reasons"]["conv"]
+    assert p["mem_arena"] is False
+    assert plan.MIN_PHONEMES <= p["max_phonemes"] < 510
+    assert p["available_mb"] == 512 and p["predicted_peak_mb"] < 512 and p["cache_mb"] == 2
+
+
+def test_the_four_plans_are_distinct(plans):
+    keys = ("variant", "conv", "linear", "max_phonemes", "mem_arena")
+    seen = {tuple(p[k] for k in keys) for p in plans.values()}
+    assert len(seen) == 4
+
+
+def test_too_little_memory_fails_clearly(tmp_path):
+    code, data = probe_json(
+        "--arch",
+        "x86_64",
+        "--cores",
+        "2",
+        "--mem-mb",
+        "4096",
+        "--cgroup-mem-mb",
+        "300",
+        tmp_path=tmp_path,
+    )
+    assert code == 1 and data["plan"] is None
+    assert data["error"].startswith("not enough memory for Kokoro: 300 MB available, at least")
+
+
+def test_probe_json_on_this_machine(tmp_path):
+    code, data = probe_json(tmp_path=tmp_path)
+    assert code == 0
+    prof, p = data["profile"], data["plan"]
+    assert prof["simulated"] is False and prof["usable_cores"] >= 1
+    assert p["threads"] == min(prof["usable_cores"], plan.MAX_THREADS)
+    assert p["variant"] in plan.VARIANTS
+
+
+def test_probe_text_output():
+    done = subprocess.run(
+        [sys.executable, "-m", "wyoming_kokoro_gguf.probe", *PI5_8GB],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0
+    assert "Host (simulated)" in done.stdout and "conv:" in done.stdout and "int8" in done.stdout
+
+
+def test_bad_quant_is_a_usage_error():
+    done = subprocess.run(
+        [sys.executable, "-m", "wyoming_kokoro_gguf.probe", "--quant", "conv=int4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "--quant 'conv=int4' not understood" in done.stderr
+
+
+# ---------------------------------------------------------------- make_plan directly
+
+
+def pi5() -> host.HostProfile:
+    return host.simulate(
+        "aarch64", ["asimddp", "asimdhp"], cores=4, mem_mb=8192, cpu_model="Cortex-A76"
+    )
+
+
+def test_quant_and_threads_overrides():
+    p = plan.make_plan(pi5(), quant="fp32", threads="2")
+    assert p.conv == "fp32" and p.linear == "fp32" and p.threads == 2
+    assert p.reasons["conv"].endswith("set with --quant")
+    assert p.reasons["threads"] == "2: set with --threads"
+    p = plan.make_plan(pi5(), model="q4_0", quant="conv=fp32,linear=matmulnbits")
+    assert (p.variant, p.conv, p.linear, p.linear_bits) == ("q4_0", "fp32", "matmulnbits", 4)
+    p = plan.make_plan(pi5(), threads=16)
+    assert any("more than the 4 usable cores" in w for w in p.warnings)
+    with pytest.raises(plan.PlanError, match="--threads"):
+        plan.make_plan(pi5(), threads="many")
+    with pytest.raises(plan.PlanError, match="unknown model variant 'q3_k'"):
+        plan.make_plan(pi5(), model="q3_k")
+
+
+def test_q5_has_no_matmulnbits_form():
+    p = plan.make_plan(pi5(), model="q5_0")
+    assert p.linear == "fp32" and "Q5_0 has no MatMulNBits form" in p.reasons["linear"]
+
+
+def test_cgroup_cpu_quota_limits_threads():
+    prof = host.simulate("x86_64", ["avx2"], cores=8, mem_mb=8192, cgroup_cpus=1.5)
+    p = plan.make_plan(prof)
+    assert p.threads == 1 and "quota" in " ".join(prof.notes)
+
+
+def test_local_file_is_preferred_over_a_download(tmp_path):
+    local = {"q4_0": str(tmp_path / "Kokoro_espeak_Q4.gguf")}
+    p = plan.make_plan(pi5(), local_variants=local)
+    assert p.variant == "q4_0" and p.fetch is False
+    assert p.model_path == local["q4_0"] and "already on disk" in p.reasons["variant"]
+    both = {**local, "f16": str(tmp_path / "Kokoro_espeak_F16.gguf")}
+    p = plan.make_plan(pi5(), local_variants=both)
+    assert p.variant == "f16" and p.fetch is False
+
+
+def test_explicit_variant_that_does_not_fit_warns_instead_of_failing():
+    tiny = host.simulate("x86_64", ["avx2"], cores=2, mem_mb=4096, cgroup_mem_mb=256)
+    with pytest.raises(plan.PlanError, match="not enough memory"):
+        plan.make_plan(tiny)
+    p = plan.make_plan(tiny, model="f16")
+    assert p.variant == "f16" and any("not enough memory" in w for w in p.warnings)
+
+
+def test_memory_prediction_uses_measured_activation_growth():
+    short, _ = plan.predict_memory("F16", "fp32", "fp32", 150)
+    long, _ = plan.predict_memory("F16", "fp32", "fp32", 510)
+    expected = plan.ACT_MB_PER_AUDIO_S * (510 - 150) / plan.TOKENS_PER_AUDIO_S
+    assert long - short == pytest.approx(expected, abs=2)
+    fp32, _ = plan.predict_memory("Q4_0", "matmulnbits", "fp32", 0)
+    int8, _ = plan.predict_memory("Q4_0", "matmulnbits", "int8", 0)
+    assert fp32 - int8 > 150  # int8 convolutions are the big memory lever
+
+
+def test_lowering_plan_and_session_options():
+    p = plan.make_plan(pi5())
+    low = p.lowering()
+    assert (low.linear, low.conv, low.threads, low.allow_spinning) == ("fp32", "int8", 4, False)
+    assert set(low.reasons) >= {"linear", "conv", "threads", "allow_spinning"}
+    so = p.session_options()
+    assert so.intra_op_num_threads == 4 and so.inter_op_num_threads == 1
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"

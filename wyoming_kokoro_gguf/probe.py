@@ -1,0 +1,180 @@
+"""Print this host's profile and the plan the server would follow (or another host's, simulated).
+
+python -m wyoming_kokoro_gguf.probe [--json]
+python -m wyoming_kokoro_gguf.probe --arch aarch64 --cpu-flags asimd --cores 4 --mem-mb 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import host, model_store, plan
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m wyoming_kokoro_gguf.probe",
+        description="Show the host profile and the model/lowering plan (optionally for a simulated host).",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    sim = parser.add_argument_group("simulate another host (any of these switches simulation on)")
+    sim.add_argument("--arch", help="x86_64 (amd64) or aarch64 (arm64)")
+    sim.add_argument(
+        "--cpu-flags",
+        help="comma-separated features, e.g. avx2,fma,f16c,avx_vnni or asimd,asimddp,asimdhp",
+    )
+    sim.add_argument("--cores", type=int, help="physical cores")
+    sim.add_argument("--mem-mb", type=int, help="total memory in MB")
+    sim.add_argument(
+        "--avail-mb",
+        type=int,
+        help=f"available memory in MB (default {host.SIMULATED_FREE_SHARE:.0%} of --mem-mb)",
+    )
+    sim.add_argument("--cgroup-mem-mb", type=int, help="container memory limit in MB")
+    sim.add_argument("--cgroup-cpus", type=float, help="container CPU quota in CPUs")
+    sim.add_argument("--cpu-model", default="", help="CPU model name, e.g. Cortex-A72")
+    sim.add_argument("--board", default="", help="board name, e.g. 'Raspberry Pi 4 Model B'")
+    parser.add_argument(
+        "--data-dir", action="append", default=[], help="where model files are looked for"
+    )
+    parser.add_argument("--model", default="auto", help="auto, a variant name, or a .gguf path")
+    parser.add_argument("--quant", default="auto", help="auto, fp32, int8, or conv=...,linear=...")
+    parser.add_argument("--threads", default="auto", help="auto or a number")
+    return parser
+
+
+def _simulating(args: argparse.Namespace) -> bool:
+    return any(
+        getattr(args, k) is not None
+        for k in (
+            "arch",
+            "cpu_flags",
+            "cores",
+            "mem_mb",
+            "avail_mb",
+            "cgroup_mem_mb",
+            "cgroup_cpus",
+        )
+    )
+
+
+def profile_for(args: argparse.Namespace) -> host.HostProfile:
+    data_dir = Path(args.data_dir[0]) if args.data_dir else model_store.default_data_dir()
+    real = host.probe(data_dir)
+    if not _simulating(args):
+        return real
+    flags = [f for f in (args.cpu_flags or "").replace(" ", ",").split(",") if f]
+    return host.simulate(
+        arch=args.arch or real.arch,
+        cpu_flags=flags if args.cpu_flags is not None else real.features,
+        cores=args.cores or real.physical_cores,
+        mem_mb=args.mem_mb or real.mem_total_mb,
+        avail_mb=args.avail_mb,
+        cgroup_mem_mb=args.cgroup_mem_mb,
+        cgroup_cpus=args.cgroup_cpus,
+        cpu_model=args.cpu_model,
+        board=args.board,
+        base=real,
+    )
+
+
+def make(args: argparse.Namespace) -> tuple[host.HostProfile, plan.Plan | None, str | None]:
+    profile = profile_for(args)
+    dirs = [Path(d) for d in args.data_dir] or [model_store.default_data_dir()]
+    try:
+        if args.model not in ("auto", *plan.VARIANT_NAMES):
+            path = Path(args.model)
+            result = plan.make_plan(
+                profile,
+                model_path=str(path),
+                path_variant=model_store.detect_variant(path),
+                quant=args.quant,
+                threads=args.threads,
+            )
+        else:
+            local = model_store.local_variants(model_store.scan(dirs))
+            result = plan.make_plan(
+                profile,
+                model=args.model,
+                local_variants=local,
+                quant=args.quant,
+                threads=args.threads,
+            )
+    except plan.PlanError as err:
+        return profile, None, str(err)
+    return profile, result, None
+
+
+def format_text(profile: host.HostProfile, result: plan.Plan | None, error: str | None) -> str:
+    lines = ["Host" + (" (simulated)" if profile.simulated else "")]
+    cpu = profile.cpu_model + (f" on {profile.board}" if profile.board else "")
+    lines.append(f"  cpu:       {profile.arch}, {cpu}")
+    lines.append(f"  features:  {' '.join(profile.features) or '-'}")
+    lines.append(
+        f"  cores:     {profile.usable_cores} usable ({profile.physical_cores} physical, "
+        f"{profile.logical_cpus} logical"
+        + (f", cgroup quota {profile.cgroup_cpu_quota:g}" if profile.cgroup_cpu_quota else "")
+        + ")"
+    )
+    limit = (
+        f", cgroup limit {profile.cgroup_mem_limit_mb} MB" if profile.cgroup_mem_limit_mb else ""
+    )
+    lines.append(
+        f"  memory:    {profile.effective_mem_available_mb} MB usable "
+        f"({profile.mem_available_mb} of {profile.mem_total_mb} MB available{limit})"
+    )
+    if profile.disk_free_mb is not None:
+        lines.append(f"  disk:      {profile.disk_free_mb} MB free in {profile.data_dir or '-'}")
+    lines.append(
+        f"  runtime:   onnxruntime {profile.ort_version or 'missing'} "
+        f"({', '.join(profile.ort_providers) or '-'})"
+    )
+    if profile.ggml:
+        lines.append(f"  ggml:      {profile.ggml.get('system_info', '')}")
+    for note in profile.notes:
+        lines.append(f"  note:      {note}")
+    lines.append("")
+    if result is None:
+        lines.append(f"Plan: none fits: {error}")
+        return "\n".join(lines)
+    lines.append("Plan")
+    lines.append(f"  {result.summary()}")
+    if result.fetch:
+        lines.append(f"  fetch:     {plan.VARIANTS[result.variant].filename} (not on disk yet)")
+    elif result.model_path:
+        lines.append(f"  file:      {result.model_path}")
+    for key, reason in result.reasons.items():
+        lines.append(f"  {key + ':':<17}{reason}")
+    for warning in result.warnings:
+        lines.append(f"  warning:   {warning}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        plan.parse_quant(args.quant)
+        plan.parse_threads(args.threads)
+    except plan.PlanError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        profile, result, error = make(args)
+    except (plan.PlanError, model_store.ModelError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        out = {"profile": profile.as_dict(), "plan": result.as_dict() if result else None}
+        if error:
+            out["error"] = error
+        print(json.dumps(out, indent=2))
+    else:
+        print(format_text(profile, result, error))
+    return 0 if result is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
