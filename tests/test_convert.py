@@ -142,3 +142,69 @@ def test_refuses_overwrite_and_bad_input(tmp_path, kokoro_voices) -> None:
 
 def test_converter_version_is_int() -> None:
     assert isinstance(convert.CONVERTER_VERSION, int)
+
+
+def test_dequantized_export_runs_fp32(kokoro_onnx, kokoro_gguf, kokoro_voices) -> None:
+    """The int8 export rewritten to float ops runs in ORT on exactly the GGUF's f32 weights."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    model = onnx_source.dequantized_export(kokoro_onnx)
+    ops = {n.op_type for n in model.graph.node}
+    assert not ops & {
+        "MatMulInteger",
+        "ConvInteger",
+        "DynamicQuantizeLSTM",
+        "DynamicQuantizeLinear",
+    }
+    inits = {t.name: t for t in model.graph.initializer}
+    assert not any(
+        t.data_type in (2, 3) and len(t.dims) > 1 for t in inits.values()
+    )  # no int8 weights
+    mf = model_file.open_model(kokoro_gguf("f32"))
+    w = numpy_helper.to_array(
+        inits["/decoder/decoder/decode.2/Mul_output_0_quantized_dequantized_fp32"]
+    )
+    assert np.array_equal(w, mf.tensor("kokoro.decoder.decoder_blocks.2.conv1_weight"))
+
+    with np.load(kokoro_voices) as z:
+        style = z["jf_alpha"][20]  # [1, 256]
+    tokens = np.array(
+        [
+            [
+                0,
+                50,
+                83,
+                54,
+                156,
+                57,
+                135,
+                16,
+                65,
+                156,
+                87,
+                158,
+                54,
+                46,
+                16,
+                102,
+                156,
+                51,
+                158,
+                46,
+                4,
+                0,
+            ]
+        ]
+    )
+    feeds = {"tokens": tokens.astype(np.int64), "style": style, "speed": np.ones(1, np.float32)}
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    fp32 = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    int8 = ort.InferenceSession(str(kokoro_onnx), so, providers=["CPUExecutionProvider"])
+    a = fp32.run(None, feeds)[0].reshape(-1)
+    b = int8.run(None, feeds)[0].reshape(-1)
+    assert np.all(np.isfinite(a))
+    assert abs(a.size - b.size) <= 0.1 * b.size  # durations agree up to quantization wobble
+    rms_a, rms_b = float(np.sqrt(np.mean(a**2))), float(np.sqrt(np.mean(b**2)))
+    assert 0.5 < rms_a / rms_b < 2.0 and rms_a > 0.01
