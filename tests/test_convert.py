@@ -208,3 +208,55 @@ def test_dequantized_export_runs_fp32(kokoro_onnx, kokoro_gguf, kokoro_voices) -
     assert abs(a.size - b.size) <= 0.1 * b.size  # durations agree up to quantization wobble
     rms_a, rms_b = float(np.sqrt(np.mean(a**2))), float(np.sqrt(np.mean(b**2)))
     assert 0.5 < rms_a / rms_b < 2.0 and rms_a > 0.01
+
+
+def test_fold_weight_norm_matches_definition() -> None:
+    """weight = g * v / ||v|| with the norm over all axes but 0 (torch weight_norm, dim=0), for both
+    the old (weight_g/weight_v) and the parametrizations (original0/original1) spellings."""
+    from wyoming_kokoro_gguf import torch_source
+
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal((8, 4, 3)).astype(np.float32)
+    g = rng.standard_normal((8, 1, 1)).astype(np.float32)
+    ref = g * v / np.sqrt((v.astype(np.float64) ** 2).sum(axis=(1, 2), keepdims=True))
+    sd = {"a.conv.weight_g": g, "a.conv.weight_v": v, "a.conv.bias": np.ones(8, np.float32)}
+    sd |= {"b.parametrizations.weight.original0": g, "b.parametrizations.weight.original1": v}
+    out = torch_source.fold_weight_norm(sd)
+    assert set(out) == {"a.conv.weight", "a.conv.bias", "b.weight"}
+    np.testing.assert_allclose(out["a.conv.weight"], ref, rtol=1e-6)
+    np.testing.assert_allclose(out["b.weight"], ref, rtol=1e-6)
+    flat = torch_source.flatten_checkpoint({"decoder": {"module.x.weight": np.zeros(2)}})
+    assert list(flat) == ["decoder.x.weight"]
+
+
+def test_pth_source_roundtrip(kokoro_onnx, kokoro_voices, tmp_path, kokoro_gguf) -> None:
+    """A checkpoint saved the way hexgrad ships it (per-module dicts, 'module.' prefixes, weight
+    norm as weight_g/weight_v) converts to the same tensors as the ONNX export it was made from."""
+    torch = pytest.importorskip("torch")
+    sd = onnx_source.kokoro_state_dict(kokoro_onnx)
+    ckpt: dict[str, dict] = {}
+    for name, a in sd.items():
+        top, rest = name.split(".", 1)
+        entry = ckpt.setdefault(top, {})
+        if rest.endswith(".weight") and a.ndim == 3 and top in ("decoder", "text_encoder"):
+            norm = np.sqrt((a.astype(np.float64) ** 2).sum(axis=(1, 2), keepdims=True))
+            entry["module." + rest[:-6] + "weight_g"] = torch.from_numpy(norm.astype(np.float32))
+            entry["module." + rest[:-6] + "weight_v"] = torch.from_numpy(a)
+        else:
+            entry["module." + rest] = torch.from_numpy(a)
+    pth = tmp_path / "kokoro-v1_0.pth"
+    torch.save(ckpt, pth)
+    vdir = tmp_path / "voices"
+    vdir.mkdir()
+    with np.load(kokoro_voices) as z:
+        for name in z.files:
+            torch.save(torch.from_numpy(z[name]), vdir / f"{name}.pt")
+    out = tmp_path / "from_pth.gguf"
+    convert.convert(pth, out, "f32", voices=vdir)
+    a = model_file.open_model(out)
+    b = model_file.open_model(kokoro_gguf("f32"))
+    assert a.tensor_names == b.tensor_names
+    for name in b.tensor_names:
+        np.testing.assert_allclose(
+            a.tensor(name), b.tensor(name), rtol=2e-6, atol=1e-7, err_msg=name
+        )

@@ -85,7 +85,10 @@ def read_voices(spec: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     if p.is_dir():
         from . import torch_source
 
-        return torch_source.read_voice_dir(p)
+        try:
+            return torch_source.read_voice_dir(p)
+        except torch_source.TorchSourceError as exc:
+            raise ConvertError(str(exc)) from None
     from . import onnx_source
 
     try:
@@ -126,7 +129,10 @@ def load_source(
         from . import torch_source
 
         progress(f"reading PyTorch checkpoint {p}")
-        state = torch_source.kokoro_state_dict(p)
+        try:
+            state = torch_source.kokoro_state_dict(p)
+        except torch_source.TorchSourceError as exc:
+            raise ConvertError(str(exc)) from None
         kind = "pytorch"
     elif suffix == ".onnx" or p.is_file():
         from . import onnx_source
@@ -284,10 +290,7 @@ def write_gguf(
         if choice.reason:
             fallbacks[name] = choice.reason
         data = quants.quantize(a.reshape(choice.stored_shape), choice.qtype)
-        if choice.qtype in (T.F32, T.F16):
-            w.add_tensor(name, data, raw_dtype=choice.qtype)
-        else:
-            w.add_tensor(name, data, raw_dtype=choice.qtype)
+        w.add_tensor(name, data, raw_dtype=choice.qtype)
         counts[choice.qtype.name] = counts.get(choice.qtype.name, 0) + 1
         now = time.monotonic()
         if now - last > 1.0 or i == total:
