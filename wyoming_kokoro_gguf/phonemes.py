@@ -12,6 +12,7 @@ espeak-ng keeps process-global state: every call goes through one lock.
 
 from __future__ import annotations
 
+import logging
 import threading
 import unicodedata
 from collections.abc import Mapping
@@ -67,6 +68,11 @@ _BRITISH = {"e^ə": "ɛː"}
 
 # Where a pass may end when a piece is too long, best first.
 _BREAKS = (".!?…", ",;:—", " ")
+
+
+# phonemizer warns on every call about language switches and word counts; keep it to errors
+_QUIET = logging.getLogger(__name__ + ".espeak")
+_QUIET.setLevel(logging.ERROR)
 
 
 class PhonemizerError(RuntimeError):
@@ -168,6 +174,7 @@ class Phonemizer:
                     with_stress=True,
                     tie=TIE,
                     language_switch="remove-flags",
+                    logger=_QUIET,
                 )
             except RuntimeError as err:
                 raise PhonemizerError(f"espeak-ng cannot speak {language!r}: {err}") from err

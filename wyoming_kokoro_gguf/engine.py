@@ -1,0 +1,285 @@
+"""Synthesis engine: text -> 24 kHz int16 audio, clause by clause, from a Kokoro GGUF file.
+
+Pipeline per request: text.py cuts the text into pieces (sentences, long ones at clauses, a
+short first piece), phonemes.py turns each piece into model phonemes (<= 510 per pass), then
+two ONNX Runtime sessions built by graph.py run the model: stage 1 gives durations and
+features, the host repeats feature rows by the durations, stage 2 gives the waveform.  Each
+piece is yielded as soon as it is done, so callers can stream, and memory stays bounded by one
+pass whatever the length of the text.
+
+Thread safety: ORT sessions may run concurrently (and release the GIL), espeak-ng is serialized
+inside phonemes.Phonemizer, and the voice table is only replaced, never mutated in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import graph as graph_mod
+from . import text as text_mod
+from .layout import VoiceInfo
+from .lowering import LoweringPlan, default_plan
+from .phonemes import MAX_PHONEMES, Phonemizer, language_for_voice, split_phonemes
+
+_LOG = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24000
+MIN_SPEED = 0.5
+MAX_SPEED = 2.0
+
+
+class UnknownVoiceError(KeyError):
+    """The requested voice is not in the model file (nor a defined blend)."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else "unknown voice"
+
+
+class BlendError(ValueError):
+    """A blend formula such as ``af_heart:0.7,af_bella:0.3`` is malformed."""
+
+
+@dataclass
+class PassTiming:
+    """Where the time of one model pass went (for the CLI and logs)."""
+
+    phonemes: int
+    frames: int
+    stage1_s: float
+    stage2_s: float
+    audio_s: float
+
+
+def parse_blend(formula: str) -> list[tuple[str, float]]:
+    """``"af_heart:0.7,af_bella:0.3"`` -> [("af_heart", 0.7), ("af_bella", 0.3)], weights summing to 1.
+
+    A voice without ``:weight`` counts 1.  Weights must be finite and non-negative with a positive sum.
+    """
+    parts = []
+    for item in formula.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, _, weight = item.partition(":")
+        name = name.strip()
+        try:
+            value = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            raise BlendError(f"bad weight {weight!r} for {name!r} in blend {formula!r}") from None
+        if not name or not math.isfinite(value) or value < 0:
+            raise BlendError(f"bad blend entry {item!r} in {formula!r}")
+        parts.append((name, value))
+    total = sum(w for _, w in parts)
+    if not parts or total <= 0:
+        raise BlendError(f"blend {formula!r} has no voice with a positive weight")
+    return [(n, w / total) for n, w in parts]
+
+
+def _session_options(plan: LoweringPlan):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = plan.threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry(
+        "session.intra_op.allow_spinning", "1" if plan.allow_spinning else "0"
+    )
+    options.log_severity_level = 3
+    return options
+
+
+class Engine:
+    """Kokoro on ONNX Runtime for one model file.  Create with ``Engine.load``."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, model, stage1, stage2, plan: LoweringPlan, notes: list[str]) -> None:
+        self.model = model
+        self.plan = plan
+        self.notes = notes
+        self._stage1 = stage1
+        self._stage2 = stage2
+        self._packs: dict[str, np.ndarray] = {}
+        self._pack_lock = threading.Lock()
+        self._blends: dict[str, tuple[VoiceInfo, np.ndarray]] = {}
+        self.voices: dict[str, VoiceInfo] = dict(model.voices)
+        self._phonemizer = Phonemizer(model.phoneme_to_id)
+        self.last_timings: list[PassTiming] = []
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], plan: LoweringPlan | None = None) -> Engine:
+        """Open a Kokoro GGUF file and build its ONNX Runtime sessions."""
+        import onnxruntime as ort
+
+        from .model_file import open_model
+
+        plan = plan or default_plan()
+        model = open_model(Path(path))
+        built = graph_mod.build(model, plan)
+        options = _session_options(plan)
+        providers = ["CPUExecutionProvider"]
+        data = built.stage1.SerializeToString()
+        built.stage1 = None
+        stage1 = ort.InferenceSession(data, options, providers=providers)
+        data = built.stage2.SerializeToString()
+        built.stage2 = None
+        stage2 = ort.InferenceSession(data, options, providers=providers)
+        del data
+        for note in built.notes:
+            _LOG.info("%s", note)
+        return cls(model, stage1, stage2, plan, built.notes)
+
+    # ------------------------------------------------------------ voices
+
+    def _pack(self, name: str) -> np.ndarray:
+        """The [510, 256] style pack of a voice or blend."""
+        blend = self._blends.get(name)
+        if blend is not None:
+            return blend[1]
+        with self._pack_lock:
+            pack = self._packs.get(name)
+            if pack is None:
+                if name not in self.model.voices:
+                    raise self._unknown(name)
+                pack = np.ascontiguousarray(self.model.voice_tensor(name), dtype=np.float32)
+                self._packs[name] = pack
+            return pack
+
+    def _unknown(self, name: str) -> UnknownVoiceError:
+        return UnknownVoiceError(
+            f"unknown voice {name!r}; available voices: {', '.join(sorted(self.voices))}"
+        )
+
+    def add_blend(self, name: str, formula: str) -> VoiceInfo:
+        """Define a voice mixing the style vectors of others, e.g. ``af_heart:0.7,af_bella:0.3``.
+
+        The blend speaks the language of its heaviest component.
+        """
+        parts = parse_blend(formula)
+        for voice, _ in parts:
+            if voice not in self.voices:
+                raise self._unknown(voice)
+        pack = sum(weight * self._pack(voice) for voice, weight in parts)
+        main = max(parts, key=lambda p: p[1])[0]
+        base = self.voices[main]
+        info = VoiceInfo(
+            name=name,
+            language=base.language,
+            espeak=base.espeak,
+            language_name=base.language_name,
+            gender=base.gender,
+        )
+        self._blends = {**self._blends, name: (info, np.asarray(pack, dtype=np.float32))}
+        self.voices = {**self.voices, name: info}
+        return info
+
+    def _resolve(self, voice: str) -> tuple[VoiceInfo, np.ndarray]:
+        if voice in self.voices:
+            return self.voices[voice], self._pack(voice)
+        if ":" in voice or "," in voice:  # an inline blend formula
+            parts = parse_blend(voice)
+            for name, _ in parts:
+                if name not in self.voices:
+                    raise self._unknown(name)
+            pack = sum(w * self._pack(n) for n, w in parts)
+            main = max(parts, key=lambda p: p[1])[0]
+            return self.voices[main], np.asarray(pack, dtype=np.float32)
+        raise self._unknown(voice)
+
+    # ------------------------------------------------------------ synthesis
+
+    def synthesize(
+        self, text: str, voice: str, speed: float = 1.0, language: str | None = None
+    ) -> Iterator[np.ndarray]:
+        """Audio for ``text`` as int16 mono arrays at 24 kHz, one per piece, as each is done.
+
+        The voice is checked now (UnknownVoiceError), the audio is made lazily.  Speed is clamped
+        to 0.5..2.0; empty or unspeakable text yields nothing.  ``language`` (an espeak-ng
+        language such as "en-us") overrides the voice's own, e.g. English text with a Japanese
+        voice.
+        """
+        info, pack = self._resolve(voice)
+        speed = float(speed)
+        if not math.isfinite(speed):
+            raise ValueError(f"speed must be a number between {MIN_SPEED} and {MAX_SPEED}")
+        clamped = min(MAX_SPEED, max(MIN_SPEED, speed))
+        if clamped != speed:
+            _LOG.warning(
+                "speed %s is outside %s..%s, using %s", speed, MIN_SPEED, MAX_SPEED, clamped
+            )
+        language = language or language_for_voice(info.name, getattr(info, "espeak", None))
+        return self._generate(text or "", language, pack, clamped)
+
+    def _generate(
+        self, text: str, language: str, pack: np.ndarray, speed: float
+    ) -> Iterator[np.ndarray]:
+        for piece in text_mod.iter_pieces(text):
+            phonemes = self._phonemizer.phonemize(piece, language)
+            for chunk in split_phonemes(phonemes, MAX_PHONEMES):
+                ids = self._phonemizer.ids(chunk)
+                if not ids or not any(ch.isalpha() for ch in chunk):
+                    continue  # nothing speakable (only punctuation or spaces)
+                audio = self.infer(ids, pack, speed)
+                if audio.size:
+                    yield to_int16(audio)
+
+    def infer(self, ids: list[int], pack: np.ndarray, speed: float = 1.0) -> np.ndarray:
+        """One model pass: token ids (<= 510, without pads) -> float32 audio."""
+        if len(ids) > MAX_PHONEMES:
+            raise ValueError(f"{len(ids)} phonemes in one pass; at most {MAX_PHONEMES}")
+        style = pack[min(len(ids), len(pack)) - 1].reshape(1, -1).astype(np.float32)
+        tokens = np.array([[0, *ids, 0]], dtype=np.int64)
+        return self.run_tokens(tokens, style, speed)
+
+    def run_tokens(self, tokens: np.ndarray, style: np.ndarray, speed: float) -> np.ndarray:
+        """Both stages for padded tokens [1, n] and a style row [1, 256] -> float32 audio."""
+        t0 = time.perf_counter()
+        durations, d, t_en = self._stage1.run(
+            None,
+            {
+                "tokens": tokens,
+                "style": style,
+                "speed": np.array([speed], dtype=np.float32),
+            },
+        )
+        t1 = time.perf_counter()
+        index = np.repeat(np.arange(len(durations)), durations)
+        (audio,) = self._stage2.run(None, {"en": d[index], "asr": t_en[index], "style": style})
+        t2 = time.perf_counter()
+        self.last_timings.append(
+            PassTiming(
+                phonemes=int(tokens.shape[1] - 2),
+                frames=int(len(index)),
+                stage1_s=t1 - t0,
+                stage2_s=t2 - t1,
+                audio_s=len(audio) / SAMPLE_RATE,
+            )
+        )
+        del self.last_timings[:-64]
+        return audio
+
+    def durations(self, tokens: np.ndarray, style: np.ndarray, speed: float = 1.0) -> np.ndarray:
+        """Stage 1 only: frames per token (for equivalence tests and timing marks)."""
+        (durations, _, _) = self._stage1.run(
+            None,
+            {"tokens": tokens, "style": style, "speed": np.array([speed], dtype=np.float32)},
+        )
+        return durations
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    """float [-1, 1] -> int16, clipped."""
+    return (np.clip(np.asarray(audio, dtype=np.float32).ravel(), -1.0, 1.0) * 32767.0).astype(
+        np.int16
+    )
