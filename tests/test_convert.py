@@ -260,3 +260,60 @@ def test_pth_source_roundtrip(kokoro_onnx, kokoro_voices, tmp_path, kokoro_gguf)
         np.testing.assert_allclose(
             a.tensor(name), b.tensor(name), rtol=2e-6, atol=1e-7, err_msg=name
         )
+
+
+def test_quantize_convs(kokoro_gguf, source_tensors) -> None:
+    """--quantize-convs also quantizes decoder/generator conv weights whose row (in*k) fits the
+    block; they are stored [out, in*k] and read back in the layout shape within the Q8_0 bound."""
+    mf = model_file.open_model(kokoro_gguf("q8_0", quantize_convs=True))
+    name = "kokoro.decoder.generator.resblocks.0.0.convs1_weight"  # [256, 256, 3]: row 768
+    assert mf.tensor_type(name) == gguf.GGMLQuantizationType.Q8_0
+    assert mf.tensor_shape(name) == (256, 768)
+    assert mf.raw_tensor(name).shape == (256, 768 // 32 * 34)
+    ups = "kokoro.decoder.generator.ups.0.weight"  # ConvTranspose [512, 256, 20]
+    assert mf.tensor_type(ups) == gguf.GGMLQuantizationType.Q8_0
+    odd = "kokoro.decoder.decoder_blocks.0.conv1_weight"  # [1024, 1090, 3]: row 3270 -> F16
+    assert mf.tensor_type(odd) == gguf.GGMLQuantizationType.F16
+    assert mf.metadata["wyoming_kokoro_gguf.quantize_convs"] is True
+    for n in (name, ups, odd, "kokoro.decoder.generator.conv_post_weight"):
+        ref = source_tensors[n]
+        got = mf.tensor(n)
+        assert got.shape == ref.shape
+        flat = ref.reshape(ref.shape[0], -1)
+        bound = quants.error_bound(flat, mf.tensor_type(n)).reshape(ref.shape)
+        assert np.all(np.abs(got - ref) <= bound), n
+
+
+def test_kquant_needs_libggml_or_works(tmp_path) -> None:
+    import fixtures_ttscpp as fx
+
+    src = tmp_path / "small.gguf"
+    fx.build(src, "F32", voices=("af_heart", "jm_kumo"))
+    out = tmp_path / "k.gguf"
+    cmd = [
+        sys.executable,
+        "-m",
+        "wyoming_kokoro_gguf.convert",
+        str(src),
+        "-o",
+        str(out),
+        "--type",
+        "q4_k",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if quants._find_libggml() is None:
+        assert r.returncode == 2 and "llama-cpp-python" in r.stderr and "Traceback" not in r.stderr
+        assert not out.exists()
+    else:
+        assert r.returncode == 0, r.stderr
+        mf = model_file.open_model(out)
+        assert mf.tensor_type("kokoro.albert.layer.0.q") == gguf.GGMLQuantizationType.Q4_K
+    r = subprocess.run(cmd[:-1] + ["q3"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "unknown type" in r.stderr
+    r = subprocess.run(
+        cmd[:5] + [str(tmp_path / "nodir" / "x" / "o.gguf")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0 and "tensors" in r.stderr  # creates the folder, shows progress

@@ -382,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConvertError, quants.QuantError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: {exc.filename or args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; nothing written", file=sys.stderr)
         return 130

@@ -522,6 +522,15 @@ def dims_from_tensors(shape: Callable[[str], tuple[int, ...]], hp: Mapping[str, 
     g = "kokoro.decoder.generator"
     n_up = int(hp.get(f"{g}.upsamples", 2))
     n_k = int(hp.get(f"{g}.kernels", 3))
+
+    def kernel(name: str, from_meta: int) -> int:
+        # quantized conv weights are stored flattened [out, in*k]: then the metadata tells k
+        shp = shape(p + name)
+        return shp[2] if len(shp) == 3 else from_meta
+
+    def meta(key: str, default: int) -> int:
+        return int(hp.get(f"{g}.{key}", default))
+
     return KokoroDims(
         vocab_size=vocab,
         albert_embd=embd,
@@ -541,10 +550,18 @@ def dims_from_tensors(shape: Callable[[str], tuple[int, ...]], hp: Mapping[str, 
         gen_channels=shape(p + "decoder.generator.ups.0.weight")[0],
         upsample_rates=tuple(int(hp.get(f"{g}.up_convs.{i}.stride", 0)) for i in range(n_up)),
         upsample_kernels=tuple(
-            shape(p + f"decoder.generator.ups.{i}.weight")[2] for i in range(n_up)
+            kernel(
+                f"decoder.generator.ups.{i}.weight",
+                2 * meta(f"up_convs.{i}.padding", 0) + meta(f"up_convs.{i}.stride", 0),
+            )
+            for i in range(n_up)
         ),
         resblock_kernels=tuple(
-            shape(p + f"decoder.generator.resblocks.{j}.0.convs1_weight")[2] for j in range(n_k)
+            kernel(
+                f"decoder.generator.resblocks.{j}.0.convs1_weight",
+                2 * meta(f"res_blocks.{j}.0.padding", 0) + 1,
+            )
+            for j in range(n_k)
         ),
         resblock_dilations=tuple(
             int(hp.get(f"{g}.res_blocks.0.{j}.dilation", 0)) for j in range(3)
@@ -552,7 +569,7 @@ def dims_from_tensors(shape: Callable[[str], tuple[int, ...]], hp: Mapping[str, 
         n_fft=int(hp.get(f"{g}.n_fft", 20)),
         hop=int(hp.get(f"{g}.hop", 5)),
         harmonics=shape(p + "decoder.generator.m_source_weight")[1],
-        conv_post_kernel=shape(p + "decoder.generator.conv_post_weight")[2],
+        conv_post_kernel=kernel("decoder.generator.conv_post_weight", 2 * meta("padding", 3) + 1),
     )
 
 
