@@ -317,3 +317,38 @@ def test_kquant_needs_libggml_or_works(tmp_path) -> None:
         cwd=ROOT,
     )
     assert r.returncode == 0 and "tensors" in r.stderr  # creates the folder, shows progress
+
+
+def test_float_and_fp16_exports_read_the_same(kokoro_onnx) -> None:
+    """Float exports (MatMul/Conv/LSTM/Gather on float weights) and fp16 exports (float16 weights
+    cast to float) give the same state dict as the int8 export they were made from."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    ref = onnx_source.kokoro_state_dict(kokoro_onnx)
+    model = onnx_source.dequantized_export(kokoro_onnx)
+    assert {n: a for n, a in onnx_source.state_dict(model).items() if n in ref}.keys() == ref.keys()
+    fp32 = onnx_source.state_dict(model)
+    for name, a in ref.items():
+        assert np.array_equal(fp32[name], a), name
+
+    g = model.graph
+    casts = []
+    for t in list(g.initializer):
+        if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 2:
+            a = numpy_helper.to_array(t).astype(np.float16)
+            t.CopyFrom(numpy_helper.from_array(a, t.name + "_fp16"))
+            casts.append(
+                helper.make_node(
+                    "Cast", [t.name], [t.name[: -len("_fp16")]], to=onnx.TensorProto.FLOAT
+                )
+            )
+    nodes = casts + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+    fp16 = onnx_source.state_dict(model)
+    for name in (
+        "decoder.generator.resblocks.0.convs1.0.weight",
+        "text_encoder.lstm.weight_ih_l0_reverse",
+    ):
+        assert np.array_equal(fp16[name], ref[name].astype(np.float16).astype(np.float32)), name
