@@ -21,6 +21,12 @@ def source_tensors(kokoro_onnx: Path) -> dict[str, np.ndarray]:
     return layout.ttscpp_tensors(onnx_source.kokoro_state_dict(kokoro_onnx))
 
 
+@pytest.fixture(scope="module")
+def fp32_export(kokoro_onnx: Path):
+    """The export rewritten to fp32 (made once per module; tests copy before changing it)."""
+    return onnx_source.dequantized_export(kokoro_onnx)
+
+
 def test_f32_equals_dequantized_export(kokoro_gguf, source_tensors) -> None:
     path = kokoro_gguf("f32")
     reader = gguf.GGUFReader(path)
@@ -144,12 +150,12 @@ def test_converter_version_is_int() -> None:
     assert isinstance(convert.CONVERTER_VERSION, int)
 
 
-def test_dequantized_export_runs_fp32(kokoro_onnx, kokoro_gguf, kokoro_voices) -> None:
+def test_dequantized_export_runs_fp32(kokoro_onnx, kokoro_gguf, kokoro_voices, fp32_export) -> None:
     """The int8 export rewritten to float ops runs in ORT on exactly the GGUF's f32 weights."""
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    model = onnx_source.dequantized_export(kokoro_onnx)
+    model = fp32_export
     ops = {n.op_type for n in model.graph.node}
     assert not ops & {
         "MatMulInteger",
@@ -319,14 +325,15 @@ def test_kquant_needs_libggml_or_works(tmp_path) -> None:
     assert r.returncode == 0 and "tensors" in r.stderr  # creates the folder, shows progress
 
 
-def test_float_and_fp16_exports_read_the_same(kokoro_onnx) -> None:
+def test_float_and_fp16_exports_read_the_same(kokoro_onnx, fp32_export) -> None:
     """Float exports (MatMul/Conv/LSTM/Gather on float weights) and fp16 exports (float16 weights
     cast to float) give the same state dict as the int8 export they were made from."""
     import onnx
     from onnx import helper, numpy_helper
 
     ref = onnx_source.kokoro_state_dict(kokoro_onnx)
-    model = onnx_source.dequantized_export(kokoro_onnx)
+    model = onnx.ModelProto()
+    model.CopyFrom(fp32_export)
     assert {n: a for n, a in onnx_source.state_dict(model).items() if n in ref}.keys() == ref.keys()
     fp32 = onnx_source.state_dict(model)
     for name, a in ref.items():
@@ -352,3 +359,26 @@ def test_float_and_fp16_exports_read_the_same(kokoro_onnx) -> None:
         "text_encoder.lstm.weight_ih_l0_reverse",
     ):
         assert np.array_equal(fp16[name], ref[name].astype(np.float16).astype(np.float32)), name
+
+
+def test_reference_model_roundtrip(kokoro_onnx, kokoro_gguf, fp32_export) -> None:
+    """torch_from_ttscpp inverts ttscpp_tensors, and the reference graph fed the f32 GGUF is the
+    fp32 rewrite of the export, initializer for initializer."""
+    from onnx import numpy_helper
+
+    sd = onnx_source.kokoro_state_dict(kokoro_onnx)
+    back = layout.torch_from_ttscpp(layout.ttscpp_tensors(sd).__getitem__, layout.KokoroDims(), sd)
+    assert back.keys() == sd.keys() and all(np.array_equal(back[k], sd[k]) for k in sd)
+    base = {t.name: t for t in fp32_export.graph.initializer}
+    ref = onnx_source.reference_model(kokoro_onnx, kokoro_gguf("f32"), fp32_export)
+    for t in ref.graph.initializer:
+        assert np.array_equal(numpy_helper.to_array(t), numpy_helper.to_array(base[t.name])), t.name
+    q4 = onnx_source.reference_model(kokoro_onnx, kokoro_gguf("q4_0"), fp32_export)
+    changed = {
+        t.name
+        for t in q4.graph.initializer
+        if not np.array_equal(numpy_helper.to_array(t), numpy_helper.to_array(base[t.name]))
+    }
+    assert (
+        "onnx::MatMul_6548_3_quantized_dequantized_fp32" in changed
+    )  # ALBERT query, Q4_0 in the GGUF

@@ -212,7 +212,12 @@ def _add_value(w: gguf.GGUFWriter, key: str, value: object) -> None:
 
 
 def _write_metadata(
-    w: gguf.GGUFWriter, src: Source, target: T, quantize_convs: bool, n_params: int
+    w: gguf.GGUFWriter,
+    src: Source,
+    target: T,
+    quantize_convs: bool,
+    quantize_all: bool,
+    n_params: int,
 ) -> None:
     """KV pairs in TTS.cpp's order and types (kokoro_gguf_encoder.py), plus our provenance keys."""
     w.add_string("general.name", "kokoro")
@@ -247,7 +252,8 @@ def _write_metadata(
         f"wyoming_kokoro_gguf {__version__} (converter {CONVERTER_VERSION})",
     )
     w.add_string("wyoming_kokoro_gguf.source", src.description)
-    w.add_bool("wyoming_kokoro_gguf.quantize_convs", bool(quantize_convs))
+    w.add_bool("wyoming_kokoro_gguf.quantize_convs", bool(quantize_convs or quantize_all))
+    w.add_bool("wyoming_kokoro_gguf.quantize_all", bool(quantize_all))
 
 
 def write_gguf(
@@ -256,6 +262,7 @@ def write_gguf(
     qtype: str | T = "f32",
     *,
     quantize_convs: bool = False,
+    quantize_all: bool = False,
     force: bool = False,
     progress: Progress | None = None,
 ) -> Report:
@@ -277,7 +284,7 @@ def write_gguf(
     n_params = sum(int(a.size) for a in src.tensors.values()) + sum(
         int(v.size) for v in src.voices.values()
     )
-    _write_metadata(w, src, target, quantize_convs, n_params)
+    _write_metadata(w, src, target, quantize_convs, quantize_all, n_params)
 
     counts: dict[str, int] = {}
     fallbacks: dict[str, str] = {}
@@ -286,7 +293,7 @@ def write_gguf(
     last = 0.0
     for i, name in enumerate(names, 1):
         a = np.ascontiguousarray(src.tensors[name], dtype=np.float32)
-        choice = quants.choose(name, tuple(a.shape), target, quantize_convs)
+        choice = quants.choose(name, tuple(a.shape), target, quantize_convs, quantize_all)
         if choice.reason:
             fallbacks[name] = choice.reason
         data = quants.quantize(a.reshape(choice.stored_shape), choice.qtype)
@@ -330,6 +337,7 @@ def convert(
     *,
     voices: str | os.PathLike[str] | None = None,
     quantize_convs: bool = False,
+    quantize_all: bool = False,
     force: bool = False,
     progress: Progress | None = None,
 ) -> Report:
@@ -343,7 +351,13 @@ def convert(
         quants.libggml()
     source = load_source(src, voices, say)
     return write_gguf(
-        source, out_path, target, quantize_convs=quantize_convs, force=force, progress=say
+        source,
+        out_path,
+        target,
+        quantize_convs=quantize_convs,
+        quantize_all=quantize_all,
+        force=force,
+        progress=say,
     )
 
 
@@ -366,6 +380,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also quantize the decoder/generator convolution weights (smaller file; TTS.cpp leaves them F16/F32)",
     )
+    parser.add_argument(
+        "--quantize-all",
+        action="store_true",
+        help="quantize every weight matrix (also text-encoder/predictor convs and AdaIN style projections; "
+        "convs whose row does not fit a block are stored with rows of several channels): smallest file",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
@@ -376,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             args.type,
             voices=args.voices,
             quantize_convs=args.quantize_convs,
+            quantize_all=args.quantize_all,
             force=args.force,
             progress=_quiet if args.quiet else _stderr_progress,
         )

@@ -465,6 +465,44 @@ def expected_shapes(d: KokoroDims = KokoroDims()) -> dict[str, tuple[int, ...]]:
     return {n: tuple(a.shape) for n, a in ttscpp_tensors(fake).items()}
 
 
+def torch_from_ttscpp(
+    get: Callable[[str], np.ndarray],
+    d: KokoroDims = KokoroDims(),
+    base: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Inverse of ``ttscpp_tensors``: rebuild KModel parameters from TTS.cpp tensors (``get(name)``).
+
+    The forward mapping only slices along the first axis (LSTM gates, AdaIN gamma/beta halves) or
+    keeps row 0 (token types); rows TTS.cpp does not store are taken from ``base`` (zeros without)."""
+    out: dict[str, np.ndarray] = {}
+    for tname, shp in torch_shapes(d).items():
+        rows = np.arange(shp[0], dtype=np.float64).reshape((shp[0],) + (1,) * (len(shp) - 1))
+        probe = np.broadcast_to(rows, shp)
+        pieces: list[tuple[int, str, bool]] = []
+
+        def put(name: str, a: np.ndarray, pieces: list = pieces, ndim: int = len(shp)) -> None:
+            whole_row = a.ndim < ndim  # a[0]: one row of the parameter
+            pieces.append((int(a.reshape(-1)[0]) if a.size else 0, PREFIX + name, whole_row))
+
+        _map_one(put, tname, probe)
+        if not pieces:
+            continue
+        if len(pieces) == 1 and pieces[0][2]:
+            full = (
+                np.array(base[tname], np.float32)
+                if base and tname in base
+                else np.zeros(shp, np.float32)
+            )
+            full[pieces[0][0]] = get(pieces[0][1])
+            out[tname] = full
+            continue
+        pieces.sort()
+        out[tname] = np.concatenate(
+            [np.asarray(get(n), np.float32).reshape(-1, *shp[1:]) for _, n, _ in pieces]
+        )
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Metadata
 
@@ -515,61 +553,59 @@ def ttscpp_metadata(d: KokoroDims = KokoroDims()) -> dict[str, int]:
 
 def dims_from_tensors(shape: Callable[[str], tuple[int, ...]], hp: Mapping[str, int]) -> KokoroDims:
     """Recover the dimensions from a file's tensor shapes and metadata (so smaller test models and
-    future variants validate the same way).  ``shape(name)`` raises KeyError for a missing tensor."""
+    future variants validate the same way).  ``shape(name)`` raises KeyError for a missing tensor.
+
+    Sizes are read from tensors that are never stored reshaped (embeddings, biases, LSTM and style
+    matrices); kernel sizes from element counts, since quantized conv weights are stored 2-D."""
     p = PREFIX
-    vocab, embd = shape(p + "albert.token_embd")
-    hidden = shape(p + "duration_predictor.encode")[0]
     g = "kokoro.decoder.generator"
+
+    def size(name: str) -> int:
+        return int(np.prod(shape(p + name)))
+
+    def first(name: str) -> int:
+        return shape(p + name)[0]
+
+    vocab, embd = shape(p + "albert.token_embd")
+    hidden = first("duration_predictor.encode_bias")
     n_up = int(hp.get(f"{g}.upsamples", 2))
     n_k = int(hp.get(f"{g}.kernels", 3))
-
-    def kernel(name: str, from_meta: int) -> int:
-        # quantized conv weights are stored flattened [out, in*k]: then the metadata tells k
-        shp = shape(p + name)
-        return shp[2] if len(shp) == 3 else from_meta
-
-    def meta(key: str, default: int) -> int:
-        return int(hp.get(f"{g}.{key}", default))
-
+    gen = 2 * first("decoder.generator.ups.0.bias")
+    res_ch = [first(f"decoder.generator.resblocks.{j}.0.convs1_bias") for j in range(n_k)]
     return KokoroDims(
         vocab_size=vocab,
         albert_embd=embd,
-        albert_hidden=shape(p + "albert.embd")[0],
+        albert_hidden=first("albert.embd_bias"),
         albert_heads=int(hp.get("kokoro.duration_predictor.albert.attn_heads", 12)),
-        albert_ffn=shape(p + "albert.layer.0.ffn")[0],
+        albert_ffn=first("albert.layer.0.ffn_bias"),
         albert_recurrence=int(hp.get("kokoro.duration_predictor.albert.recurrence", 12)),
-        context_length=shape(p + "albert.position_embd")[0],
+        context_length=first("albert.position_embd"),
         hidden=hidden,
-        style=shape(p + "duration_predictor.layers.1.gamma_weight")[1],
+        style=shape(p + "duration_predictor.layers.1.gamma_weight")[-1],
         n_layer=int(hp.get("kokoro.duration_predictor.layers", 3)),
-        max_dur=shape(p + "duration_predictor.duration_proj")[0],
-        text_kernel=shape(p + "text_encoder.layers.0.weight")[2],
-        decoder_dim=shape(p + "decoder.encoder_block.conv1_weight")[0],
-        asr_dim=shape(p + "decoder.asr_conv_weight")[0],
+        max_dur=first("duration_predictor.duration_proj_bias"),
+        text_kernel=size("text_encoder.layers.0.weight") // (hidden * hidden),
+        decoder_dim=first("decoder.encoder_block.conv1_bias"),
+        asr_dim=first("decoder.asr_conv_bias"),
         decoder_blocks=int(hp.get(f"{g}.layers", 4)),
-        gen_channels=shape(p + "decoder.generator.ups.0.weight")[0],
+        gen_channels=gen,
         upsample_rates=tuple(int(hp.get(f"{g}.up_convs.{i}.stride", 0)) for i in range(n_up)),
         upsample_kernels=tuple(
-            kernel(
-                f"decoder.generator.ups.{i}.weight",
-                2 * meta(f"up_convs.{i}.padding", 0) + meta(f"up_convs.{i}.stride", 0),
-            )
+            size(f"decoder.generator.ups.{i}.weight") // ((gen // 2**i) * (gen // 2 ** (i + 1)))
             for i in range(n_up)
         ),
         resblock_kernels=tuple(
-            kernel(
-                f"decoder.generator.resblocks.{j}.0.convs1_weight",
-                2 * meta(f"res_blocks.{j}.0.padding", 0) + 1,
-            )
-            for j in range(n_k)
+            size(f"decoder.generator.resblocks.{j}.0.convs1_weight") // (c * c)
+            for j, c in enumerate(res_ch)
         ),
         resblock_dilations=tuple(
             int(hp.get(f"{g}.res_blocks.0.{j}.dilation", 0)) for j in range(3)
         ),
         n_fft=int(hp.get(f"{g}.n_fft", 20)),
         hop=int(hp.get(f"{g}.hop", 5)),
-        harmonics=shape(p + "decoder.generator.m_source_weight")[1],
-        conv_post_kernel=kernel("decoder.generator.conv_post_weight", 2 * meta("padding", 3) + 1),
+        harmonics=size("decoder.generator.m_source_weight"),
+        conv_post_kernel=size("decoder.generator.conv_post_weight")
+        // (first("decoder.generator.conv_post_bias") * (gen // 2**n_up)),
     )
 
 
@@ -611,3 +647,19 @@ def is_decoder_conv_weight(name: str) -> bool:
     if not name.startswith("kokoro.decoder.") or not is_f16_compatible(name):
         return False
     return name.endswith("_weight") or (".ups." in name and name.endswith(".weight"))
+
+
+def is_extra_quantizable(name: str) -> bool:
+    """Weights only ``--quantize-all`` quantizes: the text encoder's and the predictor's convolutions
+    and the style projections (AdaIN / AdaLayerNorm ``*gamma*_weight`` / ``*beta*_weight``), which
+    TTS.cpp keeps F16 (convs) or F32 (style projections)."""
+    leaf = name.rsplit(".", 1)[-1]
+    if "bias" in leaf or "alpha" in leaf or "voice_tensors" in name:
+        return False
+    if ("gamma" in leaf or "beta" in leaf) and leaf.endswith("weight"):
+        return True
+    if name.startswith("kokoro.text_encoder.layers.") and leaf == "weight":
+        return True
+    return name.startswith(
+        ("kokoro.duration_predictor.f0_blocks.", "kokoro.duration_predictor.n_blocks.")
+    ) and leaf.endswith("_weight")

@@ -259,12 +259,13 @@ def _validate(mf: KokoroModelFile) -> None:
         ) from None
     for name, want in layout.expected_shapes(dims).items():
         got = shape(name)
-        flat = (want[0], int(np.prod(want[1:]))) if len(want) == 3 else None
         if (
             got != want
-            and got == flat
+            and len(got) == 2
+            and int(np.prod(got)) == int(np.prod(want))
             and mf.tensor_type(name) not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16)
         ):
+            # quantized conv weights are stored 2-D (GGML blocks run along the row)
             mf._logical[name] = want
         elif got != want:
             raise ModelFileError(

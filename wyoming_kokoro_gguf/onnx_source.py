@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -537,3 +537,90 @@ def _prune_dead(nodes: list[onnx.NodeProto], outputs: Iterable[str]) -> list[onn
             needed.update(x for x in n.input if x)
     keep.reverse()
     return keep
+
+
+# --------------------------------------------------------------------------------------------
+# The reference graph on other weights (e.g. a quantized GGUF's, dequantized)
+
+
+def with_weights(model: onnx.ModelProto, params: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """A float export (or ``dequantized_export``'s output) with its Kokoro weights replaced by
+    ``params`` (KModel names, as ``state_dict`` returns them).  Raises if a weight is not found."""
+    g = _Graph(model)
+    new: dict[str, np.ndarray] = {}
+    placed: set[str] = set()
+
+    def take(key: str) -> np.ndarray:
+        placed.add(key)
+        return params[key]
+
+    def set_init(name: str, value: np.ndarray) -> None:
+        if name not in g.init:
+            raise OnnxSourceError(f"weight {name} is not an initializer")
+        old = g.init[name]
+        if tuple(old.dims) != value.shape:
+            raise OnnxSourceError(
+                f"{name}: shape {list(value.shape)} does not fit {list(old.dims)}"
+            )
+        new[name] = np.ascontiguousarray(
+            value, dtype=helper.tensor_dtype_to_np_dtype(old.data_type)
+        )
+
+    for n in model.graph.node:
+        path = module_path(n.name) if n.name.startswith("/") else ""
+        key = torch_name(path + ".weight") if path else ""
+        if n.op_type in ("MatMul", "Gemm") and n.input[1] in g.init and key in params:
+            w = take(key)
+            set_init(n.input[1], w if (n.op_type == "Gemm" and _attr(n, "transB", 0)) else w.T)
+        elif n.op_type in ("Conv", "ConvTranspose") and n.input[1] in g.init and key in params:
+            set_init(n.input[1], take(key))
+        elif n.op_type == "Gather" and n.input[0] in g.init and key in params:
+            set_init(n.input[0], take(key))
+        elif n.op_type == "LSTM":
+            pre = torch_name(path + ".")
+            H = int(_attr(n, "hidden_size"))
+            rows = np.concatenate(
+                [np.arange(k * H, (k + 1) * H) for k in np.argsort(ONNX_TO_TORCH_GATES)]
+            )
+            sfx = ["", "_reverse"][: g.init[n.input[1]].dims[0]]
+            set_init(n.input[1], np.stack([take(f"{pre}weight_ih_l0{s}")[rows] for s in sfx]))
+            set_init(n.input[2], np.stack([take(f"{pre}weight_hh_l0{s}")[rows] for s in sfx]))
+            if len(n.input) > 3 and n.input[3] in g.init:
+                b = [
+                    np.concatenate(
+                        [take(f"{pre}bias_ih_l0{s}")[rows], take(f"{pre}bias_hh_l0{s}")[rows]]
+                    )
+                    for s in sfx
+                ]
+                set_init(n.input[3], np.stack(b))
+    for name in g.init:
+        tname = torch_name(name)
+        if name not in new and tname in params and not name.startswith(("/", "onnx::")):
+            set_init(name, take(tname).reshape(tuple(g.init[name].dims)))
+    missing = [k for k in params if k not in placed]
+    if missing:
+        more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+        raise OnnxSourceError(f"weights with no place in the graph: {', '.join(missing[:5])}{more}")
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = [
+        numpy_helper.from_array(new[t.name], t.name) if t.name in new else t
+        for t in model.graph.initializer
+    ]
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(inits)
+    return out
+
+
+def reference_model(
+    onnx_path: str | Path, gguf_path: str | Path, fp32: onnx.ModelProto | None = None
+) -> onnx.ModelProto:
+    """The kokoro-onnx graph in fp32 running a GGUF's weights (dequantized): an independent
+    reference for any GGUF type, e.g. to hear what a quantization does to the audio.
+    ``fp32`` may pass a ready ``dequantized_export(onnx_path)`` (it is not modified)."""
+    from .model_file import open_model
+
+    mf = open_model(gguf_path)
+    base = kokoro_state_dict(onnx_path)
+    params = layout.torch_from_ttscpp(mf.tensor, mf.dims, base)
+    return with_weights(fp32 if fp32 is not None else dequantized_export(onnx_path), params)

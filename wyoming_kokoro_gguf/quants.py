@@ -8,7 +8,11 @@ gamma/beta, Snake alphas and voices stay F32.  That reproduces the published Kok
 _Q5 / _Q8 sizes (178 / 180 / 186 MB against 202 MB for F16, DESIGN.md), which is only consistent
 with the non-quantizable weights stored as F16.
 
-``quantize_convs`` additionally quantizes the decoder and generator convolution weights.  GGML
+``quantize_convs`` additionally quantizes the decoder and generator convolution weights;
+``quantize_all`` goes further (every weight matrix: also the text encoder's and the predictor's
+convolutions and the AdaIN / AdaLayerNorm style projections; biases, norms, Snake alphas, the
+embeddings and the voices keep their type) and stores convolutions whose row does not fit the block
+with rows of several whole output channels (see ``_grouped_rows``).  GGML
 blocks run along a tensor's first dimension (ne0), which for a conv weight [out, in, k] is k, so a
 quantized conv weight is stored flattened to two dimensions, [out, in * k] (ConvTranspose
 [in, out * k]); the reader restores the layout shape.  A tensor whose row is not a multiple of the
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,8 +96,23 @@ def _row_shape(name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     return (shape[0], int(np.prod(shape[1:])))
 
 
+def _grouped_rows(shape: tuple[int, ...], bs: int) -> tuple[int, int] | None:
+    """For ``--quantize-all``: a 2-D view [out / g, g * row] whose rows hold g whole output
+    channels, with g the smallest count making the row a multiple of the block (None if out is not
+    divisible by g).  Blocks may then span two channels; the values are unchanged."""
+    n = int(np.prod(shape[1:]))
+    g = math.lcm(n, bs) // n
+    if shape[0] % g:
+        return None
+    return (shape[0] // g, g * n)
+
+
 def choose(
-    name: str, shape: tuple[int, ...], target: GGMLQuantizationType, quantize_convs: bool = False
+    name: str,
+    shape: tuple[int, ...],
+    target: GGMLQuantizationType,
+    quantize_convs: bool = False,
+    quantize_all: bool = False,
 ) -> Choice:
     """Pick the stored type of one tensor (see the module docstring for the policy)."""
     if target == T.F32:
@@ -101,10 +121,10 @@ def choose(
     fallback = Choice(T.F16, shape) if f16_ok else Choice(T.F32, shape)
     if target == T.F16:
         return fallback
-    wants = layout.is_ttscpp_quantizable(name) or (
-        quantize_convs and layout.is_decoder_conv_weight(name)
-    )
-    if not wants:
+    wants = layout.is_ttscpp_quantizable(name)
+    wants = wants or ((quantize_convs or quantize_all) and layout.is_decoder_conv_weight(name))
+    wants = wants or (quantize_all and layout.is_extra_quantizable(name))
+    if not wants or len(shape) < 2:
         return fallback
     row_shape = _row_shape(name, shape)
     n = row_shape[-1]
@@ -115,6 +135,11 @@ def choose(
             f"row of {n} is not a multiple of {block_size(qtype)}; {K_FALLBACK[qtype].name} instead"
         )
         qtype = K_FALLBACK[qtype]
+    if n % block_size(qtype) and quantize_all:
+        grouped = _grouped_rows(shape, block_size(qtype))
+        if grouped is not None:
+            note = f"stored as {list(grouped)} (rows of {grouped[1] // n} channels)"
+            return Choice(qtype, grouped, f"{reason}; {note}" if reason else note)
     if n % block_size(qtype):
         return Choice(
             fallback.qtype,
