@@ -78,7 +78,9 @@ def fold_weight_norm(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         v = np.asarray(gv["v"], np.float64)
         axes = tuple(i for i in range(v.ndim) if g.ndim != v.ndim or g.shape[i] == 1)
         norm = np.sqrt(np.sum(v * v, axis=axes, keepdims=True))
-        out[base + "weight"] = (g.reshape(norm.shape) * v / norm).astype(np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):  # an all-zero v gives a zero weight
+            w = np.where(norm > 0, g.reshape(norm.shape) * v / np.where(norm > 0, norm, 1.0), 0.0)
+        out[base + "weight"] = w.astype(np.float32)
     return out
 
 
