@@ -62,7 +62,7 @@ class TextSegmenter:
     """Cuts text that arrives in arbitrary pieces into units worth synthesizing now.
 
     A unit ends at a sentence end (. ! ? … and CJK marks, with closing quotes) followed by
-    white space, or at a line break.  A period after a known abbreviation or a single initial
+    white space and a word that does not start in lower case, or at a line break.  A period after a known abbreviation or a single initial
     does not end a sentence, and "3.5" never splits because a split needs white space after the
     mark, which only the next piece of text can show.  When no sentence ends for a while, the
     text is cut at a clause mark (, ; :) so the first audio is not held back by a long
@@ -133,9 +133,17 @@ class TextSegmenter:
                         return n
                     self._scan_from = i  # wait for the next piece to see what follows
                     return None
-                cjk = ch in "。！？"
-                if (buf[j].isspace() or cjk) and not self._is_abbreviation(buf, i, ch):
+                if ch in "。！？":
                     return j
+                if buf[j].isspace() and not self._is_abbreviation(buf, i, ch):
+                    k = j
+                    while k < n and buf[k].isspace():
+                        k += 1
+                    if k >= n and not final:
+                        self._scan_from = i  # is the next word lower case ("5 p.m. today")?
+                        return None
+                    if k >= n or not buf[k].islower():
+                        return j
                 i = j
                 continue
             i += 1
@@ -166,7 +174,7 @@ class TextSegmenter:
         if best is not None:
             return best
         if len(buf) >= self.max_chars:
-            space = buf.rfind(" ", 0, len(buf) - 1)
+            space = buf.rfind(" ", 0, self.max_chars)
             if space > 0:
                 return space
         return None
@@ -230,6 +238,13 @@ class KokoroEventHandler(AsyncEventHandler):
         self._current: _Request | None = None
         self._closed = False
         ctx.connections += 1
+
+    async def run(self) -> None:
+        """Serve the connection; a client that vanishes (reset) is a normal end, not an error."""
+        try:
+            await super().run()
+        except (ConnectionError, OSError) as err:
+            _LOGGER.debug("connection ended: %s", err)
 
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):

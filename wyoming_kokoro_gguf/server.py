@@ -208,19 +208,45 @@ def _one_line(err: BaseException) -> str:
 
 @dataclass
 class ResolvedModel:
-    """A model file ready to load, with the lowering plan (if any) and a description for /health."""
+    """A model file ready to load, with the host plan (if any) behind its lowering."""
 
     path: Path
     plan: Any = None
 
+    def lowering(self) -> Any:
+        """The engine's LoweringPlan (None: the engine's default)."""
+        if self.plan is not None and hasattr(self.plan, "lowering"):
+            return self.plan.lowering()
+        return self.plan
+
+    def description(self) -> Any:
+        """A JSON-friendly view of the plan for /health."""
+        plan = self.plan
+        if plan is None:
+            return None
+        if hasattr(plan, "as_dict"):
+            return plan.as_dict()
+        if dataclasses.is_dataclass(plan) and not isinstance(plan, type):
+            return dataclasses.asdict(plan)
+        if isinstance(plan, dict):
+            return plan
+        return str(plan)
+
+    def cache_mb(self) -> float | None:
+        """The plan's phrase-cache size, used when --cache-mb is not given."""
+        value = getattr(self.plan, "cache_mb", None)
+        return float(value) if value is not None else None
+
 
 def resolve_model(args: Any) -> ResolvedModel:
-    """Find the .gguf to load: model_store.resolve(args) when that module exists, else a path."""
+    """Find the .gguf to load: helper D's model_store (auto/variant/path), else a plain path."""
     try:
-        from . import model_store  # helper D's module: --model auto/variant/path, data dirs
+        from . import model_store
     except ImportError:
         model_store = None  # type: ignore[assignment]
-    if model_store is not None and hasattr(model_store, "resolve"):
+    if model_store is not None and hasattr(model_store, "resolve_with_plan"):
+        result: Any = model_store.resolve_with_plan(args)
+    elif model_store is not None and hasattr(model_store, "resolve"):
         result = model_store.resolve(args)
     else:
         path = Path(args.model).expanduser()
@@ -232,17 +258,6 @@ def resolve_model(args: Any) -> ResolvedModel:
     if isinstance(result, tuple):
         return ResolvedModel(Path(result[0]), result[1] if len(result) > 1 else None)
     return ResolvedModel(Path(result.path), getattr(result, "plan", None))
-
-
-def describe_plan(plan: Any) -> Any:
-    """A JSON-friendly view of a lowering plan for /health."""
-    if plan is None:
-        return None
-    if dataclasses.is_dataclass(plan) and not isinstance(plan, type):
-        return {k: v for k, v in dataclasses.asdict(plan).items()}
-    if isinstance(plan, dict):
-        return plan
-    return str(plan)
 
 
 def _voice_desc(name: str, info: Any, blend: str | None = None) -> VoiceDesc:
@@ -286,7 +301,7 @@ def engine_worker_main(conn: Any, args: Any, blends: list[tuple[str, str]]) -> N
     try:
         conn.send(("state", "resolving"))
         resolved = resolve_model(args)
-        conn.send(("model", str(resolved.path), describe_plan(resolved.plan)))
+        conn.send(("model", str(resolved.path), resolved.description(), resolved.cache_mb()))
         try:  # the voice list from the file's metadata, long before the engine is built
             from .model_file import open_model
 
@@ -298,7 +313,7 @@ def engine_worker_main(conn: Any, args: Any, blends: list[tuple[str, str]]) -> N
         started = time.monotonic()
         from .engine import Engine
 
-        engine = Engine.load(resolved.path, resolved.plan)
+        engine = Engine.load(resolved.path, resolved.lowering())
         for name, formula in blends:
             try:
                 engine.add_blend(name, formula)
@@ -408,6 +423,7 @@ class EngineProcess:
         self.ready = asyncio.Event()
         self.failed = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
+        self._model_listeners: list[Callable[[float | None], None]] = []
         self._pending: tuple[int, int, asyncio.Future] | None = None
         self._proc: Any = None
         self._conn: Any = None
@@ -418,6 +434,10 @@ class EngineProcess:
     def on_voices(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (in the event loop) whenever the voice list changes."""
         self._listeners.append(callback)
+
+    def on_model(self, callback: Callable[[float | None], None]) -> None:
+        """Call ``callback(plan_cache_mb)`` once the model file is resolved."""
+        self._model_listeners.append(callback)
 
     def start(self) -> None:
         """Spawn the engine process (returns at once; loading goes on in the child)."""
@@ -479,6 +499,8 @@ class EngineProcess:
         elif kind == "model":
             self.model, self.plan = msg[1], msg[2]
             _LOGGER.info("Model: %s", msg[1])
+            for callback in list(self._model_listeners):
+                callback(msg[3])
         elif kind == "voices":
             self.voices = {v.name: v for v in msg[1]}
             self.voices_final = bool(msg[2])
@@ -823,6 +845,7 @@ class ServerContext:
         self._info_event = build_info([], self.streaming).event()
         self._warned_voice = False
         self.engine.on_voices(self._voices_changed)
+        self.engine.on_model(self._model_resolved)
 
     def start(self) -> None:
         """Start the engine process and the scheduler (inside the event loop)."""
@@ -833,6 +856,11 @@ class ServerContext:
         """Stop the scheduler and the engine process."""
         await self.scheduler.stop()
         await self.engine.stop()
+
+    def _model_resolved(self, plan_cache_mb: float | None) -> None:
+        if self.args.cache_mb is None and plan_cache_mb is not None:
+            self.cache.max_bytes = max(0, int(plan_cache_mb * 1024 * 1024))
+            _LOGGER.info("Phrase cache: %.0f MB (host plan)", plan_cache_mb)
 
     def _voices_changed(self) -> None:
         voices = list(self.engine.voices.values())
@@ -1054,6 +1082,17 @@ def main(args: Any) -> int:
         format=args.log_format,
         stream=sys.stderr,
     )
+    if getattr(args, "addon_options", None):
+        try:
+            from . import addon_options
+
+            args = addon_options.apply(args)
+        except ImportError:
+            print("error: --addon-options is not supported by this build", file=sys.stderr)
+            return 2
+        except Exception as err:  # noqa: BLE001 - AddonOptionsError: one line naming the option
+            print(f"error: {_one_line(err)}", file=sys.stderr)
+            return 2
     try:
         blends = _check_args(args)
     except ValueError as err:

@@ -1,0 +1,625 @@
+"""The Wyoming server (issue 5): unit checks of its parts, then the real server on loopback.
+
+The integration tests start `python -m wyoming_kokoro_gguf` as a subprocess with a real
+converted model (helper A's ``kokoro_gguf`` fixture) and the real engine, and talk to it with
+the wyoming package's client, as Home Assistant does.  Intelligibility is judged by the
+offline Whisper ASR judge (tests/asr.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from wyoming.audio import AudioChunk
+from wyoming.client import AsyncTcpClient
+from wyoming.info import Describe, Info
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeVoice,
+)
+from wyoming_helpers import (
+    Exchange,
+    ServerProcess,
+    audio_format_ok,
+    describe,
+    free_port,
+    model_file,
+    read_until,
+    stream_like_ha,
+    synthesize,
+)
+
+from wyoming_kokoro_gguf import __version__
+from wyoming_kokoro_gguf.handler import TextSegmenter
+from wyoming_kokoro_gguf.phrase_cache import PhraseCache, make_key
+from wyoming_kokoro_gguf.server import (
+    VoiceDesc,
+    blend_summary,
+    build_info,
+    clean_language_tag,
+    parse_blends,
+    voice_description,
+    voice_title,
+)
+
+DESCRIBE_DEADLINE = 0.050  # issue 5: describe answered in under 50 ms, at any time
+MAX_WER = 0.30
+ONE_SHOT = "The weather today is sunny and warm. Please turn off the lights in the kitchen."
+STREAM_TEXT = "Good morning. The front door is locked, and the garage is closed. Have a nice day."
+LONG_SENTENCES = [
+    "This is a long announcement for the whole house.",
+    "The washing machine has finished its cycle.",
+    "The dishwasher will start in ten minutes.",
+    "The temperature in the living room is twenty one degrees.",
+    "The front door has been locked for the night.",
+    "Tomorrow will be cloudy with a little rain in the afternoon.",
+    "Remember to take out the recycling before eight.",
+    "The car is charging in the garage.",
+    "All the windows upstairs are closed.",
+    "The alarm is set for six thirty.",
+]
+
+
+def long_text(tag: str, count: int = 10) -> str:
+    """Ten sentences that no other test uses (the phrase cache would serve repeats at once)."""
+    return " ".join(f"{s[:-1]}, says the {tag} test." for s in LONG_SENTENCES[:count])
+
+
+# ============================================================================ unit: parts
+
+
+def _segment_whole(text: str) -> list[str]:
+    seg = TextSegmenter()
+    return seg.feed(text) + seg.finish()
+
+
+def _segment_pieces(pieces: list[str]) -> list[str]:
+    seg = TextSegmenter()
+    units: list[str] = []
+    for p in pieces:
+        units += seg.feed(p)
+    return units + seg.finish()
+
+
+def test_segmenter_splits_sentences_and_keeps_abbreviations_and_numbers() -> None:
+    text = "Dr. Smith paid $3.50 at 5 p.m. today. Is J. R. R. Tolkien here? Yes!\nNext line"
+    assert _segment_whole(text) == [
+        "Dr. Smith paid $3.50 at 5 p.m. today.",
+        "Is J. R. R. Tolkien here?",
+        "Yes!",
+        "Next line",
+    ]
+
+
+def test_segmenter_gives_the_same_units_whatever_the_deltas() -> None:
+    text = 'He said "stop." Then 3.5 seconds passed… Really? The end'
+    whole = _segment_whole(text)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        cuts = sorted(set(rng.integers(1, len(text), size=12).tolist()))
+        pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        assert _segment_pieces(pieces) == whole
+    assert _segment_pieces(list(text)) == whole  # one character at a time
+
+
+def test_segmenter_emits_a_sentence_before_the_text_ends() -> None:
+    seg = TextSegmenter()
+    assert seg.feed("Good morning. The fr") == ["Good morning."]
+    assert seg.feed("ont door is open") == []
+    assert seg.finish() == ["The front door is open"]
+
+
+def test_segmenter_cuts_long_sentences_at_clauses() -> None:
+    seg = TextSegmenter(first_clause_chars=30, clause_chars=60, max_chars=120)
+    units = seg.feed("When the sun goes down over the hills, the lights in the garden turn on ")
+    assert units == ["When the sun goes down over the hills,"]
+    words = seg.feed("word " * 40)
+    assert words and all(len(u) <= 120 for u in words)
+
+
+def test_language_tags_titles_and_descriptions() -> None:
+    assert clean_language_tag("en_us") == "en-US"
+    assert clean_language_tag("EN-gb") == "en-GB"
+    assert clean_language_tag("cmn") == "cmn"
+    assert clean_language_tag("pt-br") == "pt-BR"
+    assert voice_title("af_heart") == "Heart"
+    assert voice_title("my-mix") == "My Mix"
+    heart = VoiceDesc("af_heart", "en-US", "American English", "female")
+    assert voice_description(heart) == "Heart - American English, female"
+    mix = VoiceDesc("mix", "en-US", "American English", "", blend="af_heart:0.7,af_bella:0.3")
+    assert voice_description(mix) == "Mix - American English, blend of af_heart 70% + af_bella 30%"
+    assert blend_summary("a:1,b:3") == "a 25% + b 75%"
+
+
+def test_parse_blends_accepts_the_documented_form_and_rejects_others() -> None:
+    assert parse_blends(["mix=af_heart:0.7, af_bella:0.3"]) == [
+        ("mix", "af_heart:0.7,af_bella:0.3")
+    ]
+    for bad in ["mix", "mix=af_heart", "mix=af_heart:0", "mix=af_heart:x", "=a:1"]:
+        with pytest.raises(ValueError, match="--voice-blend"):
+            parse_blends([bad])
+    with pytest.raises(ValueError, match="twice"):
+        parse_blends(["m=a:1", "m=b:1"])
+
+
+def test_info_carries_attribution_streaming_and_every_voice() -> None:
+    voices = [
+        VoiceDesc("af_heart", "en-US", "American English", "female"),
+        VoiceDesc("bm_george", "en-GB", "British English", "male"),
+    ]
+    event = build_info(voices, streaming=True).event()
+    info = Info.from_event(event)
+    (program,) = info.tts
+    assert program.installed and program.version == __version__
+    assert program.supports_synthesize_streaming is True
+    assert "hexgrad" in program.attribution.name
+    assert program.attribution.url == "https://github.com/hexgrad/kokoro"
+    assert [(v.name, v.languages, v.installed) for v in program.voices] == [
+        ("af_heart", ["en-US"], True),
+        ("bm_george", ["en-GB"], True),
+    ]
+    assert program.voices[1].description == "George - British English, male"
+    assert Info.from_event(build_info([], streaming=False).event()).tts[0].voices == []
+    assert not Info.from_event(build_info([], False).event()).tts[0].supports_synthesize_streaming
+
+
+def test_phrase_cache_is_lru_and_bounded_in_bytes() -> None:
+    second = np.zeros(24000, dtype=np.int16)  # 48,000 bytes
+    cache = PhraseCache(max_bytes=4 * 48_000)
+    keys = [make_key(f"text {i}", "v", 1.0) for i in range(6)]
+    for k in keys[:4]:
+        assert cache.put(k, [second])
+    assert cache.get(keys[0]) is not None  # keys[0] is now the most recent
+    cache.put(keys[4], [second])  # evicts keys[1], the least recently used
+    assert cache.get(keys[1]) is None
+    assert cache.get(keys[0]) is not None
+    assert cache.stats().bytes <= cache.max_bytes
+    assert not cache.put(keys[5], [np.zeros(48_000, dtype=np.int16)])  # > a quarter: not kept
+    assert make_key("  Hello \n world ", "v", 1.0) == make_key("Hello world", "v", 1.0)
+    assert make_key("Hello", "v", 1.0) != make_key("Hello", "v", 1.1)
+    assert PhraseCache(0).put(keys[0], [second]) is False
+
+
+def test_bad_flags_exit_2_with_one_line(tmp_path: Path) -> None:
+    for flags, needle in [
+        (["--speed", "3"], "--speed"),
+        (["--voice-blend", "mix=oops"], "--voice-blend"),
+        (["--uri", "http://x:1"], "tcp://"),
+    ]:
+        run = subprocess.run(
+            [sys.executable, "-m", "wyoming_kokoro_gguf", "--model", str(tmp_path / "m.gguf")]
+            + flags,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 2, run.stderr
+        assert needle in run.stderr and "Traceback" not in run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1
+
+
+# ============================================================================ real server
+
+
+@pytest.fixture(scope="module")
+def model(request: pytest.FixtureRequest) -> Path:
+    return model_file(request)
+
+
+@pytest.fixture(scope="module")
+def model_voices(model: Path) -> dict:
+    from wyoming_kokoro_gguf.model_file import open_model
+
+    return open_model(model).voices
+
+
+@pytest.fixture(scope="module")
+def voice(model_voices: dict) -> str:
+    for name in ("af_heart", "af_jf_alpha"):
+        if name in model_voices:
+            return name
+    return sorted(model_voices)[0]
+
+
+@pytest.fixture(scope="module")
+def server(model: Path, model_voices: dict, tmp_path_factory: pytest.TempPathFactory):
+    a, b = sorted(model_voices)[:2]
+    srv = ServerProcess(
+        model,
+        tmp_path_factory.mktemp("server"),
+        "--voice-blend",
+        f"mix={a}:0.6,{b}:0.4",
+        "--max-text-chars",
+        "2000",
+        "--samples-per-chunk",
+        "1024",
+    )
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        code = srv.stop()
+        log = srv.log()
+        assert "Traceback" not in log, log
+        assert code == 0, log
+
+
+@pytest.fixture(scope="module")
+def judge(asset_cache: Path):
+    from asr import AsrJudge
+
+    return AsrJudge(asset_cache)
+
+
+def _wer(judge, pcm: np.ndarray, reference: str) -> tuple[float, str]:
+    from asr import wer
+
+    text = judge.transcribe(pcm, 24000)
+    return wer(reference, text), text
+
+
+def test_info_lists_every_voice_with_its_language(server, model_voices) -> None:
+    info, _ = asyncio.run(describe(server.port))
+    (program,) = info.tts
+    assert program.installed and program.supports_synthesize_streaming
+    assert program.version == __version__ and "hexgrad" in program.attribution.name
+    voices = {v.name: v for v in program.voices}
+    assert set(voices) == set(model_voices) | {"mix"}
+    for name, meta in model_voices.items():
+        v = voices[name]
+        (tag,) = v.languages
+        assert re.fullmatch(r"[a-z]{2,3}-[A-Z]{2}", tag), tag
+        assert tag == clean_language_tag(meta.language)
+        assert v.installed
+        assert v.description == f"{voice_title(name)} - {meta.language_name}, {meta.gender}"
+    assert "blend of" in voices["mix"].description
+    assert voices["mix"].languages and voices["mix"].installed
+
+
+def test_one_shot_synthesis_is_intelligible_with_the_right_events(server, voice, judge) -> None:
+    ex = asyncio.run(synthesize(server.port, ONE_SHOT, voice))
+    assert ex.shape() == ["audio-start", "audio-chunk+", "audio-stop"], ex.types()
+    assert audio_format_ok(ex)
+    chunks = [AudioChunk.from_event(e) for e in ex.events if e.type == "audio-chunk"]
+    assert all(0 < len(c.audio) <= 1024 * 2 for c in chunks)
+    pcm = ex.pcm()
+    assert len(pcm) > 24000 * 2
+    error, heard = _wer(judge, pcm, ONE_SHOT)
+    assert error <= MAX_WER, heard
+
+
+def test_one_shot_audio_starts_before_the_synthesis_ends(server, voice) -> None:
+    """Chunks go out clause by clause: the first arrives while the server is still working."""
+    text = long_text("early audio")
+
+    async def scenario() -> tuple[int, Exchange]:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(Synthesize(text=text, voice=SynthesizeVoice(name=voice)).event())
+            ex = Exchange(started=time.monotonic())
+            await read_until(c, ex, "audio-chunk")
+            busy = (await asyncio.to_thread(server.health))["active_jobs"]
+            await read_until(c, ex, "audio-stop")
+            return busy, ex
+
+    busy, ex = asyncio.run(scenario())
+    assert busy >= 1  # the synthesis was still running when the first audio arrived
+    assert ex.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
+
+
+def test_home_assistant_streaming_sequence(server, voice, judge) -> None:
+    async def scenario() -> tuple[Exchange, str]:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            ex = await stream_like_ha(c, STREAM_TEXT, voice)
+            # Nothing else was queued behind synthesize-stopped: the next answer is Info.
+            await c.write_event(Describe().event())
+            after = await asyncio.wait_for(c.read_event(), timeout=5)
+            return ex, after.type
+
+    ex, after = asyncio.run(scenario())
+    assert ex.shape() == ["audio-start", "audio-chunk+", "audio-stop", "synthesize-stopped"]
+    assert after == "info"
+    assert audio_format_ok(ex)
+    error, heard = _wer(judge, ex.pcm(), STREAM_TEXT)
+    assert error <= MAX_WER, heard
+    # The full `synthesize` inside the stream is not spoken again: same length as one-shot.
+    once = asyncio.run(synthesize(server.port, STREAM_TEXT, voice)).pcm()
+    assert 0.75 <= len(ex.pcm()) / len(once) <= 1.33
+
+
+def test_streaming_speaks_a_sentence_before_the_text_is_finished(server, voice) -> None:
+    async def scenario() -> Exchange:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            v = SynthesizeVoice(name=voice)
+            await c.write_event(SynthesizeStart(voice=v).event())
+            for delta in ["Hello the", "re, this is the ", "first sentence. And th"]:
+                await c.write_event(SynthesizeChunk(text=delta).event())
+            ex = Exchange(started=time.monotonic())
+            await read_until(c, ex, "audio-chunk")  # before the rest of the text is even sent
+            for delta in ["is is the second", " one."]:
+                await c.write_event(SynthesizeChunk(text=delta).event())
+            await c.write_event(SynthesizeStop().event())
+            return await read_until(c, ex, "synthesize-stopped")
+
+    ex = asyncio.run(scenario())
+    assert ex.shape() == ["audio-start", "audio-chunk+", "audio-stop", "synthesize-stopped"]
+
+
+def test_unknown_voice_is_an_error_and_the_connection_stays_usable(server, voice) -> None:
+    async def scenario() -> tuple[Exchange, Exchange, Exchange]:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(
+                Synthesize(text="Hello.", voice=SynthesizeVoice(name="no_such_voice")).event()
+            )
+            bad = await read_until(c, Exchange(), "error", "audio-stop")
+            await c.write_event(SynthesizeStart(voice=SynthesizeVoice(name="nope")).event())
+            await c.write_event(SynthesizeChunk(text="Hello there.").event())
+            await c.write_event(Synthesize(text="Hello there.").event())
+            await c.write_event(SynthesizeStop().event())
+            bad_stream = await read_until(c, Exchange(), "synthesize-stopped")
+            await c.write_event(Synthesize(text="Hello.", voice=SynthesizeVoice(voice)).event())
+            good = await read_until(c, Exchange(), "audio-stop", "error")
+            return bad, bad_stream, good
+
+    bad, bad_stream, good = asyncio.run(scenario())
+    assert bad.types() == ["error"]
+    err = bad.error()
+    assert err is not None and "no_such_voice" in err.text and voice in err.text
+    assert err.code == "unknown_voice"
+    assert bad_stream.types() == ["error", "synthesize-stopped"]
+    assert good.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
+
+
+def test_too_long_text_is_an_error(server, voice) -> None:
+    async def scenario() -> tuple[Exchange, Exchange]:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(Synthesize(text="word " * 500).event())  # 2500 > 2000
+            bad = await read_until(c, Exchange(), "error", "audio-stop")
+            await c.write_event(Synthesize(text="Short.").event())
+            good = await read_until(c, Exchange(), "audio-stop", "error")
+            return bad, good
+
+    bad, good = asyncio.run(scenario())
+    err = bad.error()
+    assert bad.types() == ["error"] and err is not None
+    assert err.code == "text_too_long" and "2000" in err.text and "2500" in err.text
+    assert good.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
+
+
+def test_empty_text_gives_an_empty_audio_stream(server) -> None:
+    ex = asyncio.run(synthesize(server.port, "   "))
+    assert ex.types() == ["audio-start", "audio-stop"]
+
+
+def test_repeated_phrase_comes_from_the_cache(server, voice) -> None:
+    text = "The garage door is open."
+    first = asyncio.run(synthesize(server.port, text, voice)).pcm()
+    hits = server.health()["cache"]["hits"]
+    second = asyncio.run(synthesize(server.port, text, voice)).pcm()
+    assert server.health()["cache"]["hits"] > hits
+    assert np.array_equal(first, second)
+
+
+def test_describe_is_fast_while_another_client_synthesizes(server, voice) -> None:
+    text = long_text("describe")
+
+    async def scenario() -> tuple[list[float], Exchange, float, float]:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(Synthesize(text=text, voice=SynthesizeVoice(voice)).event())
+            ex = Exchange(started=time.monotonic())
+            reader = asyncio.create_task(read_until(c, ex, "audio-stop"))
+            while not any(e.type == "audio-chunk" for e in ex.events):
+                await asyncio.sleep(0.01)
+            window_start = time.monotonic()
+            latencies = []
+            for _ in range(25):
+                latencies.append((await describe(server.port))[1])
+                await asyncio.sleep(0.04)
+            window_end = time.monotonic()
+            await reader
+            return latencies, ex, window_start, window_end
+
+    latencies, ex, t0, t1 = asyncio.run(scenario())
+    stop_time = ex.times[-1]
+    assert stop_time > t1, "the synthesis ended before the describes: text too short"
+    during = [t for e, t in zip(ex.events, ex.times, strict=True) if e.type == "audio-chunk"]
+    assert any(t0 <= t <= t1 for t in during), "no audio was produced during the describes"
+    assert max(latencies) < DESCRIBE_DEADLINE, latencies
+
+
+def test_describe_is_fast_while_the_model_loads(model: Path, tmp_path: Path) -> None:
+    srv = ServerProcess(model, tmp_path)
+    try:
+        srv.wait_port()
+        records = []  # (state before describe, latency, voices listed)
+        deadline = time.monotonic() + 600
+        state = srv.health()["state"]
+        while state != "ready" and time.monotonic() < deadline:
+            info, latency = asyncio.run(describe(srv.port))
+            records.append((state, latency, len(info.tts[0].voices)))
+            state = srv.health()["state"]
+            assert state != "failed", srv.log()
+            time.sleep(0.02)
+        info, latency = asyncio.run(describe(srv.port))
+        records.append((state, latency, len(info.tts[0].voices)))
+    finally:
+        assert srv.stop() == 0, srv.log()
+    loading = [r for r in records if r[0] != "ready"]
+    assert len(loading) >= 3, records
+    assert max(r[1] for r in records) < DESCRIBE_DEADLINE, records
+    # The voice list comes from the GGUF metadata before the engine is built.
+    assert all(r[2] > 0 for r in records if r[0] == "loading"), records
+    assert records[-1][2] > 0
+
+
+def test_four_clients_at_once_all_complete(server, voice) -> None:
+    texts = [
+        "The first client asks about the weather.",
+        "The second client wants the lights on in the hall.",
+        "The third client streams its answer. It has two sentences.",
+        "The fourth client streams, too. Goodbye for now.",
+    ]
+
+    async def one(i: int) -> Exchange:
+        if i < 2:
+            return await synthesize(server.port, texts[i], voice)
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            return await stream_like_ha(c, texts[i], voice, seed=i)
+
+    async def scenario() -> list[Exchange]:
+        return await asyncio.gather(*(one(i) for i in range(4)))
+
+    results = asyncio.run(scenario())
+    for i, ex in enumerate(results):
+        tail = ["audio-stop"] if i < 2 else ["audio-stop", "synthesize-stopped"]
+        assert ex.shape() == ["audio-start", "audio-chunk+", *tail], (i, ex.types())
+        assert len(ex.pcm()) > 24000
+    assert server.health()["active_jobs"] == 0
+
+
+def test_a_short_request_is_not_starved_by_a_long_one(server, voice) -> None:
+    """Round-robin at clause granularity: B's one sentence finishes long before A's ten."""
+    text = long_text("fairness")
+
+    async def scenario() -> tuple[float, float]:
+        async with AsyncTcpClient("127.0.0.1", server.port) as a:
+            await a.write_event(Synthesize(text=text, voice=SynthesizeVoice(voice)).event())
+            ex_a = Exchange()
+            reader = asyncio.create_task(read_until(a, ex_a, "audio-stop"))
+            while not any(e.type == "audio-chunk" for e in ex_a.events):
+                await asyncio.sleep(0.01)
+            ex_b = await synthesize(server.port, "Is the oven still on?", voice)
+            b_done = ex_b.times[-1] if ex_b.times else time.monotonic()
+            await reader
+            return b_done, ex_a.times[-1]
+
+    b_done, a_done = asyncio.run(scenario())
+    assert b_done < a_done
+
+
+def test_client_disconnecting_mid_stream_leaves_the_server_healthy(server, voice) -> None:
+    async def scenario() -> None:
+        client = AsyncTcpClient("127.0.0.1", server.port)
+        await client.connect()
+        v = SynthesizeVoice(name=voice)
+        await client.write_event(SynthesizeStart(voice=v).event())
+        await client.write_event(SynthesizeChunk(text=long_text("disconnect", 6)).event())
+        await read_until(client, Exchange(), "audio-chunk")
+        client._writer.transport.abort()  # vanish without a goodbye, mid-stream
+        await client.disconnect()
+
+    asyncio.run(scenario())
+    deadline = time.monotonic() + 60
+    while server.health()["active_jobs"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.health()["active_jobs"] == 0
+    assert server.health()["state"] == "ready"
+    ex = asyncio.run(synthesize(server.port, "Still here.", voice))
+    assert ex.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.slow
+def test_wyoming_bench_runs_without_errors(server, voice, tmp_path: Path) -> None:
+    bench = shutil.which("wyoming-bench") or str(Path(sys.executable).parent / "wyoming-bench")
+    if not Path(bench).exists():
+        pytest.skip("wyoming-bench is not installed (pip install 'wyoming_kokoro_gguf[test]')")
+    run = subprocess.run(
+        [
+            bench,
+            "tts",
+            f"127.0.0.1:{server.port}",
+            "--no-unique",
+            "--mode",
+            "both",
+            "--rounds",
+            "2",
+            "--warmup",
+            "1",
+            "--timeout",
+            "180",
+            "--config",
+            json.dumps({"voice": voice}),
+            "--texts",
+            "Turn on the kitchen lights.",
+            "The weather today is sunny with a high of twenty degrees.",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    (tmp_path / "bench.txt").write_text(run.stdout + run.stderr)
+    print(run.stdout)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "error" not in (run.stdout + run.stderr).lower(), run.stdout + run.stderr
+
+
+def test_zeroconf_registration_is_discoverable(model: Path, tmp_path: Path) -> None:
+    """--zeroconf: the service appears as _wyoming._tcp.local. (in a private network namespace
+    that has only loopback, so no multicast leaves the machine)."""
+    pytest.importorskip("zeroconf", reason="zeroconf is not installed (extra [zeroconf])")
+    if not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs unshare and ip (util-linux, iproute2) for a private network namespace")
+    probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a network namespace: {probe.stderr.decode().strip()}")
+    port = free_port()
+    script = tmp_path / "discover.py"
+    script.write_text(_DISCOVER_SCRIPT)
+    setup = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo"
+    cmd = f"{setup} && exec {sys.executable} {script} {port} {model} {tmp_path}"
+    run = subprocess.run(
+        ["unshare", "-rn", "sh", "-c", cmd], capture_output=True, text=True, timeout=900
+    )
+    log = (tmp_path / "server.log").read_text() if (tmp_path / "server.log").exists() else ""
+    assert run.returncode == 0, run.stdout + run.stderr + log
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert found["port"] == port and found["addresses"] == ["127.0.0.1"], found
+    assert "Zeroconf: registered kokoro-test" in log
+
+
+_DISCOVER_SCRIPT = r"""
+import asyncio, json, socket, subprocess, sys, time
+from zeroconf import IPVersion
+from zeroconf.asyncio import AsyncZeroconf
+
+port, model, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+log = open(f"{out}/server.log", "wb")
+server = subprocess.Popen(
+    [sys.executable, "-m", "wyoming_kokoro_gguf", "--uri", f"tcp://127.0.0.1:{port}",
+     "--model", model, "--zeroconf", "kokoro-test"],
+    stdout=log, stderr=subprocess.STDOUT)
+
+async def main():
+    zc = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise SystemExit(f"server exited {server.returncode}")
+            info = await zc.async_get_service_info(
+                "_wyoming._tcp.local.", "kokoro-test._wyoming._tcp.local.", timeout=2000)
+            if info is not None:
+                return {"port": info.port,
+                        "addresses": [socket.inet_ntoa(a) for a in info.addresses]}
+        raise SystemExit("not discovered")
+    finally:
+        await zc.async_close()
+
+try:
+    print(json.dumps(asyncio.run(main())))
+finally:
+    server.terminate()
+    server.wait(30)
+"""
