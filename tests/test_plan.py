@@ -29,16 +29,18 @@ def probe_json(*argv: str, tmp_path=None) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def plans(tmp_path_factory):
+def results(tmp_path_factory):
+    """probe --json for each simulated host: (exit code, output)."""
     empty = tmp_path_factory.mktemp("no-models")
+    hosts = {"pi4": PI4_2GB, "pi5": PI5_8GB, "minipc": MINIPC_VNNI, "container": CONTAINER_512}
+    return {name: probe_json(*argv, tmp_path=empty) for name, argv in hosts.items()}
+
+
+@pytest.fixture(scope="module")
+def plans(results):
     out = {}
-    for name, argv in {
-        "pi4": PI4_2GB,
-        "pi5": PI5_8GB,
-        "minipc": MINIPC_VNNI,
-        "container": CONTAINER_512,
-    }.items():
-        code, data = probe_json(*argv, tmp_path=empty)
+    for name in ("pi4", "pi5", "minipc"):
+        code, data = results[name]
         assert code == 0, data
         out[name] = data["plan"]
     return out
@@ -46,19 +48,22 @@ def plans(tmp_path_factory):
 
 def test_every_decision_has_a_reason(plans):
     for p in plans.values():
-        for key in ("variant", "linear", "conv", "threads", "allow_spinning", "cache_mb"):
+        for key in ("variant", "linear", "conv", "threads", "allow_spinning", "cache_mb", "memory"):
             assert p["reasons"][key], key
         assert p["allow_spinning"] is False
         assert p["predicted_peak_mb"] <= p["available_mb"] / (1 + plan.MEMORY_MARGIN) + 1
+        assert p["predicted_load_peak_mb"] <= p["available_mb"]
         assert p["fetch"] is True  # nothing on disk in the empty data dir
 
 
 def test_pi4_2gb(plans):
     p = plans["pi4"]
-    assert p["variant"] == "q8_0"  # memory is limited, not tight
+    assert p["variant"] == "q8_0"  # memory is limited: 8-bit Linear blocks stay packed
     assert p["linear"] == "matmulnbits" and p["linear_bits"] == 8
     assert p["conv"] == "fp32" and "no fast int8" in p["reasons"]["conv"]  # A72: no dotprod
     assert p["threads"] == 4
+    # Full 510-phoneme passes would not fit next to the model: shorter passes, arena off.
+    assert plan.MIN_PHONEMES <= p["max_phonemes"] < 510 and p["mem_arena"] is False
     assert p["predicted_rtf"] > 1 and any("slower than real time" in w for w in p["warnings"])
 
 
@@ -66,33 +71,35 @@ def test_pi5_8gb(plans):
     p = plans["pi5"]
     assert p["variant"] == "f16" and p["linear"] == "fp32"
     assert p["conv"] == "int8" and "asimddp" in p["reasons"]["conv"]  # dotprod pays off here
+    if not plan.int8_conv_ready():
+        assert p["conv_runs"] == "fp32" and "no int8 convolutions yet" in p["reasons"]["conv"]
     assert p["threads"] == 4 and p["max_phonemes"] == 510 and p["mem_arena"] is True
-    assert p["predicted_rtf"] < 1
 
 
 def test_x86_minipc_with_vnni(plans):
     p = plans["minipc"]
     assert p["variant"] == "f16"
-    # fp32 already keeps up comfortably, so the clarity cost of int8 is not paid; the reason
-    # says int8 is available.
-    assert p["conv"] == "fp32" and "--quant int8" in p["reasons"]["conv"]
+    # fp32 already keeps up, so the clarity cost of int8 is not paid; the reason says int8 is there.
+    assert p["conv"] == p["conv_runs"] == "fp32" and "--quant int8" in p["reasons"]["conv"]
     assert p["threads"] == 4 and p["predicted_rtf"] < plan.TARGET_RTF
-    assert p["cache_mb"] == 64
+    assert p["cache_mb"] == 64 and p["max_phonemes"] == 510
 
 
-def test_container_512mb(plans):
-    p = plans["container"]
-    assert p["variant"] == "q4_0" and p["linear_bits"] == 4
-    assert p["conv"] == "int8" and "memory" in p["reasons"]["conv"]
-    assert p["mem_arena"] is False
-    assert plan.MIN_PHONEMES <= p["max_phonemes"] < 510
-    assert p["available_mb"] == 512 and p["predicted_peak_mb"] < 512 and p["cache_mb"] == 2
+def test_container_512mb(results):
+    code, data = results["container"]
+    if plan.int8_conv_ready():
+        pytest.skip("figures for an engine with int8 convolutions are tested in test_int8_engine")
+    # This engine needs ~900 MB once loaded (measured), so a 512 MB container gets a clear no.
+    assert code == 1 and data["plan"] is None
+    assert data["error"].startswith("not enough memory for Kokoro: 512 MB available, at least 1")
+    assert data["profile"]["effective_mem_available_mb"] == 512
 
 
-def test_the_four_plans_are_distinct(plans):
+def test_the_plans_are_distinct(plans, results):
     keys = ("variant", "conv", "linear", "max_phonemes", "mem_arena")
     seen = {tuple(p[k] for k in keys) for p in plans.values()}
-    assert len(seen) == 4
+    assert len(seen) == 3
+    assert results["container"][0] in (0, 1)
 
 
 def test_too_little_memory_fails_clearly(tmp_path):
@@ -194,14 +201,29 @@ def test_explicit_variant_that_does_not_fit_warns_instead_of_failing():
     assert p.variant == "f16" and any("not enough memory" in w for w in p.warnings)
 
 
-def test_memory_prediction_uses_measured_activation_growth():
-    short, _ = plan.predict_memory("F16", "fp32", "fp32", 150)
-    long, _ = plan.predict_memory("F16", "fp32", "fp32", 510)
+def test_memory_prediction_uses_measured_figures():
+    short, load = plan.predict_memory("f16", "fp32", "fp32", 150)
+    long, _ = plan.predict_memory("f16", "fp32", "fp32", 510)
     expected = plan.ACT_MB_PER_AUDIO_S * (510 - 150) / plan.TOKENS_PER_AUDIO_S
     assert long - short == pytest.approx(expected, abs=2)
-    fp32, _ = plan.predict_memory("Q4_0", "matmulnbits", "fp32", 0)
-    int8, _ = plan.predict_memory("Q4_0", "matmulnbits", "int8", 0)
-    assert fp32 - int8 > 150  # int8 convolutions are the big memory lever
+    assert load == plan.MEASURED_LOAD_MB["f16"][1]
+    # Q8_0 run as fp32 costs what a dequantized file does; unknown files count as f32.
+    assert plan.memory_key("q8_0", "fp32") == "q5_0" and plan.memory_key("custom", "fp32") == "f32"
+    fp32, _ = plan.predict_memory("q4_0", "matmulnbits", "fp32", 0)
+    int8, _ = plan.predict_memory("q4_0", "matmulnbits", "int8", 0)
+    assert fp32 - int8 == plan.INT8_CONV_SAVING_MB
+
+
+def test_int8_engine_uses_int8_as_a_memory_lever():
+    box = host.simulate("x86_64", ["avx2", "avx_vnni"], cores=4, mem_mb=16384, cgroup_mem_mb=1024)
+    with pytest.raises(plan.PlanError, match="no int8 path yet"):
+        plan.make_plan(box, int8_ready=False)
+    p = plan.make_plan(box, int8_ready=True)
+    assert p.conv == p.conv_runs == "int8" and "needed for memory" in p.reasons["conv"]
+    assert p.max_phonemes < 510 and p.mem_arena is False and p.predicted_peak_mb < 1024
+    # With room to spare the same host keeps fp32 (quality) even though int8 is built.
+    roomy = host.simulate("x86_64", ["avx2", "avx_vnni"], cores=4, mem_mb=16384)
+    assert plan.make_plan(roomy, int8_ready=True).conv == "fp32"
 
 
 def test_lowering_plan_and_session_options():

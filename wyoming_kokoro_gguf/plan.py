@@ -10,10 +10,12 @@ Where the figures come from (DESIGN.md section 1 unless said otherwise):
 - kokoro-pi on a Pi 5: RTF 0.45 with graph rewrites (1.35x) and int8 dot-product convs (1.8-2x).
 - Published file sizes: f32 351, f16 202, q8_0 186, q5_0 180, q4_0 178 MB; TTS.cpp quantizes only
   ~17M of the 82M weights (ALBERT, LSTMs, projections), the decoder/generator stay F16/F32.
-- Memory, measured here with the kokoro-onnx int8 export on ONNX Runtime 1.31 (one thread,
-  VmRSS/VmHWM from /proc/self/status): Python + numpy + onnxruntime + phonemizer + espeak-ng +
-  wyoming + aiohttp imported = 69 MiB; peak grows ~24 MiB per second of audio produced in one
-  pass (202 MiB after load -> 437 MiB for a 10.9 s pass, 669 MiB for 19.6 s).
+- Memory of this project's engine, measured on the 2-core x86 machine (ONNX Runtime 1.31, 2
+  threads; VmRSS / VmHWM from /proc/self/status around Engine.load and one sentence, 2026-11-22;
+  see MEASURED_LOAD_MB): after load / load peak in MB: f32 1580 / 1975, f16 1414 / 1830,
+  q8_0 999 / 1319, q5_0 1393 / 1741, q4_0 900 / 1256.  Serving adds ~12 MB per second of audio
+  in the longest pass (f16: 1418 -> 1529 MB for a 9.4 s pass, 1620 MB for 17.1 s); the
+  kokoro-onnx int8 export grew ~24 MB per second at 1 thread (202 -> 669 MB for 19.6 s).
 Estimates that are not measurements are marked "estimate" where they are used.
 """
 
@@ -23,7 +25,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .host import HostProfile
+from .host import INT8_DOT_FEATURES, HostProfile
 
 # ----------------------------------------------------------------------------- variants
 
@@ -55,23 +57,26 @@ MATMULNBITS_BITS = {"Q8_0": 8, "Q4_0": 4}
 
 # ----------------------------------------------------------------------------- figures
 
-BASE_RUNTIME_MB = 70  # measured: interpreter + libraries imported (see module docstring)
-PARAMS_CONV_M = 65.0  # decoder, generator, text-encoder convs, AdaIN blocks (82M - 17M)
-PARAMS_LSTM_M = 10.8  # 5 biLSTMs of Kokoro (text encoder, 3 duration encoder, predictor, shared)
-PARAMS_MATMUL_M = 6.7  # ALBERT (6.3M, one shared layer) + bert_encoder + projections
-VOICES_MB = 27  # 50 voices x 510 x 256 float32
-INT8_CONV_BYTES_PER_PARAM = (
-    1.3  # int8 weights + per-channel scales + ~12 convs kept fp32 (estimate)
-)
-ACT_MB_PER_AUDIO_S = 24  # measured (module docstring)
-TOKENS_PER_AUDIO_S = (
-    15  # Kokoro tokens (IPA symbols, stress marks, spaces) per second of speech (estimate)
-)
+# (after load, load peak) in MB by the weights the engine builds from (module docstring). Q8_0 and
+# Q4_0 with linear=matmulnbits keep their blocks packed; run as fp32 they cost what Q5_0 does.
+MEASURED_LOAD_MB: dict[str, tuple[int, int]] = {
+    "f32": (1580, 1975),
+    "f16": (1414, 1830),
+    "q8_0": (999, 1319),
+    "q5_0": (1393, 1741),
+    "q4_0": (900, 1256),
+}
+# int8 convolutions, once the engine has them: ~58M conv weights at ~1.3 instead of 4 bytes, held
+# twice (initializer + ORT's prepacked copy) -- an estimate until measured.
+INT8_CONV_SAVING_MB = 300
+ACT_MB_PER_AUDIO_S = 12  # measured with this engine (module docstring)
+TOKENS_PER_AUDIO_S = 15  # Kokoro tokens (IPA symbols, stress marks, spaces) per second (estimate)
 MAX_PHONEMES = 510  # Kokoro's longest pass
 MIN_PHONEMES = (
     100  # below this a pass is shorter than a typical clause (~6 s): quality of phrasing suffers
 )
 MEMORY_MARGIN = 0.15  # predicted peak must stay under available / (1 + margin)
+MIN_CACHE_MB = 2.0
 COMFORTABLE_SHARE = 0.5  # "plenty of memory": predicted peak under half of what is available
 MAX_THREADS = (
     8  # more threads barely help a pass this size (estimate, not measured: 2-core machine)
@@ -109,7 +114,8 @@ class Plan:
     variant: str
     linear: str  # "fp32" | "matmulnbits"
     linear_bits: int | None
-    conv: str  # "fp32" | "int8"
+    conv: str  # "fp32" | "int8": what suits this host
+    conv_runs: str  # what the engine builds today (fp32 until its int8 path exists)
     threads: int
     inter_op_threads: int
     allow_spinning: bool
@@ -159,7 +165,9 @@ class Plan:
         """One line for the log."""
         linear = f"matmulnbits({self.linear_bits}-bit)" if self.linear == "matmulnbits" else "fp32"
         return (
-            f"model {self.variant}, linear {linear}, conv {self.conv}, {self.threads} threads, "
+            f"model {self.variant}, linear {linear}, conv {self.conv}"
+            + (f" (runs {self.conv_runs})" if self.conv_runs != self.conv else "")
+            + f", {self.threads} threads, "
             f"max {self.max_phonemes} phonemes/pass, cache {self.cache_mb:g} MB, predicted peak "
             f"{self.predicted_peak_mb} of {self.available_mb} MB, RTF ~{self.predicted_rtf:.2f}"
         )
@@ -197,39 +205,97 @@ def predict_rtf(profile: HostProfile, threads: int, conv: str) -> tuple[float, s
     return rtf, basis
 
 
-def _weights_mb(linear_type: str, linear: str, conv: str) -> float:
-    conv_mb = PARAMS_CONV_M * (INT8_CONV_BYTES_PER_PARAM if conv == "int8" else 4.0)
-    lstm_mb = PARAMS_LSTM_M * 4.0  # ORT's LSTM takes fp32 weights
-    bits = MATMULNBITS_BITS.get(linear_type) if linear == "matmulnbits" else None
-    # MatMulNBits stores the packed block plus one fp32... fp16 scale per 32 weights.
-    matmul_mb = PARAMS_MATMUL_M * ((bits + 0.5) / 8 if bits else 4.0)
-    return conv_mb + lstm_mb + matmul_mb
+def int8_conv_ready() -> bool:
+    """Whether the engine builds int8 convolutions (lowering.INT8_CONV_READY, helper B's flag)."""
+    try:
+        from . import lowering
+    except ImportError:
+        return False
+    return bool(getattr(lowering, "INT8_CONV_READY", False))
+
+
+def memory_key(variant: str, linear: str) -> str:
+    """Which measured load figures apply: unknown files count as f32 (the largest)."""
+    if variant not in MEASURED_LOAD_MB:
+        return "f32"
+    if variant in ("q8_0", "q4_0") and linear != "matmulnbits":
+        return "q5_0"  # blocks dequantized to fp32, like Q5_0
+    return variant
+
+
+def audio_seconds(phonemes: int) -> float:
+    return phonemes / TOKENS_PER_AUDIO_S
 
 
 def predict_memory(
-    linear_type: str, linear: str, conv: str, max_phonemes: int, cache_mb: float = 0.0
+    variant: str, linear: str, conv_runs: str, max_phonemes: int, cache_mb: float = 0.0
 ) -> tuple[int, int]:
     """(peak while serving, peak while loading) in MB for one configuration.
 
-    Loading holds the new initializers and the arrays they were made from at once (estimate:
-    one extra copy of the weights); serving adds one pass's activations and the phrase cache.
+    conv_runs is what the engine will really build (fp32 until its int8 path exists).
     """
-    weights = _weights_mb(linear_type, linear, conv)
-    resident = BASE_RUNTIME_MB + VOICES_MB + weights
-    activations = ACT_MB_PER_AUDIO_S * max_phonemes / TOKENS_PER_AUDIO_S
-    serving = resident + activations + cache_mb
-    loading = resident + weights
-    return math.ceil(serving), math.ceil(loading)
+    after, peak = MEASURED_LOAD_MB[memory_key(variant, linear)]
+    if conv_runs == "int8":
+        after, peak = after - INT8_CONV_SAVING_MB, peak - INT8_CONV_SAVING_MB
+    serving = after + ACT_MB_PER_AUDIO_S * audio_seconds(max_phonemes) + cache_mb
+    return math.ceil(serving), peak
 
 
 def _budget(available: int) -> float:
     return available / (1 + MEMORY_MARGIN)
 
 
-def _phonemes_for(budget: float, resident_mb: float) -> int:
-    room = budget - resident_mb
-    n = int(room / ACT_MB_PER_AUDIO_S * TOKENS_PER_AUDIO_S)
-    return min(MAX_PHONEMES, n // 10 * 10)
+def _phonemes_for(room_mb: float) -> int:
+    n = int(room_mb / ACT_MB_PER_AUDIO_S * TOKENS_PER_AUDIO_S)
+    return max(0, min(MAX_PHONEMES, n // 10 * 10))
+
+
+@dataclass
+class _Fit:
+    conv: str  # decided (may be int8 for memory)
+    conv_runs: str
+    max_phonemes: int
+    mem_arena: bool
+    serving: int
+    loading: int
+    levers: list[str]
+
+
+def _fit(
+    variant: str,
+    linear: str,
+    conv: str,
+    available: int,
+    ready: bool,
+    int8_for_memory: bool,
+) -> _Fit | None:
+    """The least-compromised configuration of one variant that fits, or None.
+
+    Serving must stay under available / (1 + margin); the load peak (transient, and partly
+    reclaimable file pages of the mapped GGUF) under what is available.
+    """
+    budget = _budget(available)
+    conv_runs = conv if ready else "fp32"
+    serving, loading = predict_memory(variant, linear, conv_runs, MAX_PHONEMES, MIN_CACHE_MB)
+    if serving <= budget and loading <= available:
+        return _Fit(conv, conv_runs, MAX_PHONEMES, True, serving, loading, [])
+    levers = []
+    if int8_for_memory and ready and conv_runs == "fp32":
+        conv = conv_runs = "int8"
+        levers.append("int8")
+    resident, loading = predict_memory(variant, linear, conv_runs, 0, MIN_CACHE_MB)
+    n = _phonemes_for(budget - resident)
+    if n < MIN_PHONEMES or loading > available:
+        return None
+    levers.append("phonemes")
+    serving, _ = predict_memory(variant, linear, conv_runs, n, MIN_CACHE_MB)
+    return _Fit(conv, conv_runs, n, False, serving, loading, levers)
+
+
+def minimum_memory_mb(variant: str, linear: str, conv_runs: str) -> int:
+    """The least available memory a variant needs (shortest passes, margin included)."""
+    serving, loading = predict_memory(variant, linear, conv_runs, MIN_PHONEMES, MIN_CACHE_MB)
+    return math.ceil(max(serving * (1 + MEMORY_MARGIN), loading))
 
 
 def parse_quant(quant: str | None) -> dict[str, str]:
@@ -280,6 +346,39 @@ def cache_size_mb(available_mb: float, peak_mb: float) -> tuple[float, str]:
     )
 
 
+def _linear_for(variant: str, overrides: dict[str, str]) -> tuple[str, int | None, str]:
+    """How the Linear weights of a variant are lowered, and why."""
+    ltype = VARIANTS[variant].linear_type if variant in VARIANTS else "F32"
+    bits = MATMULNBITS_BITS.get(ltype)
+    if "linear" in overrides:
+        mode = overrides["linear"]
+        if mode == "matmulnbits" and bits is None:
+            return (
+                "matmulnbits",
+                None,
+                (
+                    f"matmulnbits (set with --quant), but {ltype} weights have no MatMulNBits form: "
+                    "they run as fp32 MatMul"
+                ),
+            )
+        return mode, bits if mode == "matmulnbits" else None, f"{mode}: set with --quant"
+    if bits:
+        return (
+            "matmulnbits",
+            bits,
+            (
+                f"matmulnbits: the file's {ltype} Linear blocks run packed ({bits}-bit MatMulNBits, "
+                "block 32 = GGUF block): no re-quantization, less memory"
+            ),
+        )
+    why = {
+        "F32": "F32 weights",
+        "F16": "F16 weights, computed in fp32 (ORT's CPU kernels would cast fp16 back anyway)",
+        "Q5_0": "Q5_0 has no MatMulNBits form; dequantized once at load",
+    }.get(ltype, f"{ltype} weights dequantized at load")
+    return "fp32", None, f"fp32: {why}"
+
+
 def make_plan(
     profile: HostProfile,
     *,
@@ -289,6 +388,7 @@ def make_plan(
     path_variant: str | None = None,
     quant: str | None = "auto",
     threads: str | int | None = "auto",
+    int8_ready: bool | None = None,
 ) -> Plan:
     """Decide variant, lowering, threads and cache for this host.
 
@@ -296,15 +396,16 @@ def make_plan(
     local_variants: variant name -> path of files already on disk (auto prefers them).
     model_path/path_variant: an explicit file (--model PATH) and the variant it was found to be
         ('custom' when unknown); the plan then only decides how to run it.
+    int8_ready: whether the engine builds int8 convolutions (default: ask lowering.py).
     """
     reasons: dict[str, str] = {}
     warnings: list[str] = []
     overrides = parse_quant(quant)
     local_variants = dict(local_variants or {})
+    ready = int8_conv_ready() if int8_ready is None else int8_ready
     available = profile.effective_mem_available_mb
-    budget = _budget(available)
 
-    # Threads ------------------------------------------------------------------------
+    # Threads ------------------------------------------------------------------------------
     forced_threads = parse_threads(threads)
     if forced_threads is not None:
         n_threads = forced_threads
@@ -316,91 +417,50 @@ def make_plan(
             )
     else:
         n_threads = max(1, min(profile.usable_cores, MAX_THREADS))
-        capped = (
-            " (capped at 8: longer passes would be needed to use more)"
-            if (profile.usable_cores > MAX_THREADS)
-            else ""
-        )
+        capped = " (capped at 8)" if profile.usable_cores > MAX_THREADS else ""
         reasons["threads"] = f"{n_threads}: one per usable core{capped}"
     reasons["allow_spinning"] = (
         "off: ORT's busy-wait burned 5-7% CPU per call at equal speed, and this box is shared"
     )
     reasons["inter_op_threads"] = "1: the graph is one chain of ops, run sequentially"
 
-    # Speed: fp32 or int8 convolutions -------------------------------------------------
+    # Convolutions: fp32, or int8 where int8 dot products are fast and fp32 is too slow -------
     rtf_fp32, basis = predict_rtf(profile, n_threads, "fp32")
     rtf_int8, _ = predict_rtf(profile, n_threads, "int8")
     cls = core_class(profile)
+    not_built = "; this engine has no int8 convolutions yet, so they run in fp32 for now"
     if "conv" in overrides:
         conv = overrides["conv"]
-        reasons["conv"] = f"{conv}: set with --quant"
+        reasons["conv"] = f"{conv}: set with --quant" + (
+            not_built if conv == "int8" and not ready else ""
+        )
     elif profile.int8_dot and rtf_fp32 > TARGET_RTF:
         conv = "int8"
-        dot = ", ".join(
-            f
-            for f in profile.features
-            if f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
-        )
+        dot = ", ".join(f for f in profile.features if f in INT8_DOT_FEATURES)
         reasons["conv"] = (
-            f"int8: fp32 would run at RTF ~{rtf_fp32:.2f} here ({cls}), int8 dot products "
-            f"({dot}) make it ~{rtf_int8:.2f}; costs some clarity (ASR WER 0.9% -> ~3%)"
+            f"int8: fp32 would run at RTF ~{rtf_fp32:.2f} here ({cls}) and int8 dot products "
+            f"({dot}) bring it to ~{rtf_int8:.2f}, at a clarity cost (ASR WER 0.9% -> ~3%)"
+            + ("" if ready else not_built)
         )
     elif profile.int8_dot:
         conv = "fp32"
         reasons["conv"] = (
-            f"fp32: predicted RTF ~{rtf_fp32:.2f} keeps up without int8 (available: ~{rtf_int8:.2f}, "
-            "at a clarity cost; --quant int8 to use it)"
+            f"fp32: predicted RTF ~{rtf_fp32:.2f} keeps up, so int8 (~{rtf_int8:.2f} with the "
+            "int8 dot products here) is not worth its clarity cost; --quant int8 to use it"
         )
     else:
         conv = "fp32"
         reasons["conv"] = (
             f"fp32: no fast int8 dot products on this CPU ({cls}: no VNNI/dotprod), so int8 "
-            "convolutions would not pay for their quality cost"
+            "convolutions would not pay for their clarity cost"
         )
+    int8_for_memory = "conv" not in overrides
 
-    # Variant ----------------------------------------------------------------------------
-    def linear_for(variant_linear_type: str) -> tuple[str, int | None, str]:
-        if "linear" in overrides:
-            mode = overrides["linear"]
-            bits = MATMULNBITS_BITS.get(variant_linear_type) if mode == "matmulnbits" else None
-            if mode == "matmulnbits" and bits is None:
-                return (
-                    "matmulnbits",
-                    None,
-                    (
-                        f"matmulnbits (set with --quant) but {variant_linear_type} has no MatMulNBits "
-                        "form: those weights run as fp32"
-                    ),
-                )
-            return mode, bits, f"{mode}: set with --quant"
-        bits = MATMULNBITS_BITS.get(variant_linear_type)
-        if bits:
-            return (
-                "matmulnbits",
-                bits,
-                (
-                    f"matmulnbits: the file's {variant_linear_type} Linear blocks run packed "
-                    f"({bits}-bit MatMulNBits, block 32 = GGUF block), no re-quantization"
-                ),
-            )
-        why = {
-            "F32": "F32 weights",
-            "F16": "F16 weights (ORT's CPU kernels compute fp16 as fp32 anyway)",
-            "Q5_0": "Q5_0 has no MatMulNBits form; dequantized once at load",
-        }.get(variant_linear_type, f"{variant_linear_type} weights dequantized at load")
-        return "fp32", None, f"fp32: {why}"
-
-    def fit(
-        variant_linear_type: str, conv_choice: str
-    ) -> tuple[str, int | None, str, int, int, int]:
-        linear, bits, lin_reason = linear_for(variant_linear_type)
-        serving, loading = predict_memory(variant_linear_type, linear, conv_choice, MAX_PHONEMES)
-        return linear, bits, lin_reason, serving, loading, MAX_PHONEMES
-
-    chosen: str
+    # Variant ------------------------------------------------------------------------------
     explicit = model_path is not None or model != "auto"
+    fit: _Fit | None
     if model_path is not None:
-        chosen = path_variant or "custom"
+        chosen = path_variant if path_variant in VARIANTS else "custom"
         reasons["variant"] = f"{chosen}: the file given with --model"
     elif model != "auto":
         if model not in VARIANTS:
@@ -411,114 +471,118 @@ def make_plan(
         reasons["variant"] = f"{chosen}: set with --model"
     else:
         chosen = ""
-    linear_type = VARIANTS[chosen].linear_type if chosen in VARIANTS else "F16"
-
-    if not explicit:
-        f16 = fit("F16", conv)
-        q8 = fit("Q8_0", conv)
-        if f16[3] <= available * COMFORTABLE_SHARE and f16[4] <= budget:
-            chosen = "f16"
+        candidates: list[tuple[str, _Fit]] = []
+        for v in ("f16", "q8_0", "q4_0"):
+            f = _fit(v, _linear_for(v, overrides)[0], conv, available, ready, int8_for_memory)
+            if f is not None:
+                candidates.append((v, f))
+        comfortable = [
+            (v, f)
+            for v, f in candidates
+            if not f.levers and f.serving <= available * COMFORTABLE_SHARE
+        ]
+        if comfortable and comfortable[0][0] == "f16":
+            chosen, fit = comfortable[0]
             reasons["variant"] = (
-                f"f16: plenty of memory (predicted peak {f16[3]} MB of {available} MB); same "
-                "weights as f32 at 202 instead of 351 MB, and ORT computes in fp32 either way"
+                f"f16: plenty of memory (predicted peak {fit.serving} of {available} MB); the "
+                "same weights as f32 in 202 instead of 351 MB, computed in fp32 either way"
             )
-        elif q8[3] <= budget and q8[4] <= budget:
+        elif any(v == "q8_0" for v, _ in candidates):
             chosen = "q8_0"
             reasons["variant"] = (
                 f"q8_0: memory is limited ({available} MB available): 8-bit Linear weights stay "
-                "packed in RAM, near-lossless, 186 MB file"
+                "packed in RAM (~400 MB less than f16 with this engine), near-lossless"
+            )
+        elif candidates:
+            chosen = candidates[-1][0]
+            reasons["variant"] = (
+                f"q4_0: memory is tight ({available} MB available): 4-bit Linear weights, the "
+                "smallest footprint"
             )
         else:
-            chosen = "q4_0"
-            reasons["variant"] = (
-                f"q4_0: memory is tight ({available} MB available): the smallest file (178 MB) "
-                "and 4-bit Linear weights"
+            need = minimum_memory_mb("q4_0", "matmulnbits", "int8" if ready else "fp32")
+            raise PlanError(
+                f"not enough memory for Kokoro: {available} MB available, at least {need} MB "
+                f"needed (model q4_0, {MIN_PHONEMES}-phoneme passes"
+                + (
+                    ", int8 convolutions)"
+                    if ready
+                    else "; fp32 convolutions: this engine has no int8 path yet)"
+                )
             )
-        # A file already on disk beats a download when it fits: no network, no wait.
+        # A file already on disk beats a download when it fits: no network, no waiting.
         preferred = chosen
-        local_ok = [
-            v
-            for v in sorted(
-                local_variants, key=lambda v: VARIANTS[v].quality_rank if v in VARIANTS else 9
-            )
-            if fit(VARIANTS[v].linear_type if v in VARIANTS else "F16", conv)[3] <= budget
-            or v == preferred
-        ]
-        if preferred in local_variants:
-            chosen = preferred
-        elif local_ok:
-            chosen = local_ok[0]
-            reasons["variant"] = (
-                f"{chosen}: already on disk ({local_variants[chosen]}); the plan would fetch "
-                f"{preferred} for this host (--model {preferred} to get it)"
-            )
-        linear_type = VARIANTS[chosen].linear_type if chosen in VARIANTS else "F16"
+        if preferred not in local_variants:
+            for v in sorted(local_variants, key=lambda v: VARIANTS[v].quality_rank):
+                if _fit(v, _linear_for(v, overrides)[0], conv, available, ready, int8_for_memory):
+                    chosen = v
+                    reasons["variant"] = (
+                        f"{v}: already on disk ({local_variants[v]}); for this host the plan "
+                        f"would fetch {preferred} (--model {preferred} to get it)"
+                    )
+                    break
 
-    linear, bits, lin_reason, serving, loading, _ = fit(linear_type, conv)
-    reasons["linear"] = lin_reason
-    max_phonemes = MAX_PHONEMES
-    mem_arena = True
-    reasons["max_phonemes"] = f"{MAX_PHONEMES}: Kokoro's longest pass; memory allows it"
-    reasons["mem_arena"] = "on: ORT keeps its buffers between passes (faster, memory is ample)"
+    linear, bits, reasons["linear"] = _linear_for(chosen, overrides)
+    fit = _fit(chosen, linear, conv, available, ready, int8_for_memory)
+    if fit is None:
+        conv_runs = conv if ready else "fp32"
+        need = minimum_memory_mb(chosen, linear, conv_runs)
+        message = (
+            f"not enough memory for Kokoro {chosen}: {available} MB available, at least {need} MB "
+            "needed"
+        )
+        if not explicit:  # pragma: no cover - auto only picks variants that fit
+            raise PlanError(message)
+        warnings.append(message + "; continuing because the model was chosen explicitly")
+        serving, loading = predict_memory(chosen, linear, conv_runs, MIN_PHONEMES, MIN_CACHE_MB)
+        fit = _Fit(conv, conv_runs, MIN_PHONEMES, False, serving, loading, ["phonemes"])
+    conv = fit.conv
+    if "int8" in fit.levers:
+        reasons["conv"] = (
+            f"int8: needed for memory ({available} MB available); costs some clarity "
+            "(ASR WER 0.9% -> ~3%)"
+            + ("" if profile.int8_dot else "; no speed gain without VNNI/dotprod")
+        )
+    if "phonemes" in fit.levers:
+        reasons["max_phonemes"] = (
+            f"{fit.max_phonemes}: shorter passes (~{audio_seconds(fit.max_phonemes):.0f} s of audio) "
+            f"keep activations (~{ACT_MB_PER_AUDIO_S} MB per second of audio) within memory"
+        )
+        reasons["mem_arena"] = "off: hand buffers back between passes on a memory-tight host"
+    else:
+        reasons["max_phonemes"] = f"{MAX_PHONEMES}: Kokoro's longest pass; memory allows it"
+        reasons["mem_arena"] = "on: ORT keeps its buffers between passes (faster; memory is ample)"
+    cache_mb, reasons["cache_mb"] = cache_size_mb(available, fit.serving - MIN_CACHE_MB)
+    serving = math.ceil(fit.serving - MIN_CACHE_MB + cache_mb)
+    reasons["memory"] = (
+        f"predicted peak {serving} MB serving, {fit.loading} MB while loading, of {available} MB "
+        f"available (measured with this engine: {memory_key(chosen, linear)} "
+        f"{MEASURED_LOAD_MB[memory_key(chosen, linear)][0]} MB after load, +{ACT_MB_PER_AUDIO_S} MB "
+        "per second of audio in a pass)"
+    )
 
-    # Memory levers when the peak does not fit: int8 convs, then shorter passes.
-    if serving > budget or loading > budget:
-        if conv == "fp32" and "conv" not in overrides:
-            conv = "int8"
-            reasons["conv"] = (
-                f"int8: needed for memory (fp32 convolutions would peak at {serving} MB, "
-                f"{available} MB available); costs some clarity (ASR WER 0.9% -> ~3%)"
-                + ("" if profile.int8_dot else "; no speed gain without VNNI/dotprod")
-            )
-            serving, loading = predict_memory(linear_type, linear, conv, MAX_PHONEMES)
-        mem_arena = False
-        reasons["mem_arena"] = "off: give buffers back between passes on a memory-tight host"
-        if serving > budget:
-            resident = predict_memory(linear_type, linear, conv, 0)[0]
-            max_phonemes = max(_phonemes_for(budget, resident), 0)
-            serving, loading = predict_memory(linear_type, linear, conv, max_phonemes)
-            reasons["max_phonemes"] = (
-                f"{max_phonemes}: shorter passes (~{max_phonemes / TOKENS_PER_AUDIO_S:.0f} s of "
-                f"audio) keep activations (~{ACT_MB_PER_AUDIO_S} MB per second) within memory"
-            )
-        if max_phonemes < MIN_PHONEMES or loading > budget:
-            need = predict_memory(linear_type, linear, conv, MIN_PHONEMES)
-            need_mb = math.ceil(max(need) * (1 + MEMORY_MARGIN))
-            message = (
-                f"not enough memory for Kokoro: {available} MB available, at least {need_mb} MB "
-                f"needed (model {chosen}, int8 convolutions, {MIN_PHONEMES}-phoneme passes)"
-            )
-            if explicit:
-                warnings.append(message + "; continuing because the model was chosen explicitly")
-                max_phonemes = max(max_phonemes, MIN_PHONEMES)
-                serving, loading = predict_memory(linear_type, linear, conv, max_phonemes)
-            else:
-                raise PlanError(message)
-    cache_mb, cache_reason = cache_size_mb(available, serving)
-    reasons["cache_mb"] = cache_reason
-    serving = math.ceil(serving + cache_mb)
-
-    rtf, _ = predict_rtf(profile, n_threads, conv)
+    rtf, _ = predict_rtf(profile, n_threads, fit.conv_runs)
     reasons["speed"] = f"predicted RTF ~{rtf:.2f} with {n_threads} threads ({cls}: {basis})"
     if rtf > 1.0:
         warnings.append(
             f"this CPU is predicted to synthesize slower than real time (RTF ~{rtf:.1f}): audio "
-            "starts after the first clause but long answers finish late"
+            "starts after the first clause, but long answers finish late"
         )
-    fetch = chosen not in local_variants and model_path is None
+    fetch = model_path is None and chosen not in local_variants
     return Plan(
         variant=chosen,
         linear=linear,
         linear_bits=bits,
         conv=conv,
+        conv_runs=fit.conv_runs,
         threads=n_threads,
         inter_op_threads=1,
         allow_spinning=False,
-        mem_arena=mem_arena,
-        max_phonemes=max_phonemes,
+        mem_arena=fit.mem_arena,
+        max_phonemes=fit.max_phonemes,
         cache_mb=cache_mb,
         predicted_peak_mb=serving,
-        predicted_load_peak_mb=loading,
+        predicted_load_peak_mb=fit.loading,
         available_mb=available,
         predicted_rtf=round(rtf, 3),
         reasons=reasons,
