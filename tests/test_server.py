@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from wyoming.audio import AudioChunk
 from wyoming.client import AsyncTcpClient
+from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.tts import (
     Synthesize,
@@ -623,3 +624,94 @@ finally:
     server.terminate()
     server.wait(30)
 """
+
+
+def test_stdio_transport_carries_clean_events(model: Path, voice: str) -> None:
+    """--uri stdio://: the engine process must never print onto the event stream."""
+    from wyoming.event import async_read_event, async_write_event
+
+    async def scenario() -> tuple[list[str], int]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "wyoming_kokoro_gguf",
+            "--uri",
+            "stdio://",
+            "--model",
+            str(model),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        types = []
+        await async_write_event(Describe().event(), proc.stdin)
+        await async_write_event(
+            Synthesize(text="Hello over a pipe.", voice=SynthesizeVoice(voice)).event(), proc.stdin
+        )
+        while True:
+            event = await asyncio.wait_for(async_read_event(proc.stdout), timeout=600)
+            assert event is not None, types
+            types.append(event.type)
+            if event.type in ("audio-stop", "error"):
+                break
+        proc.stdin.close()  # end of input: the server stops
+        return types, await asyncio.wait_for(proc.wait(), timeout=60)
+
+    types, code = asyncio.run(scenario())
+    assert types[0] == "info"
+    assert Exchange(events=[Event(t) for t in types[1:]]).shape() == [
+        "audio-start",
+        "audio-chunk+",
+        "audio-stop",
+    ]
+    assert code == 0
+
+
+def test_model_load_failure_exits_1_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"this is not a model")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wyoming_kokoro_gguf",
+            "--uri",
+            f"tcp://127.0.0.1:{free_port()}",
+            "--model",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "Could not load the model" in errors[0] and str(bad) in errors[0]
+    assert "Traceback" not in run.stderr
+
+
+def test_engine_crash_is_reported_and_the_engine_restarts(server, voice) -> None:
+    """Killing the engine process mid-synthesis: that client gets an Error (and its audio-stop),
+    the engine comes back, and the next request is served."""
+    import os
+    import signal
+
+    before = server.health()
+    assert before["engine_restarts"] == 0
+
+    async def scenario() -> Exchange:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            text = long_text("crash")
+            await c.write_event(Synthesize(text=text, voice=SynthesizeVoice(voice)).event())
+            ex = await read_until(c, Exchange(), "audio-chunk")
+            os.kill(before["engine_pid"], signal.SIGKILL)
+            return await read_until(c, ex, "audio-stop")
+
+    ex = asyncio.run(scenario())
+    assert ex.shape() == ["audio-start", "audio-chunk+", "error", "audio-stop"], ex.types()
+    assert ex.error() is not None and ex.error().code == "engine_crashed"
+    after = server.wait_ready()
+    assert after["engine_restarts"] == 1 and after["engine_pid"] != before["engine_pid"]
+    good = asyncio.run(synthesize(server.port, "Back again.", voice))
+    assert good.shape() == ["audio-start", "audio-chunk+", "audio-stop"]

@@ -435,6 +435,16 @@ class EngineProcess:
         """Call ``callback`` (in the event loop) whenever the voice list changes."""
         self._listeners.append(callback)
 
+    @property
+    def pid(self) -> int | None:
+        """The engine process id (for /health and operators)."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def restarts(self) -> int:
+        """How often the engine process was restarted after a crash."""
+        return self._restarts
+
     def on_model(self, callback: Callable[[float | None], None]) -> None:
         """Call ``callback(plan_cache_mb)`` once the model file is resolved."""
         self._model_listeners.append(callback)
@@ -934,6 +944,8 @@ class ServerContext:
             "streaming": self.streaming,
             "sample_rate": SAMPLE_RATE,
             "load_seconds": engine.load_seconds,
+            "engine_pid": engine.pid,
+            "engine_restarts": engine.restarts,
             "error": engine.error,
             "uptime_seconds": round(time.monotonic() - self.started, 1),
             "connections": self.connections,
