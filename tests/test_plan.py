@@ -234,3 +234,16 @@ def test_lowering_plan_and_session_options():
     so = p.session_options()
     assert so.intra_op_num_threads == 4 and so.inter_op_num_threads == 1
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_small_disk_picks_a_smaller_download_or_refuses():
+    roomy = host.simulate("x86_64", ["avx2"], cores=4, mem_mb=16384, disk_free_mb=10_000)
+    assert plan.make_plan(roomy).variant == "f16"
+    small = host.simulate("x86_64", ["avx2"], cores=4, mem_mb=16384, disk_free_mb=215)
+    p = plan.make_plan(small)
+    assert p.variant == "q4_0" and "only 215 MB free on the disk" in p.reasons["variant"]
+    tiny = host.simulate("x86_64", ["avx2"], cores=4, mem_mb=16384, disk_free_mb=150)
+    with pytest.raises(plan.PlanError, match="not enough disk space .* 150 MB free"):
+        plan.make_plan(tiny)
+    # A file already on disk needs no room.
+    assert plan.make_plan(tiny, local_variants={"f16": "/m/f16.gguf"}).variant == "f16"

@@ -292,6 +292,11 @@ def _fit(
     return _Fit(conv, conv_runs, n, False, serving, loading, levers)
 
 
+def _disk_need(variant: str) -> int:
+    """Free disk a download of the variant needs: its size plus 10% and 16 MB of slack."""
+    return math.ceil(VARIANTS[variant].size_mb * 1.1 + 16)
+
+
 def minimum_memory_mb(variant: str, linear: str, conv_runs: str) -> int:
     """The least available memory a variant needs (shortest passes, margin included)."""
     serving, loading = predict_memory(variant, linear, conv_runs, MIN_PHONEMES, MIN_CACHE_MB)
@@ -521,6 +526,27 @@ def make_plan(
                         f"would fetch {preferred} (--model {preferred} to get it)"
                     )
                     break
+
+        # The download must fit on the disk too (the file is written once, plus a little slack).
+        disk = profile.disk_free_mb
+        if chosen not in local_variants and disk is not None and disk < _disk_need(chosen):
+            smaller = [
+                v
+                for v in ("q8_0", "q4_0")
+                if VARIANTS[v].size_mb < VARIANTS[chosen].size_mb
+                and disk >= _disk_need(v)
+                and _fit(v, _linear_for(v, overrides)[0], conv, available, ready, int8_for_memory)
+            ]
+            if not smaller:
+                raise PlanError(
+                    f"not enough disk space for a Kokoro model in {profile.data_dir or 'the data dir'}: "
+                    f"{disk} MB free, at least {_disk_need('q4_0')} MB needed"
+                )
+            reasons["variant"] = (
+                f"{smaller[0]}: only {disk} MB free on the disk, too little for {chosen} "
+                f"({VARIANTS[chosen].size_mb} MB)"
+            )
+            chosen = smaller[0]
 
     linear, bits, reasons["linear"] = _linear_for(chosen, overrides)
     fit = _fit(chosen, linear, conv, available, ready, int8_for_memory)

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--cgroup-mem-mb", type=int, help="container memory limit in MB")
     sim.add_argument("--cgroup-cpus", type=float, help="container CPU quota in CPUs")
+    sim.add_argument("--disk-mb", type=int, help="free disk in the data directory, in MB")
     sim.add_argument("--cpu-model", default="", help="CPU model name, e.g. Cortex-A72")
     sim.add_argument("--board", default="", help="board name, e.g. 'Raspberry Pi 4 Model B'")
     parser.add_argument(
@@ -77,6 +78,7 @@ def profile_for(args: argparse.Namespace) -> host.HostProfile:
         cgroup_cpus=args.cgroup_cpus,
         cpu_model=args.cpu_model,
         board=args.board,
+        disk_free_mb=args.disk_mb,
         base=real,
     )
 
