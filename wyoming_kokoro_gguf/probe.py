@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from . import host, model_store, plan
 
@@ -44,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="auto", help="auto, a variant name, or a .gguf path")
     parser.add_argument("--quant", default="auto", help="auto, fp32, int8, or conv=...,linear=...")
     parser.add_argument("--threads", default="auto", help="auto or a number")
+    parser.add_argument(
+        "--measure",
+        metavar="GGUF",
+        help="load this model with the plan's lowering and report memory (after load, load peak, "
+        "growth per second of audio) and speed",
+    )
+    parser.add_argument("--voice", help="voice for --measure (default: the first English voice)")
     return parser
 
 
@@ -155,6 +164,74 @@ def format_text(profile: host.HostProfile, result: plan.Plan | None, error: str 
     return "\n".join(lines)
 
 
+def _memory_mb() -> dict[str, int]:
+    """VmRSS and VmHWM (the high-water mark) of this process, in MB (Linux)."""
+    out = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    out[line.split(":")[0]] = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return out
+
+
+SHORT_TEXT = "Turn on the kitchen lights."
+# One clause (no sentence breaks) of about 20 seconds: the largest pass a normal answer makes.
+LONG_TEXT = (
+    "the weather this afternoon will be mostly sunny with a light breeze from the west and "
+    "temperatures rising to about twenty degrees before clouds move in from the coast later in "
+    "the evening bringing a chance of light rain after midnight"
+)
+
+
+def measure(path: Path, model_plan: plan.Plan, voice: str | None = None) -> dict[str, Any]:
+    """Memory and speed of the engine on one model file, as the plan runs it."""
+    from .engine import Engine
+
+    before = _memory_mb()
+    started = time.monotonic()
+    engine = Engine.load(path, model_plan.lowering())
+    load_s = time.monotonic() - started
+    loaded = _memory_mb()
+    names = list(engine.voices)
+    voice = voice or next((n for n in names if n[:1] in "ab"), names[0])
+    runs = []
+    for text in (SHORT_TEXT, LONG_TEXT):
+        t0 = time.monotonic()
+        samples = sum(len(chunk) for chunk in engine.synthesize(text, voice))
+        elapsed = time.monotonic() - t0
+        seconds = samples / engine.sample_rate
+        runs.append(
+            {
+                "chars": len(text),
+                "audio_s": round(seconds, 2),
+                "rtf": round(elapsed / seconds, 3) if seconds else None,
+                "rss_mb": _memory_mb().get("VmRSS"),
+            }
+        )
+    grow = None
+    if runs[1]["audio_s"] and runs[1]["rss_mb"] and loaded.get("VmRSS"):
+        grow = round((runs[1]["rss_mb"] - loaded["VmRSS"]) / runs[1]["audio_s"], 1)
+    return {
+        "model": str(path),
+        "variant": model_plan.variant,
+        "lowering": {
+            "linear": model_plan.linear,
+            "conv": model_plan.conv,
+            "threads": model_plan.threads,
+        },
+        "voice": voice,
+        "load_s": round(load_s, 2),
+        "before_load_mb": before.get("VmRSS"),
+        "after_load_mb": loaded.get("VmRSS"),
+        "load_peak_mb": loaded.get("VmHWM"),
+        "mb_per_audio_s": grow,
+        "runs": runs,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -163,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     except plan.PlanError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.measure:
+        return _main_measure(args)
     try:
         profile, result, error = make(args)
     except (plan.PlanError, model_store.ModelError) as err:
@@ -176,6 +255,43 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(format_text(profile, result, error))
     return 0 if result is not None else 1
+
+
+def _main_measure(args: argparse.Namespace) -> int:
+    path = Path(args.measure)
+    try:
+        model_store.check_gguf(path)
+        profile = host.probe(path.parent)
+        model_plan = plan.make_plan(
+            profile,
+            model_path=str(path),
+            path_variant=model_store.detect_variant(path),
+            quant=args.quant,
+            threads=args.threads,
+        )
+        result = measure(path, model_plan, args.voice)
+    except (model_store.ModelError, plan.PlanError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{result['model']} ({result['variant']}, linear {result['lowering']['linear']}, "
+            f"conv {result['lowering']['conv']}, {result['lowering']['threads']} threads)\n"
+            f"  load: {result['load_s']} s; memory after load {result['after_load_mb']} MB, "
+            f"load peak {result['load_peak_mb']} MB (before load {result['before_load_mb']} MB)\n"
+            f"  serving: +{result['mb_per_audio_s']} MB per second of audio in one pass"
+        )
+        for run in result["runs"]:
+            print(
+                f"  {run['chars']} chars -> {run['audio_s']} s audio, RTF {run['rtf']}, RSS {run['rss_mb']} MB"
+            )
+        print(
+            f"  plan.MEASURED_LOAD_MB entry: {result['variant']!r}: "
+            f"({result['after_load_mb']}, {result['load_peak_mb']})"
+        )
+    return 0
 
 
 if __name__ == "__main__":
