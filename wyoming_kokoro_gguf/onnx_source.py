@@ -431,9 +431,7 @@ def dequantized_export(onnx_path: str | Path) -> onnx.ModelProto:
     quantized Gather -> Gather), so ONNX Runtime runs it fully in fp32."""
     model = load_model(onnx_path)
     g = _Graph(model)
-    new_nodes: list[onnx.NodeProto] = []
     new_inits: dict[str, np.ndarray] = {}
-    replaced: set[int] = set()
     deq_name: dict[str, str] = {}
 
     def weight_init(key: str, make: Callable[[], np.ndarray]) -> str:
@@ -510,12 +508,11 @@ def dequantized_export(onnx_path: str | Path) -> onnx.ModelProto:
     nodes = [replacement.get(i, n) for i, n in enumerate(graph.node)]
     # Nodes whose outputs are now produced by a replacement must go (the old Mul / DequantizeLinear).
     produced_by_new = {o for i in replacement for o in replacement[i].output}
-    kept = []
-    for i, n in enumerate(nodes):
-        if i not in replacement and any(o in produced_by_new for o in n.output):
-            replaced.add(i)
-            continue
-        kept.append(n)
+    kept = [
+        n
+        for i, n in enumerate(nodes)
+        if i in replacement or not any(o in produced_by_new for o in n.output)
+    ]
     new_nodes = _prune_dead(kept, [o.name for o in graph.output])
     used = {x for n in new_nodes for x in n.input}
     inits = [t for t in graph.initializer if t.name in used]
