@@ -382,3 +382,16 @@ def test_reference_model_roundtrip(kokoro_onnx, kokoro_gguf, fp32_export) -> Non
     assert (
         "onnx::MatMul_6548_3_quantized_dequantized_fp32" in changed
     )  # ALBERT query, Q4_0 in the GGUF
+
+
+def test_requantize_real_gguf_matches_direct(kokoro_gguf, tmp_path) -> None:
+    """f32 GGUF -> q4_0 gives the same blocks as ONNX -> q4_0 (the GGUF source keeps the voices)."""
+    out = tmp_path / "re.gguf"
+    convert.convert(kokoro_gguf("f32"), out, "q4_0")
+    a = model_file.open_model(out)
+    b = model_file.open_model(kokoro_gguf("q4_0"))
+    assert a.tensor_names == b.tensor_names and list(a.voices) == list(b.voices)
+    for name in b.tensor_names:
+        assert a.tensor_type(name) == b.tensor_type(name), name
+        assert np.array_equal(np.asarray(a.raw_tensor(name)), np.asarray(b.raw_tensor(name))), name
+    assert a.metadata["wyoming_kokoro_gguf.source"].startswith("gguf:")
