@@ -345,8 +345,9 @@ def cache_size_mb(available_mb: float, peak_mb: float) -> tuple[float, str]:
     headroom = max(_budget(int(available_mb)) - peak_mb, 0)
     size = float(min(64, max(2, round(headroom * 0.05))))
     seconds = size / CACHE_MB_PER_AUDIO_S
+    span = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
     return size, (
-        f"{size:g} MB (~{seconds / 60:.0f} min of 24 kHz audio): 5% of the {headroom:.0f} MB left "
+        f"{size:g} MB (~{span} of 24 kHz audio): 5% of the {headroom:.0f} MB left "
         "after the predicted peak, kept between 2 and 64 MB"
     )
 
