@@ -242,8 +242,19 @@ class Engine:
         tokens = np.array([[0, *ids, 0]], dtype=np.int64)
         return self.run_tokens(tokens, style, speed)
 
-    def run_tokens(self, tokens: np.ndarray, style: np.ndarray, speed: float) -> np.ndarray:
-        """Both stages for padded tokens [1, n] and a style row [1, 256] -> float32 audio."""
+    def run_tokens(
+        self,
+        tokens: np.ndarray,
+        style: np.ndarray,
+        speed: float,
+        durations: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Both stages for padded tokens [1, n] and a style row [1, 256] -> float32 audio.
+
+        ``durations`` (frames per token) replaces the predicted ones: tests use it to compare
+        the acoustic stage of differently quantized files on the same alignment.
+        """
+        forced = durations
         t0 = time.perf_counter()
         durations, d, t_en = self._stage1.run(
             None,
@@ -254,6 +265,8 @@ class Engine:
             },
         )
         t1 = time.perf_counter()
+        if forced is not None:
+            durations = np.asarray(forced, dtype=np.int64).reshape(-1)
         index = np.repeat(np.arange(len(durations)), durations)
         (audio,) = self._stage2.run(None, {"en": d[index], "asr": t_en[index], "style": style})
         t2 = time.perf_counter()

@@ -155,6 +155,12 @@ class KokoroGraph:
         if self.plan.conv == "int8":
             self.notes.append("conv=int8 is not built yet: convolutions run in fp32")
         self.nbits_used = 0
+        # True while building the F0/N predictor: there every op follows the reference exactly,
+        # because the harmonic source integrates F0 (its cumulative phase amplifies rounding).
+        # That path is ~1% of the compute; the decoder/generator use the faster 2-D forms.
+        self._conv2d = False
+        self._ref_norm = True
+        self.fast_decoder = bool(self.plan.rewrites)
 
     # ------------------------------------------------------------ shared pieces
 
@@ -252,9 +258,10 @@ class KokoroGraph:
             "Slice",
             [b.init("position_embd", w.get("albert.position_embd")), b.const([0], np.int64), n_tok],
         )
-        x = b.op("Add", [emb, b.op("Unsqueeze", [pos, b.const([0], np.int64)])])
+        # word + token type first, then position: the reference's order of additions
         tte = w.get("albert.token_type_embd").reshape(-1)
-        x = b.op("Add", [x, b.init("token_type", tte)])
+        x = b.op("Add", [emb, b.init("token_type", tte)])
+        x = b.op("Add", [x, b.op("Unsqueeze", [pos, b.const([0], np.int64)])])
         x = b.op(
             "LayerNormalization",
             [
@@ -280,7 +287,13 @@ class KokoroGraph:
             q = b.op("Transpose", [b.op("Reshape", [q, split_heads])], perm=[0, 2, 1, 3])
             k = b.op("Transpose", [b.op("Reshape", [k, split_heads])], perm=[0, 2, 3, 1])
             v = b.op("Transpose", [b.op("Reshape", [v, split_heads])], perm=[0, 2, 1, 3])
-            scores = b.op("Mul", [b.op("MatMul", [q, k]), b.const(1.0 / math.sqrt(head_dim))])
+            # both q and k scaled by head_dim ** -0.25, as transformers' ALBERT (fp32 rounding)
+            root = np.sqrt(np.float32(1.0 / math.sqrt(head_dim)), dtype=np.float32)
+            # (as vectors, not scalars: ORT would fold two scalar scales into one MatMul alpha,
+            # which rounds differently from the reference)
+            q = b.op("Mul", [q, b.const(np.full(head_dim, root))])
+            k = b.op("Mul", [k, b.const(np.full((head_dim, 1), root))])
+            scores = b.op("MatMul", [q, k])
             probs = b.op("Softmax", [scores], axis=-1)
             ctx = b.op("Transpose", [b.op("MatMul", [probs, v])], perm=[0, 2, 1, 3])
             ctx = b.op("Reshape", [ctx, merge_heads])
@@ -295,17 +308,23 @@ class KokoroGraph:
                 axis=-1,
                 epsilon=ALBERT_LN_EPS,
             )
-            f = self.linear(b, h, L + "ffn", L + "ffn_bias")
-            f = b.op("FastGelu", [f], domain="com.microsoft")  # gelu_new (tanh form)
-            f = self.linear(b, f, L + "ffn_out", L + "ffn_out_bias")
+            f = self.linear(b, h, L + "ffn", None)
+            # gelu_new (tanh form) with the bias fused, like the reference export
+            f = b.op(
+                "FastGelu", [f, b.init("ffn_b", w.get(L + "ffn_bias"))], domain="com.microsoft"
+            )
+            f = self.linear(b, f, L + "ffn_out", None)
+            # residual + bias + LayerNorm in one op, as ORT runs the reference export
             x = b.op(
-                "LayerNormalization",
+                "SkipLayerNormalization",
                 [
-                    b.op("Add", [f, h]),
+                    f,
+                    h,
                     b.init("ln2", w.get(L + "attn_norm")),
                     b.init("ln2b", w.get(L + "attn_norm_bias")),
+                    b.init("ffn_out_b", w.get(L + "ffn_out_bias")),
                 ],
-                axis=-1,
+                domain="com.microsoft",
                 epsilon=ALBERT_LN_EPS,
             )
         d_en = self.linear(b, x, "duration_predictor.encode", "duration_predictor.encode_bias")
@@ -324,7 +343,14 @@ class KokoroGraph:
             x = self.lstm(b, x, f"duration_predictor.layers.{2 * i}.lstm.0")
             p = f"duration_predictor.layers.{2 * i + 1}."
             scale, shift = self.style_affine(b, s_pred, p + "gamma", p + "beta")
-            x = b.op("LayerNormalization", [x, scale, shift], axis=-1, epsilon=LAYER_NORM_EPS)
+            width = w.get(p + "gamma_bias").shape[0]
+            x = b.op(
+                "LayerNormalization",
+                [x, b.const(np.ones(width)), b.const(np.zeros(width))],
+                axis=-1,
+                epsilon=LAYER_NORM_EPS,
+            )
+            x = b.op("Add", [b.op("Mul", [scale, x]), shift])
             x = b.op("Concat", [x, s_seq], axis=-1)
         d = x  # [T, 1, 640]
 
@@ -370,6 +396,22 @@ class KokoroGraph:
 
     # ------------------------------------------------------------ stage 2 pieces (4-D tensors)
 
+    # layout helpers: [1, C, T] (reference) or [1, C, 1, T] (height-1 2-D convolutions)
+    def _lift(self, b: _Builder, x: str) -> str:
+        return b.op("Unsqueeze", [x, b.const([2], np.int64)]) if self._conv2d else x
+
+    def _kern(self, kernel: np.ndarray) -> np.ndarray:
+        return kernel[:, :, None, :] if self._conv2d else kernel
+
+    def _sp(self, value: int, fill: int = 1) -> list[int]:
+        return [fill, value] if self._conv2d else [value]
+
+    def _pads(self, pad: int) -> list[int]:
+        return [0, pad, 0, pad] if self._conv2d else [pad, pad]
+
+    def _column(self) -> tuple[int, ...]:
+        return (1, -1, 1, 1) if self._conv2d else (1, -1, 1)
+
     def conv(
         self,
         b: _Builder,
@@ -387,12 +429,20 @@ class KokoroGraph:
         k = kernel.shape[2]
         if pad is None:
             pad = dilation * (k - 1) // 2
-        ins = [x, b.init(wname, kernel[:, :, None, :])]
-        if bname is not None:
-            ins.append(b.init(bname, self.w.get(bname).reshape(-1)))
+        bias = [b.init(bname, self.w.get(bname).reshape(-1))] if bname is not None else []
+        if not self._conv2d:  # plain 1-D convolution, as the reference runs it
+            return b.op(
+                "Conv",
+                [x, b.init(wname, kernel), *bias],
+                kernel_shape=[k],
+                strides=[stride],
+                pads=[pad, pad],
+                dilations=[dilation],
+                group=group,
+            )
         return b.op(
             "Conv",
-            ins,
+            [x, b.init(wname, kernel[:, :, None, :]), *bias],
             kernel_shape=[1, k],
             strides=[1, stride],
             pads=[0, pad, 0, pad],
@@ -403,6 +453,13 @@ class KokoroGraph:
     def adain(self, b: _Builder, x: str, s: str, gamma: str, beta: str) -> str:
         """AdaIN1d: InstanceNorm (eps 1e-5) scaled by (1 + gamma) and shifted by beta."""
         scale, shift = self.style_affine(b, s, gamma, beta)
+        if self._ref_norm:  # the reference's op sequence, for bit-level closeness
+            centred = b.op("Sub", [x, b.op("ReduceMean", [x], axes=[2], keepdims=1)])
+            var = b.op("ReduceMean", [b.op("Mul", [centred, centred])], axes=[2], keepdims=1)
+            std = b.op("Sqrt", [b.op("Add", [var, b.const(LAYER_NORM_EPS)])])
+            column = b.const(list(self._column()), np.int64)
+            normed = b.op("Mul", [b.op("Reshape", [scale, column]), b.op("Div", [centred, std])])
+            return b.op("Add", [normed, b.op("Reshape", [shift, column])])
         return b.op("InstanceNormalization", [x, scale, shift], epsilon=LAYER_NORM_EPS)
 
     def adain_resblk(self, b: _Builder, x: str, s: str, p: str) -> str:
@@ -414,15 +471,30 @@ class KokoroGraph:
         if upsample:
             pool = w.get(p + "pool_weight")  # [C, 1, 3] depthwise transposed conv
             channels = pool.shape[0]
-            r = b.op(
-                "ConvTranspose",
-                [r, b.init("pool", pool[:, :, None, :]), b.init("pool_b", w.get(p + "pool_bias"))],
-                kernel_shape=[1, pool.shape[2]],
-                strides=[1, 2],
-                pads=[0, 1, 0, 1],
-                output_padding=[0, 1],
-                group=channels,
-            )
+            if not self._conv2d:
+                r = b.op(
+                    "ConvTranspose",
+                    [r, b.init("pool", pool), b.init("pool_b", w.get(p + "pool_bias"))],
+                    kernel_shape=[pool.shape[2]],
+                    strides=[2],
+                    pads=[1, 1],
+                    output_padding=[1],
+                    group=channels,
+                )
+            else:
+                r = b.op(
+                    "ConvTranspose",
+                    [
+                        r,
+                        b.init("pool", pool[:, :, None, :]),
+                        b.init("pool_b", w.get(p + "pool_bias")),
+                    ],
+                    kernel_shape=[1, pool.shape[2]],
+                    strides=[1, 2],
+                    pads=[0, 1, 0, 1],
+                    output_padding=[0, 1],
+                    group=channels,
+                )
         r = self.conv(b, r, p + "conv1_weight", p + "conv1_bias")
         r = self.adain(b, r, s, p + "norm2_gamma", p + "norm2_beta")
         r = b.op("LeakyRelu", [r], alpha=0.2)
@@ -431,7 +503,7 @@ class KokoroGraph:
         if upsample:
             sc = b.op(
                 "Resize",
-                [sc, "", b.const([1, 1, 1, 2])],
+                [sc, "", b.const([1, 1, 1, 2] if self._conv2d else [1, 1, 2])],
                 mode="nearest",
                 coordinate_transformation_mode="asymmetric",
                 nearest_mode="floor",
@@ -443,11 +515,13 @@ class KokoroGraph:
                 p + "conv1x1_weight",
                 p + "conv1x1_bias" if w.has(p + "conv1x1_bias") else None,
             )
+        if self._ref_norm:
+            return b.op("Div", [b.op("Add", [r, sc]), b.const(math.sqrt(2.0))])
         return b.op("Mul", [b.op("Add", [r, sc]), b.const(1.0 / math.sqrt(2.0))])
 
     def snake(self, b: _Builder, x: str, alpha_name: str) -> str:
         """Snake activation x + sin(a x)^2 / a, per channel."""
-        alpha = self.w.get(alpha_name).reshape(1, -1, 1, 1)
+        alpha = self.w.get(alpha_name).reshape(self._column())
         sin = b.op("Sin", [b.op("Mul", [x, b.init("alpha", alpha)])])
         return b.op(
             "Add", [x, b.op("Mul", [b.op("Mul", [sin, sin]), b.init("inv_alpha", 1.0 / alpha)])]
@@ -480,7 +554,8 @@ class KokoroGraph:
 
         # ---- F0 and N curves from the shared LSTM
         x = self.lstm(b, en, "duration_predictor.shared_lstm.0")
-        x = b.op("Unsqueeze", [b.op("Transpose", [x], perm=[1, 2, 0]), b.const([2], np.int64)])
+        x = b.op("Transpose", [x], perm=[1, 2, 0])  # [1, 512, F]
+        self._conv2d, self._ref_norm = False, True
         curves = {}
         for key, blocks, proj in (("F0", "f0_blocks", "f0_proj"), ("N", "n_blocks", "n_proj")):
             y = x
@@ -488,13 +563,16 @@ class KokoroGraph:
             while w.has(f"duration_predictor.{blocks}.{i}.conv1_weight"):
                 y = self.adain_resblk(b, y, s_pred, f"duration_predictor.{blocks}.{i}.")
                 i += 1
-            curves[key] = self.conv(
+            curve = self.conv(
                 b, y, f"duration_predictor.{proj}_kernel", f"duration_predictor.{proj}_bias"
             )
+            curves[key] = curve
+        self._conv2d, self._ref_norm = self.fast_decoder, not self.fast_decoder
+        curves = {k: self._lift(b, v) for k, v in curves.items()}
         f0_curve, n_curve = curves["F0"], curves["N"]  # [1, 1, 1, 2F]
 
         # ---- decoder
-        asr4 = b.op("Unsqueeze", [b.op("Transpose", [asr], perm=[1, 2, 0]), b.const([2], np.int64)])
+        asr4 = self._lift(b, b.op("Transpose", [asr], perm=[1, 2, 0]))
         f0 = self.conv(
             b, f0_curve, "decoder.f0_conv_weight", "decoder.f0_conv_bias", stride=2, pad=1
         )
@@ -555,7 +633,9 @@ class KokoroGraph:
         linear = {"mode": "linear", "coordinate_transformation_mode": "half_pixel"}
         rad = b.op("Resize", [rad, "", b.const([1, 1, 1.0 / upp])], **linear)
         phase = b.op("CumSum", [rad, b.const(2, np.int64)])
-        phase = b.op("Mul", [b.op("Mul", [phase, b.const(2.0 * math.pi)]), b.const(float(upp))])
+        # cumsum * 2 * pi * upp, multiplied in this order like the reference (fp32 rounding)
+        for factor in (2.0, math.pi, float(upp)):
+            phase = b.op("Mul", [phase, b.const(factor)])
         phase = b.op("Resize", [phase, "", b.const([1, 1, float(upp)])], **linear)
         sines = b.op(
             "Mul", [b.op("Sin", [b.op("Transpose", [phase], perm=[0, 2, 1])]), b.const(SINE_AMP)]
@@ -590,7 +670,7 @@ class KokoroGraph:
         )
         ang = b.op("Where", [b.op("Less", [re, b.const(0.0)]), turned, ang])
         source = b.op(
-            "Unsqueeze", [b.op("Concat", [mag, ang], axis=1), b.const([2], np.int64)]
+            "Identity", [self._lift(b, b.op("Concat", [mag, ang], axis=1))]
         )  # [1, 2*bins, 1, frames]
 
         # ---- upsampling stages with noise (source) branches and multi-kernel resblocks
@@ -615,13 +695,14 @@ class KokoroGraph:
             up_w = w.get(f"{g}ups.{i}.weight")
             x = b.op(
                 "ConvTranspose",
-                [x, b.init("up", up_w[:, :, None, :]), b.init("up_b", w.get(f"{g}ups.{i}.bias"))],
-                kernel_shape=[1, up_w.shape[2]],
-                strides=[1, strides[i]],
-                pads=[0, pads[i], 0, pads[i]],
+                [x, b.init("up", self._kern(up_w)), b.init("up_b", w.get(f"{g}ups.{i}.bias"))],
+                kernel_shape=self._sp(up_w.shape[2]),
+                strides=self._sp(strides[i]),
+                pads=self._pads(pads[i]),
             )
             if i == len(ups) - 1:
-                x = b.op("Pad", [x, b.const([0, 0, 0, 1, 0, 0, 0, 0], np.int64)], mode="reflect")
+                left = [0, 0, 0, 1] if self._conv2d else [0, 0, 1]
+                x = b.op("Pad", [x, b.const(left + [0] * len(left), np.int64)], mode="reflect")
             x = b.op("Add", [x, xs])
             total = None
             for j in range(n_kernels):
@@ -651,7 +732,10 @@ class KokoroGraph:
         level = float(np.sum(window[::hop] ** 2))
         basis = istft_basis(n_fft, window)  # [2*bins, 1, 1, n_fft]
         frames = b.op(
-            "ConvTranspose", [spec, b.const(basis)], kernel_shape=[1, n_fft], strides=[1, hop]
+            "ConvTranspose",
+            [spec, b.const(self._kern(basis))],
+            kernel_shape=self._sp(n_fft),
+            strides=self._sp(hop),
         )
         ones = b.op(
             "Add",
@@ -676,9 +760,9 @@ class KokoroGraph:
         )
         env = b.op(
             "ConvTranspose",
-            [ones, b.const((window**2 / level).reshape(1, 1, 1, -1))],
-            kernel_shape=[1, n_fft],
-            strides=[1, hop],
+            [ones, b.const(self._kern((window**2 / level).reshape(1, 1, -1)))],
+            kernel_shape=self._sp(n_fft),
+            strides=self._sp(hop),
         )
         wav = b.op("Div", [frames, env])
         wav = b.op(
@@ -687,7 +771,7 @@ class KokoroGraph:
                 wav,
                 b.const([n_fft // 2], np.int64),
                 b.const([-(n_fft // 2)], np.int64),
-                b.const([3], np.int64),
+                b.const([3 if self._conv2d else 2], np.int64),
             ],
         )
         return b.op("Reshape", [wav, b.const([-1], np.int64)])
@@ -729,7 +813,7 @@ def istft_basis(n_fft: int, window: np.ndarray) -> np.ndarray:
     imag[0] = 0.0
     if n_fft % 2 == 0:
         imag[-1] = 0.0
-    return np.concatenate([real, imag])[:, None, None, :].astype(np.float32)
+    return np.concatenate([real, imag])[:, None, :].astype(np.float32)
 
 
 def build(model, plan: LoweringPlan | None = None) -> BuiltGraphs:
