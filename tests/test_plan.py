@@ -74,6 +74,7 @@ def test_pi5_8gb(plans):
     if not plan.int8_conv_ready():
         assert p["conv_runs"] == "fp32" and "no int8 convolutions yet" in p["reasons"]["conv"]
     assert p["threads"] == 4 and p["max_phonemes"] == 510 and p["mem_arena"] is True
+    assert p["rewrites"] is plan.rewrites_ready()  # exact rewrites pay off on Arm (kokoro-pi)
 
 
 def test_x86_minipc_with_vnni(plans):
@@ -83,6 +84,7 @@ def test_x86_minipc_with_vnni(plans):
     assert p["conv"] == p["conv_runs"] == "fp32" and "--quant int8" in p["reasons"]["conv"]
     assert p["threads"] == 4 and p["predicted_rtf"] < plan.TARGET_RTF
     assert p["cache_mb"] == 64 and p["max_phonemes"] == 510
+    assert p["rewrites"] is False and p["reasons"]["rewrites"].startswith("off")
 
 
 def test_container_512mb(results):
@@ -230,6 +232,7 @@ def test_lowering_plan_and_session_options():
     p = plan.make_plan(pi5())
     low = p.lowering()
     assert (low.linear, low.conv, low.threads, low.allow_spinning) == ("fp32", "int8", 4, False)
+    assert getattr(low, "rewrites", False) is p.rewrites
     assert set(low.reasons) >= {"linear", "conv", "threads", "allow_spinning"}
     so = p.session_options()
     assert so.intra_op_num_threads == 4 and so.inter_op_num_threads == 1

@@ -83,6 +83,7 @@ MAX_THREADS = (
 )
 THREAD_EFFICIENCY = 0.8  # measured: 2 threads gave 0.70/0.39 = 1.8x over one thread
 INT8_CONV_SPEEDUP = 1.75  # measured 1.7-1.8x (2 threads, x86); kokoro-pi 1.8-2x on a Pi 5
+REWRITES_SPEEDUP_ARM = 1.35  # kokoro-pi on a Pi 5; no gain above noise on x86 (DESIGN.md)
 TARGET_RTF = 0.5  # below this fp32 keeps up comfortably: streaming stays ahead of playback
 CACHE_MB_PER_AUDIO_S = 24000 * 2 / (1 << 20)  # 24 kHz 16-bit mono: ~21 s of audio per MB
 
@@ -119,6 +120,7 @@ class Plan:
     threads: int
     inter_op_threads: int
     allow_spinning: bool
+    rewrites: bool  # exact graph rewrites (2-D convs, InstanceNormalization): faster on Arm
     mem_arena: bool
     max_phonemes: int
     cache_mb: float
@@ -136,16 +138,21 @@ class Plan:
 
     def lowering(self) -> Any:
         """The engine's LoweringPlan (lowering.py, helper B) built from this plan."""
+        import dataclasses
+
         from .lowering import LoweringPlan
 
-        keys = ("linear", "conv", "threads", "allow_spinning")
-        return LoweringPlan(
-            linear=self.linear,
-            conv=self.conv,
-            threads=self.threads,
-            allow_spinning=self.allow_spinning,
-            reasons={k: self.reasons[k] for k in keys if k in self.reasons},
-        )
+        known = {f.name for f in dataclasses.fields(LoweringPlan)}
+        values = {
+            "linear": self.linear,
+            "conv": self.conv,
+            "threads": self.threads,
+            "allow_spinning": self.allow_spinning,
+            "rewrites": self.rewrites,
+        }
+        values = {k: v for k, v in values.items() if k in known}
+        values["reasons"] = {k: self.reasons[k] for k in values if k in self.reasons}
+        return LoweringPlan(**values)
 
     def session_options(self) -> Any:
         """onnxruntime.SessionOptions for this plan (threads, no spinning, arena)."""
@@ -195,14 +202,29 @@ def core_class(profile: HostProfile) -> str:
     return "arm-a76" if "asimddp" in feats else "arm-a72"
 
 
-def predict_rtf(profile: HostProfile, threads: int, conv: str) -> tuple[float, str]:
+def predict_rtf(
+    profile: HostProfile, threads: int, conv: str, rewrites: bool = False
+) -> tuple[float, str]:
     """Real-time factor estimate (seconds of compute per second of audio) and its basis."""
     rtf_1t, basis = CORE_CLASSES[core_class(profile)]
     speedup = 1 + THREAD_EFFICIENCY * (max(threads, 1) - 1)
     rtf = rtf_1t / speedup
     if conv == "int8" and profile.int8_dot:
         rtf /= INT8_CONV_SPEEDUP  # without VNNI/dotprod no gain is assumed
+    if rewrites and profile.arch == "aarch64":
+        rtf /= REWRITES_SPEEDUP_ARM
     return rtf, basis
+
+
+def rewrites_ready() -> bool:
+    """Whether the engine offers the exact graph rewrites (LoweringPlan.rewrites, helper B)."""
+    try:
+        import dataclasses
+
+        from .lowering import LoweringPlan
+    except ImportError:
+        return False
+    return "rewrites" in {f.name for f in dataclasses.fields(LoweringPlan)}
 
 
 def int8_conv_ready() -> bool:
@@ -429,10 +451,25 @@ def make_plan(
         "off: ORT's busy-wait burned 5-7% CPU per call at equal speed, and this box is shared"
     )
     reasons["inter_op_threads"] = "1: the graph is one chain of ops, run sequentially"
+    if not rewrites_ready():
+        rewrites = False
+        reasons["rewrites"] = "off: this engine has no graph rewrites"
+    elif profile.arch == "aarch64":
+        rewrites = True
+        reasons["rewrites"] = (
+            "on: exact rewrites (2-D convs, InstanceNormalization) ran 1.35x faster on a Pi 5 "
+            "(kokoro-pi); same maths, different rounding"
+        )
+    else:
+        rewrites = False
+        reasons["rewrites"] = (
+            "off: the rewrites gave no gain above noise on x86; the reference op order stays "
+            "closest to the reference audio"
+        )
 
     # Convolutions: fp32, or int8 where int8 dot products are fast and fp32 is too slow -------
-    rtf_fp32, basis = predict_rtf(profile, n_threads, "fp32")
-    rtf_int8, _ = predict_rtf(profile, n_threads, "int8")
+    rtf_fp32, basis = predict_rtf(profile, n_threads, "fp32", rewrites)
+    rtf_int8, _ = predict_rtf(profile, n_threads, "int8", rewrites)
     cls = core_class(profile)
     not_built = "; this engine has no int8 convolutions yet, so they run in fp32 for now"
     if "conv" in overrides:
@@ -588,7 +625,7 @@ def make_plan(
         "per second of audio in a pass)"
     )
 
-    rtf, _ = predict_rtf(profile, n_threads, fit.conv_runs)
+    rtf, _ = predict_rtf(profile, n_threads, fit.conv_runs, rewrites)
     reasons["speed"] = f"predicted RTF ~{rtf:.2f} with {n_threads} threads ({cls}: {basis})"
     if rtf > 1.0:
         warnings.append(
@@ -605,6 +642,7 @@ def make_plan(
         threads=n_threads,
         inter_op_threads=1,
         allow_spinning=False,
+        rewrites=rewrites,
         mem_arena=fit.mem_arena,
         max_phonemes=fit.max_phonemes,
         cache_mb=cache_mb,
