@@ -270,8 +270,10 @@ class KokoroEventHandler(AsyncEventHandler):
                 start = SynthesizeStart.from_event(event)
                 if self._stream is not None:
                     self._stream.stop()  # a new stream ends an unfinished one
-                self._stream = _Request(self, start.voice, streaming=True)
-                await self._submit(self._stream)
+                    self._stream = None
+                stream = _Request(self, start.voice, streaming=True)
+                await self._submit(stream)  # refused: synthesize-stop still gets its answer
+                self._stream = stream
                 return True
             if SynthesizeChunk.is_type(event.type):
                 if self._stream is not None:
