@@ -290,7 +290,7 @@ def test_quantize_convs(kokoro_gguf, source_tensors) -> None:
         assert np.all(np.abs(got - ref) <= bound), n
 
 
-def test_kquant_needs_libggml_or_works(tmp_path) -> None:
+def test_kquant_needs_libggml_or_works(tmp_path, kokoro_gguf) -> None:
     import fixtures_ttscpp as fx
 
     src = tmp_path / "small.gguf"
@@ -306,16 +306,24 @@ def test_kquant_needs_libggml_or_works(tmp_path) -> None:
         "--type",
         "q4_k",
     ]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if quants._find_libggml() is None:
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 2 and "llama-cpp-python" in r.stderr and "Traceback" not in r.stderr
         assert not out.exists()
-    else:
+    else:  # real model: 768-wide rows take Q4_K, 640-wide LSTM rows fall back to Q4_0
+        cmd[3] = str(kokoro_gguf("f32"))
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 0, r.stderr
         mf = model_file.open_model(out)
         assert mf.tensor_type("kokoro.albert.layer.0.q") == gguf.GGMLQuantizationType.Q4_K
+        lstm = "kokoro.duration_predictor.shared_lstm.0.weights.0"
+        assert mf.tensor_type(lstm) == gguf.GGMLQuantizationType.Q4_0 and lstm in r.stderr
+        ref = model_file.open_model(kokoro_gguf("f32")).tensor("kokoro.albert.layer.0.q")
+        got = mf.tensor("kokoro.albert.layer.0.q")
+        assert np.sqrt(np.mean((got - ref) ** 2)) < 0.1 * np.sqrt(np.mean(ref**2))
     r = subprocess.run(cmd[:-1] + ["q3"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "unknown type" in r.stderr
+    cmd[3] = str(src)
     r = subprocess.run(
         cmd[:5] + [str(tmp_path / "nodir" / "x" / "o.gguf")],
         capture_output=True,
