@@ -249,6 +249,21 @@ def test_usable_cores_takes_the_tightest():
     assert host.usable_cores(4, 4, None, 0.2)[0] == 1
 
 
+# What llama-cpp-python 0.3.36 (built from source) printed on the 2-core Xeon used for development.
+GGML_XEON = (
+    "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX_VNNI = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | "
+    "BMI2 = 1 | AVX512 = 1 | AVX512_VBMI = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1 | LLAMAFILE = 1 | "
+    "OPENMP = 1 | REPACK = 1 |"
+)
+
+
+def test_ggml_features_use_our_names():
+    xeon = host.ggml_features(host.parse_ggml_system_info(GGML_XEON))
+    assert {"avx512f", "avx512_vnni", "avx_vnni", "avx2", "fma", "f16c"} <= set(xeon)
+    arm = "CPU : NEON = 1 | ARM_FMA = 1 | FP16_VA = 1 | DOTPROD = 1 | MATMUL_INT8 = 0 | SVE = 0 |"
+    assert host.ggml_features(host.parse_ggml_system_info(arm)) == ["asimd", "asimddp", "asimdhp"]
+
+
 def test_ggml_system_info():
     text = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | AVX512_VNNI = 1 | LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 |"
     parsed = host.parse_ggml_system_info(text)

@@ -358,6 +358,30 @@ def read_cgroup_limits(root: Path = Path("/")) -> CgroupLimits:
     return limits
 
 
+# ggml's names (llama_print_system_info) -> the /proc/cpuinfo names used here.
+GGML_FEATURES = {
+    "avx": "avx",
+    "avx2": "avx2",
+    "fma": "fma",
+    "f16c": "f16c",
+    "avx512": "avx512f",
+    "avx512_vnni": "avx512_vnni",
+    "avx512_bf16": "avx512_bf16",
+    "avx_vnni": "avx_vnni",
+    "amx_int8": "amx_int8",
+    "neon": "asimd",
+    "dotprod": "asimddp",
+    "fp16_va": "asimdhp",
+    "matmul_int8": "i8mm",
+    "sve": "sve",
+}
+
+
+def ggml_features(info: dict[str, int]) -> list[str]:
+    """Our feature names for what ggml reports as present."""
+    return sorted({GGML_FEATURES[k] for k, v in info.items() if v and k in GGML_FEATURES})
+
+
 def parse_ggml_system_info(text: str) -> dict[str, int]:
     """ggml's 'AVX2 = 1 | AVX512_VNNI = 1 | ...' (llama_print_system_info) -> {'avx2': 1, ...}."""
     result: dict[str, int] = {}
@@ -457,9 +481,7 @@ def probe(data_dir: Path | str | None = None, root: Path = Path("/")) -> HostPro
     features = sorted(f for f in cpu.flags if f in X86_FEATURES + ARM_FEATURES)
     if ggml and ggml.get("features") and not features:
         # No /proc/cpuinfo flags (not Linux): take ggml's view instead.
-        features = sorted(
-            k for k, v in ggml["features"].items() if v and k in X86_FEATURES + ARM_FEATURES
-        )
+        features = ggml_features(ggml["features"])
         notes.append("CPU features from ggml (no /proc/cpuinfo flags)")
     data_dir = Path(data_dir) if data_dir else Path.cwd()
     return HostProfile(
