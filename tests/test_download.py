@@ -141,6 +141,19 @@ async def test_stale_partial_file_is_detected_and_fetched_again(hub, tmp_path):
     assert dest.read_bytes() == PAYLOAD
 
 
+async def test_two_processes_downloading_the_same_file_take_turns(hub, tmp_path):
+    import asyncio
+
+    dest = tmp_path / "model.gguf"
+    url = f"{hub.base}/model.gguf"
+    first, second = await asyncio.gather(
+        download.fetch_file(url, dest), download.fetch_file(url, dest)
+    )
+    assert first == second == dest and dest.read_bytes() == PAYLOAD
+    assert hub.ranges == [None]  # one transfer; the second caller waited and found the file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.gguf"]
+
+
 async def test_corrupted_download_is_rejected_and_removed(hub, tmp_path):
     hub.corrupt = True
     dest = tmp_path / "model.gguf"

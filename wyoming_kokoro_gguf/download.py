@@ -22,6 +22,11 @@ from typing import Any
 
 import aiohttp
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; downloads are not serialized there
+    fcntl = None  # type: ignore[assignment]
+
 from .plan import VARIANTS
 
 _LOGGER = logging.getLogger(__name__)
@@ -241,10 +246,48 @@ async def fetch_file(
     """Download url to dest (resuming dest.part), verify, then rename into place.
 
     Retries broken transfers (resuming each time); raises OfflineError when the host cannot be
-    reached, DiskFullError, VerifyError, or DownloadError with one clear line.
+    reached, DiskFullError, VerifyError, or DownloadError with one clear line.  Downloads into
+    one directory take turns (a lock on the directory), so two server processes starting at
+    once never write the same .part file; the second one then finds the file ready.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    lock_fd = os.open(dest.parent, os.O_RDONLY) if fcntl is not None else None
+    try:
+        if lock_fd is not None:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                _LOGGER.info("another download into %s is running; waiting for it", dest.parent)
+                await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
+                if dest.is_file():
+                    return dest
+        return await _fetch_unlocked(
+            url,
+            dest,
+            expected_size=expected_size,
+            sha256=sha256,
+            session=session,
+            retries=retries,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)  # releases the lock
+
+
+async def _fetch_unlocked(
+    url: str,
+    dest: Path,
+    *,
+    expected_size: int | None,
+    sha256: str | None,
+    session: aiohttp.ClientSession | None,
+    retries: int,
+    connect_timeout: float,
+    read_timeout: float,
+) -> Path:
     sha256 = (sha256 or KNOWN_SHA256.get(dest.name) or "").lower() or None
     own_session = session is None
     if session is None:
