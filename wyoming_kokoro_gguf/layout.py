@@ -555,8 +555,8 @@ def dims_from_tensors(shape: Callable[[str], tuple[int, ...]], hp: Mapping[str, 
     """Recover the dimensions from a file's tensor shapes and metadata (so smaller test models and
     future variants validate the same way).  ``shape(name)`` raises KeyError for a missing tensor.
 
-    Sizes are read from tensors that are never stored reshaped (embeddings, biases, LSTM and style
-    matrices); kernel sizes from element counts, since quantized conv weights are stored 2-D."""
+    Sizes are read from tensors that are never stored reshaped (embeddings, biases, the matrices
+    TTS.cpp quantizes); kernel sizes from element counts, since quantized convs are stored 2-D."""
     p = PREFIX
     g = "kokoro.decoder.generator"
 
@@ -581,7 +581,7 @@ def dims_from_tensors(shape: Callable[[str], tuple[int, ...]], hp: Mapping[str, 
         albert_recurrence=int(hp.get("kokoro.duration_predictor.albert.recurrence", 12)),
         context_length=first("albert.position_embd"),
         hidden=hidden,
-        style=shape(p + "duration_predictor.layers.1.gamma_weight")[-1],
+        style=shape(p + "duration_predictor.layers.0.lstm.0.weights.0")[-1] - hidden,
         n_layer=int(hp.get("kokoro.duration_predictor.layers", 3)),
         max_dur=first("duration_predictor.duration_proj_bias"),
         text_kernel=size("text_encoder.layers.0.weight") // (hidden * hidden),

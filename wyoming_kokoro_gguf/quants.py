@@ -130,12 +130,19 @@ def choose(
     n = row_shape[-1]
     qtype = target
     reason = ""
+    can_group = quantize_all and not layout.is_ttscpp_quantizable(name)
+    if qtype in K_QUANTS and n % block_size(qtype) and can_group:
+        grouped = _grouped_rows(shape, block_size(qtype))
+        if grouped is not None and grouped[1] // n <= 16:
+            return Choice(
+                qtype, grouped, f"stored as {list(grouped)} (rows of {grouped[1] // n} channels)"
+            )
     if qtype in K_QUANTS and n % block_size(qtype):
         reason = (
             f"row of {n} is not a multiple of {block_size(qtype)}; {K_FALLBACK[qtype].name} instead"
         )
         qtype = K_FALLBACK[qtype]
-    if n % block_size(qtype) and quantize_all:
+    if n % block_size(qtype) and can_group:
         grouped = _grouped_rows(shape, block_size(qtype))
         if grouped is not None:
             note = f"stored as {list(grouped)} (rows of {grouped[1] // n} channels)"
