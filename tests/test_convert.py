@@ -403,3 +403,28 @@ def test_requantize_real_gguf_matches_direct(kokoro_gguf, tmp_path) -> None:
         assert a.tensor_type(name) == b.tensor_type(name), name
         assert np.array_equal(np.asarray(a.raw_tensor(name)), np.asarray(b.raw_tensor(name))), name
     assert a.metadata["wyoming_kokoro_gguf.source"].startswith("gguf:")
+
+
+def test_quantize_all(kokoro_gguf, source_tensors, tmp_path) -> None:
+    """--quantize-all: every weight matrix quantized; odd conv rows stored with whole channels per row."""
+    out = tmp_path / "all.gguf"
+    report = convert.convert(kokoro_gguf("f32"), out, "q4_0", quantize_all=True)
+    mf = model_file.open_model(out)
+    assert mf.dims == model_file.open_model(kokoro_gguf("f32")).dims
+    odd = "kokoro.decoder.decoder_blocks.0.conv1_weight"  # [1024, 1090, 3]
+    assert mf.tensor_shape(odd) == (64, 16 * 3270) and "16 channels" in report.fallbacks[odd]
+    Q4 = gguf.GGMLQuantizationType.Q4_0
+    for name in (
+        odd,
+        "kokoro.decoder.generator.resblocks.3.1.gamma1_weight",
+        "kokoro.text_encoder.layers.0.weight",
+    ):
+        assert mf.tensor_type(name) == Q4, name
+        ref = source_tensors[name]
+        got = mf.tensor(name)
+        assert got.shape == ref.shape
+        flat = ref.reshape(-1, 32)
+        assert np.all(np.abs(got.reshape(-1, 32) - flat) <= quants.error_bound(flat, Q4)), name
+    for name in ("kokoro.decoder.generator.resblocks.3.1.alpha1", "kokoro.albert.token_embd"):
+        assert mf.tensor_type(name) != Q4
+    assert out.stat().st_size < 0.4 * kokoro_gguf("f32").stat().st_size
