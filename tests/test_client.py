@@ -108,3 +108,38 @@ def test_server_error_event_exits_1_with_its_text(server) -> None:
 def test_unknown_voice_exits_1(server) -> None:
     run = _run("--uri", server.uri, "--voice", "no_such_voice", "Hello.")
     assert run.returncode == 1 and "no_such_voice" in run.stderr
+
+
+def test_list_voices_fails_while_a_server_has_none(tmp_path: Path) -> None:
+    """A server still fetching its model answers describe with no voices: --list-voices exits 1,
+    which is what the add-on's discovery waits on before announcing the server."""
+    import asyncio
+    import threading
+
+    from wyoming.info import Describe
+    from wyoming.server import AsyncEventHandler, AsyncTcpServer
+
+    from wyoming_kokoro_gguf.server import build_info
+
+    class Empty(AsyncEventHandler):
+        async def handle_event(self, event):  # type: ignore[no-untyped-def]
+            if Describe.is_type(event.type):
+                await self.write_event(build_info([], streaming=True).event())
+            return True
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    server = AsyncTcpServer("127.0.0.1", port)
+    loop.run_until_complete(server.start(Empty))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        run = _run("--uri", f"tcp://127.0.0.1:{port}", "--list-voices")
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+    assert run.returncode == 1
+    assert (
+        run.stderr.strip() == "error: the server lists no voices yet (is its model still loading?)"
+    )

@@ -219,6 +219,9 @@ async def run(args: argparse.Namespace) -> int:
         info = await describe(client, min(args.timeout, 10.0))
         program, voices = _voices_of(info)
         if args.list_voices:
+            if not voices:
+                # A server still fetching its model lists none; discovery scripts wait on this.
+                raise ClientError("the server lists no voices yet (is its model still loading?)")
             if args.json:
                 print(
                     json.dumps(

@@ -313,6 +313,10 @@ class KokoroEventHandler(AsyncEventHandler):
                 request.job.cancel()
                 await self.stop()
                 return
+            except Exception as err:  # noqa: BLE001 - a bug must not wedge this connection
+                _LOGGER.exception("request failed")
+                with contextlib.suppress(Exception):
+                    await self._send_error(RequestError(f"internal error: {err}", "internal"))
             finally:
                 request.job.cancel()
                 self._current = None

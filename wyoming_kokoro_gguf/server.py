@@ -60,6 +60,8 @@ MAX_ENGINE_RESTARTS = 3
 # in time (measured here: describes during synthesis took up to 150 ms at the same priority on a
 # loaded 2-core machine).  Also leaves Home Assistant itself the upper hand on a shared box.
 ENGINE_NICE = 5
+# One clause takes seconds; an engine silent this long is wedged and gets restarted.
+STEP_TIMEOUT = 300.0
 KOKORO_ATTRIBUTION = Attribution(
     name="hexgrad (Kokoro-82M)", url="https://github.com/hexgrad/kokoro"
 )
@@ -593,7 +595,15 @@ class EngineProcess:
         except (OSError, ValueError) as err:
             self._pending = None
             raise EngineCrashed(f"the synthesis engine is not reachable: {err}") from err
-        return await future
+        try:
+            return await asyncio.wait_for(future, STEP_TIMEOUT)
+        except asyncio.TimeoutError:
+            _LOGGER.error("the engine did not answer within %.0f s; restarting it", STEP_TIMEOUT)
+            if self._proc is not None:
+                self._proc.kill()
+            raise EngineCrashed(
+                f"the synthesis engine did not answer within {STEP_TIMEOUT:.0f} s"
+            ) from None
 
     def cancel(self, job_id: int) -> None:
         """Drop the child's generator for ``job_id`` (the client went away)."""
