@@ -128,20 +128,32 @@ class Engine:
 
         plan = plan or default_plan()
         model = open_model(Path(path))
-        built = graph_mod.build(model, plan)
-        options = _session_options(plan)
-        providers = ["CPUExecutionProvider"]
-        data = built.stage1.SerializeToString()
-        built.stage1 = None
-        stage1 = ort.InferenceSession(data, options, providers=providers)
-        data = built.stage2.SerializeToString()
-        built.stage2 = None
-        stage2 = ort.InferenceSession(data, options, providers=providers)
-        del data
-        for note in built.notes:
+        builder = graph_mod.KokoroGraph(model, plan, external=True)
+
+        def session(build) -> ort.InferenceSession:
+            data = build().SerializeToString()  # the proto itself is dropped right here
+            options = _session_options(plan)
+            names = list(builder.external)
+            values = [ort.OrtValue.ortvalue_from_numpy(builder.external[n]) for n in names]
+            options.add_external_initializers(names, values)
+            sess = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            del values, options
+            builder.external = {}
+            _release_heap()
+            return sess
+
+        # one stage at a time, so only one graph's protobuf copy of the weights exists at once
+        stage1 = session(builder.build_stage1)
+        stage2 = session(builder.build_stage2)
+        for note in builder.notes:
             _LOG.info("%s", note)
-        engine = cls(model, stage1, stage2, plan, built.notes)
-        engine.nbits_used = built.matmulnbits
+        # ORT holds its own copy of the weights now: unmap the file (only voices are read later,
+        # lazily) and give the freed heap back to the system.
+        model.close()
+        model = open_model(Path(path))
+        _release_heap()
+        engine = cls(model, stage1, stage2, plan, builder.notes)
+        engine.nbits_used = builder.nbits_used
         return engine
 
     # ------------------------------------------------------------ voices
@@ -293,6 +305,19 @@ class Engine:
             {"tokens": tokens, "style": style, "speed": np.array([speed], dtype=np.float32)},
         )
         return durations
+
+
+def _release_heap() -> None:
+    """Return freed heap pages to the OS (glibc keeps them otherwise): load peaks are large."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:

@@ -41,6 +41,7 @@ SINE_AMP = 0.1
 VOICED_THRESHOLD = 10.0
 LAYER_NORM_EPS = 1e-5
 ALBERT_LN_EPS = 1e-12  # transformers' AlbertConfig default
+EXTERNAL_MIN_BYTES = 4096
 
 
 class GraphBuildError(RuntimeError):
@@ -58,22 +59,50 @@ class BuiltGraphs:
 class _Builder:
     """Minimal helper over onnx.helper: unique names, initializers, nodes."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, external: bool = False) -> None:
         self.name = name
+        # name -> array of the weights kept out of the protobuf (see KokoroGraph.external)
+        self.external: dict[str, np.ndarray] | None = {} if external else None
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.inputs: list[onnx.ValueInfoProto] = []
         self.outputs: list[onnx.ValueInfoProto] = []
         self._count = 0
         self.uses_ms = False
+        self._shared: dict[str, str] = {}
 
     def fresh(self, hint: str) -> str:
         self._count += 1
         return f"{hint}_{self._count}"
 
+    def shared(self, key: str, make) -> str:
+        """One initializer per key (ALBERT reuses one layer's weights 12 times: store them once)."""
+        name = self._shared.get(key)
+        if name is None:
+            name = self._shared[key] = self.init(key, make())
+        return name
+
     def init(self, hint: str, array: np.ndarray) -> str:
         name = self.fresh(hint)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        array = np.ascontiguousarray(array)
+        if self.external is not None and array.nbytes >= EXTERNAL_MIN_BYTES:
+            # a placeholder in the graph; the data goes to ORT as an OrtValue (no protobuf copy)
+            tensor = TensorProto()
+            tensor.name = name
+            tensor.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+            tensor.dims.extend(array.shape)
+            tensor.data_location = TensorProto.EXTERNAL
+            for key, value in (
+                ("location", "in-memory"),
+                ("offset", "0"),
+                ("length", str(array.nbytes)),
+            ):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, value
+            self.inits.append(tensor)
+            self.external[name] = array
+        else:
+            self.inits.append(numpy_helper.from_array(array, name))
         return name
 
     def const(self, value, dtype=np.float32) -> str:
@@ -149,13 +178,19 @@ class _Weights:
 class KokoroGraph:
     """Builds both stages for one model file and one lowering plan."""
 
-    def __init__(self, model, plan: LoweringPlan | None = None) -> None:
+    def __init__(self, model, plan: LoweringPlan | None = None, external: bool = False) -> None:
+        """``external``: keep weights out of the protobufs; after each build_stage*, the arrays
+        are in ``self.external`` for SessionOptions.add_external_initializers (saves two
+        copies of the weights while loading)."""
         self.w = _Weights(model)
+        self.use_external = external
+        self.external: dict[str, np.ndarray] = {}
         self.plan = plan or default_plan()
         self.notes: list[str] = []
         if self.plan.conv == "int8":
             self.notes.append("conv=int8 is not built yet: convolutions run in fp32")
         self.nbits_used = 0
+        self._packed: dict[str, tuple] = {}
         # True while building the F0/N predictor: there every op follows the reference exactly,
         # because the harmonic source integrates F0 (its cumulative phase amplifies rounding).
         # That path is ~1% of the compute; the decoder/generator use the faster 2-D forms.
@@ -171,12 +206,27 @@ class KokoroGraph:
         if self.plan.linear == "matmulnbits" and qtype in ("Q4_0", "Q8_0"):
             y = self._matmulnbits(b, x, wname, qtype)
         else:
-            y = b.op("MatMul", [x, b.init(wname, self.w.get(wname).T)])
+            y = b.op("MatMul", [x, b.shared(wname, lambda: self.w.get(wname).T)])
         if bname is not None:
-            y = b.op("Add", [y, b.init(bname, self.w.get(bname))])
+            y = b.op("Add", [y, b.shared(bname, lambda: self.w.get(bname))])
         return y
 
     def _matmulnbits(self, b: _Builder, x: str, wname: str, qtype: str) -> str:
+        key = f"{b.name}:{wname}"
+        if key not in self._packed:
+            self._packed[key] = self._pack_blocks(b, wname, qtype)
+        packed, scales, k, n, bits = self._packed[key]
+        return b.op(
+            "MatMulNBits",
+            [x, packed, scales],
+            domain="com.microsoft",
+            K=k,
+            N=n,
+            bits=bits,
+            block_size=32,
+        )
+
+    def _pack_blocks(self, b: _Builder, wname: str, qtype: str) -> tuple:
         raw = self.w.raw(wname).view(np.uint8)
         shape = self.w.get(wname).shape  # [N, K] (dequantized shape; blocks run along K)
         n, k = int(shape[0]), int(shape[1])
@@ -196,15 +246,7 @@ class KokoroGraph:
             packed = (blocks[:, :, 2:].view(np.int8).astype(np.int16) + 128).astype(np.uint8)
             bits = 8
         self.nbits_used += 1
-        return b.op(
-            "MatMulNBits",
-            [x, b.init(wname + "_q", packed), b.init(wname + "_s", scales)],
-            domain="com.microsoft",
-            K=k,
-            N=n,
-            bits=bits,
-            block_size=32,
-        )
+        return b.init(wname + "_q", packed), b.init(wname + "_s", scales), k, n, bits
 
     def lstm(self, b: _Builder, x: str, prefix: str) -> str:
         """Bidirectional one-layer LSTM over x [T, 1, in] -> [T, 1, 2H] (torch output layout)."""
@@ -242,7 +284,8 @@ class KokoroGraph:
     # ------------------------------------------------------------ stage 1
 
     def build_stage1(self) -> onnx.ModelProto:
-        b = _Builder("kokoro_stage1")
+        b = _Builder("kokoro_stage1", self.use_external)
+        self.external = b.external if b.external is not None else {}
         w = self.w
         tokens = b.input("tokens", TensorProto.INT64, [1, "T"])
         style = b.input("style", TensorProto.FLOAT, [1, 256])
@@ -303,8 +346,8 @@ class KokoroGraph:
                 "LayerNormalization",
                 [
                     b.op("Add", [x, attn]),
-                    b.init("ln1", w.get(L + "ffn_norm")),
-                    b.init("ln1b", w.get(L + "ffn_norm_bias")),
+                    b.shared(L + "ffn_norm", lambda: w.get(L + "ffn_norm")),
+                    b.shared(L + "ffn_norm_bias", lambda: w.get(L + "ffn_norm_bias")),
                 ],
                 axis=-1,
                 epsilon=ALBERT_LN_EPS,
@@ -312,7 +355,9 @@ class KokoroGraph:
             f = self.linear(b, h, L + "ffn", None)
             # gelu_new (tanh form) with the bias fused, like the reference export
             f = b.op(
-                "FastGelu", [f, b.init("ffn_b", w.get(L + "ffn_bias"))], domain="com.microsoft"
+                "FastGelu",
+                [f, b.shared(L + "ffn_bias", lambda: w.get(L + "ffn_bias"))],
+                domain="com.microsoft",
             )
             f = self.linear(b, f, L + "ffn_out", None)
             # residual + bias + LayerNorm in one op, as ORT runs the reference export
@@ -321,9 +366,9 @@ class KokoroGraph:
                 [
                     f,
                     h,
-                    b.init("ln2", w.get(L + "attn_norm")),
-                    b.init("ln2b", w.get(L + "attn_norm_bias")),
-                    b.init("ffn_out_b", w.get(L + "ffn_out_bias")),
+                    b.shared(L + "attn_norm", lambda: w.get(L + "attn_norm")),
+                    b.shared(L + "attn_norm_bias", lambda: w.get(L + "attn_norm_bias")),
+                    b.shared(L + "ffn_out_bias", lambda: w.get(L + "ffn_out_bias")),
                 ],
                 domain="com.microsoft",
                 epsilon=ALBERT_LN_EPS,
@@ -544,7 +589,8 @@ class KokoroGraph:
     # ------------------------------------------------------------ stage 2
 
     def build_stage2(self) -> onnx.ModelProto:
-        b = _Builder("kokoro_stage2")
+        b = _Builder("kokoro_stage2", self.use_external)
+        self.external = b.external if b.external is not None else {}
         w = self.w
         en = b.input("en", TensorProto.FLOAT, ["F", 1, d_dim(w)])
         asr = b.input("asr", TensorProto.FLOAT, ["F", 1, "C"])
