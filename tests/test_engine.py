@@ -12,6 +12,7 @@ sentences, voice and weights; ours may be at most 0.05 worse in word error rate.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +103,18 @@ def _inputs(engine: Engine, sentence: str, voice: str = VOICE) -> tuple[np.ndarr
 # ------------------------------------------------------------------ equivalence
 
 
+@pytest.fixture(scope="module")
+def engine_reference_ops(kokoro_gguf) -> Engine:
+    """The same file with the reference export's op sequence in the decoder (no rewrites)."""
+    return Engine.load(kokoro_gguf("f32"), replace(default_plan().with_threads(2), rewrites=False))
+
+
 @pytest.mark.parametrize("speed", [1.0, 1.3])
-def test_durations_and_audio_match_reference(engine: Engine, reference, speed: float) -> None:
+@pytest.mark.parametrize("ops", ["rewrites", "reference-ops"])
+def test_durations_and_audio_match_reference(
+    engine: Engine, engine_reference_ops: Engine, reference, speed: float, ops: str
+) -> None:
+    engine = engine if ops == "rewrites" else engine_reference_ops
     for sentence in SENTENCES[:3]:
         tokens, style = _inputs(engine, sentence)
         ref_audio, ref_durations = reference(tokens, style, speed)
@@ -112,7 +123,7 @@ def test_durations_and_audio_match_reference(engine: Engine, reference, speed: f
         audio = engine.run_tokens(tokens, style, speed)
         assert len(audio) == len(ref_audio) == 600 * int(ref_durations.sum())
         snr = snr_db(audio, ref_audio)
-        print(f"f32 SNR {snr:.1f} dB speed {speed} ({sentence[:30]}...)")
+        print(f"f32 {ops} SNR {snr:.1f} dB speed {speed} ({sentence[:30]}...)")
         assert snr >= 30.0, f"SNR {snr:.1f} dB for {sentence!r}"
 
 
