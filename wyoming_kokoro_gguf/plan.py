@@ -10,12 +10,13 @@ Where the figures come from (DESIGN.md section 1 unless said otherwise):
 - kokoro-pi on a Pi 5: RTF 0.45 with graph rewrites (1.35x) and int8 dot-product convs (1.8-2x).
 - Published file sizes: f32 351, f16 202, q8_0 186, q5_0 180, q4_0 178 MB; TTS.cpp quantizes only
   ~17M of the 82M weights (ALBERT, LSTMs, projections), the decoder/generator stay F16/F32.
-- Memory of this project's engine, measured on the 2-core x86 machine (ONNX Runtime 1.31, 2
-  threads; VmRSS / VmHWM from /proc/self/status around Engine.load and one sentence, 2026-11-22;
-  see MEASURED_LOAD_MB): after load / load peak in MB: f32 1580 / 1975, f16 1414 / 1830,
-  q8_0 999 / 1319, q5_0 1393 / 1741, q4_0 900 / 1256.  Serving adds ~12 MB per second of audio
-  in the longest pass (f16: 1418 -> 1529 MB for a 9.4 s pass, 1620 MB for 17.1 s); the
+- Memory of this project's engine, measured on the 2-core x86 machine with
+  ``python -m wyoming_kokoro_gguf.probe --measure FILE`` (ONNX Runtime 1.31, 2 threads; VmRSS /
+  VmHWM; engine of commit 7ce9fd0, 2026-11-22): after load / load peak in MB: f32 419 / 972,
+  f16 419 / 829, q8_0 404 / 799, q5_0 420 / 809, q4_0 402 / 789.  Serving adds ~26 MB per
+  second of audio in the longest pass (f16, English: 419 -> 774 MB for a 13.6 s pass); the
   kokoro-onnx int8 export grew ~24 MB per second at 1 thread (202 -> 669 MB for 19.6 s).
+  (The engine before 7ce9fd0 held ~1.4 GB after load: every figure below comes from the tool.)
 Estimates that are not measurements are marked "estimate" where they are used.
 """
 
@@ -60,16 +61,16 @@ MATMULNBITS_BITS = {"Q8_0": 8, "Q4_0": 4}
 # (after load, load peak) in MB by the weights the engine builds from (module docstring). Q8_0 and
 # Q4_0 with linear=matmulnbits keep their blocks packed; run as fp32 they cost what Q5_0 does.
 MEASURED_LOAD_MB: dict[str, tuple[int, int]] = {
-    "f32": (1580, 1975),
-    "f16": (1414, 1830),
-    "q8_0": (999, 1319),
-    "q5_0": (1393, 1741),
-    "q4_0": (900, 1256),
+    "f32": (419, 972),
+    "f16": (419, 829),
+    "q8_0": (404, 799),
+    "q5_0": (420, 809),
+    "q4_0": (402, 789),
 }
-# int8 convolutions, once the engine has them: ~58M conv weights at ~1.3 instead of 4 bytes, held
-# twice (initializer + ORT's prepacked copy) -- an estimate until measured.
-INT8_CONV_SAVING_MB = 300
-ACT_MB_PER_AUDIO_S = 12  # measured with this engine (module docstring)
+# int8 convolutions, once the engine has them: ~58M conv weights at ~1.3 instead of 4 bytes
+# (an estimate until measured).
+INT8_CONV_SAVING_MB = 150
+ACT_MB_PER_AUDIO_S = 26  # measured with this engine (module docstring)
 TOKENS_PER_AUDIO_S = 15  # Kokoro tokens (IPA symbols, stress marks, spaces) per second (estimate)
 MAX_PHONEMES = 510  # Kokoro's longest pass
 MIN_PHONEMES = (
@@ -532,9 +533,10 @@ def make_plan(
             )
         elif any(v == "q8_0" for v, _ in candidates):
             chosen = "q8_0"
+            q8_mb, f16_mb = MEASURED_LOAD_MB["q8_0"][0], MEASURED_LOAD_MB["f16"][0]
             reasons["variant"] = (
                 f"q8_0: memory is limited ({available} MB available): 8-bit Linear weights stay "
-                "packed in RAM (~400 MB less than f16 with this engine), near-lossless"
+                f"packed ({q8_mb} MB after load against {f16_mb} MB for f16), near-lossless"
             )
         elif candidates:
             chosen = candidates[-1][0]
