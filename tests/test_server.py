@@ -137,6 +137,7 @@ def test_language_tags_titles_and_descriptions() -> None:
     assert clean_language_tag("pt-br") == "pt-BR"
     assert voice_title("af_heart") == "Heart"
     assert voice_title("my-mix") == "My Mix"
+    assert voice_title("af_jf_alpha") == "Alpha"
     heart = VoiceDesc("af_heart", "en-US", "American English", "female")
     assert voice_description(heart) == "Heart - American English, female"
     mix = VoiceDesc("mix", "en-US", "American English", "", blend="af_heart:0.7,af_bella:0.3")

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -194,6 +195,7 @@ class _Request:
         self.got_text = False
         self.stopped = asyncio.Event()
         self.error: RequestError | None = None
+        self.created = time.monotonic()
 
     def feed(self, text: str) -> None:
         """More text (a stream delta, or the whole text of a one-shot request)."""
@@ -324,6 +326,7 @@ class KokoroEventHandler(AsyncEventHandler):
     async def _run_request(self, request: _Request) -> None:
         ctx = self.ctx
         audio_started = False
+        first_audio: float | None = None
         timestamp = 0
         samples = 0
         try:
@@ -336,6 +339,7 @@ class KokoroEventHandler(AsyncEventHandler):
                 if not audio_started:
                     await self._audio_start()
                     audio_started = True
+                    first_audio = time.monotonic() - request.created
                 data = audio.astype("<i2", copy=False).tobytes()
                 step = spc * SAMPLE_WIDTH * CHANNELS
                 for offset in range(0, len(data), step):
@@ -357,6 +361,17 @@ class KokoroEventHandler(AsyncEventHandler):
                 await self._audio_start()  # empty text: a valid, empty audio stream
                 audio_started = True
             await self.write_event(AudioStop(timestamp=timestamp).event())
+            elapsed = time.monotonic() - request.created
+            audio_s = samples / SAMPLE_RATE
+            _LOGGER.info(
+                "%s: %d chars, voice %s, %.2f s of audio in %.2f s (first audio after %s)",
+                "stream" if request.streaming else "synthesize",
+                request.chars,
+                voice,
+                audio_s,
+                elapsed,
+                f"{first_audio:.2f} s" if first_audio is not None else "-",
+            )
         except RequestError as err:
             request.fail(err)
             await self._send_error(err)

@@ -124,8 +124,8 @@ def clean_language_tag(tag: str) -> str:
 
 
 def voice_title(name: str) -> str:
-    """'af_heart' -> 'Heart', 'jf_gongitsune' -> 'Gongitsune', 'my-mix' -> 'My Mix'."""
-    base = name.split("_", 1)[1] if re.match(r"^[a-z]{2}_", name) else name
+    """'af_heart' -> 'Heart', 'af_jf_alpha' (an English alias) -> 'Alpha', 'my-mix' -> 'My Mix'."""
+    base = re.sub(r"^(?:[a-z]{2}_)+", "", name) or name
     words = [w for w in re.split(r"[_\-\s]+", base) if w]
     return " ".join(w[:1].upper() + w[1:] for w in words) or name
 
@@ -214,33 +214,33 @@ def _one_line(err: BaseException) -> str:
 
 @dataclass
 class ResolvedModel:
-    """A model file ready to load, with the host plan (if any) behind its lowering."""
+    """A model file ready to load: the engine's lowering plan and the host plan behind it."""
 
     path: Path
-    plan: Any = None
+    plan: Any = None  # lowering.LoweringPlan for Engine.load (None: the engine's default)
+    host_plan: Any = None  # plan.Plan: the reasons, the cache size, predictions (for /health)
 
     def lowering(self) -> Any:
-        """The engine's LoweringPlan (None: the engine's default)."""
+        """The engine's LoweringPlan."""
         if self.plan is not None and hasattr(self.plan, "lowering"):
-            return self.plan.lowering()
+            return self.plan.lowering()  # given a host plan where a lowering plan was expected
         return self.plan
 
     def description(self) -> Any:
         """A JSON-friendly view of the plan for /health."""
-        plan = self.plan
-        if plan is None:
-            return None
-        if hasattr(plan, "as_dict"):
-            return plan.as_dict()
-        if dataclasses.is_dataclass(plan) and not isinstance(plan, type):
-            return dataclasses.asdict(plan)
-        if isinstance(plan, dict):
-            return plan
-        return str(plan)
+        for plan in (self.host_plan, self.plan):
+            if plan is None:
+                continue
+            if hasattr(plan, "as_dict"):
+                return plan.as_dict()
+            if dataclasses.is_dataclass(plan) and not isinstance(plan, type):
+                return dataclasses.asdict(plan)
+            return plan if isinstance(plan, dict) else str(plan)
+        return None
 
     def cache_mb(self) -> float | None:
-        """The plan's phrase-cache size, used when --cache-mb is not given."""
-        value = getattr(self.plan, "cache_mb", None)
+        """The host plan's phrase-cache size, used when --cache-mb is not given."""
+        value = getattr(self.host_plan or self.plan, "cache_mb", None)
         return float(value) if value is not None else None
 
 
@@ -250,10 +250,8 @@ def resolve_model(args: Any) -> ResolvedModel:
         from . import model_store
     except ImportError:
         model_store = None  # type: ignore[assignment]
-    if model_store is not None and hasattr(model_store, "resolve_with_plan"):
-        result: Any = model_store.resolve_with_plan(args)
-    elif model_store is not None and hasattr(model_store, "resolve"):
-        result = model_store.resolve(args)
+    if model_store is not None:
+        result: Any = model_store.resolve(args)
     else:
         path = Path(args.model).expanduser()
         if not path.is_file():
@@ -263,7 +261,9 @@ def resolve_model(args: Any) -> ResolvedModel:
         return ResolvedModel(Path(result))
     if isinstance(result, tuple):
         return ResolvedModel(Path(result[0]), result[1] if len(result) > 1 else None)
-    return ResolvedModel(Path(result.path), getattr(result, "plan", None))
+    return ResolvedModel(
+        Path(result.path), getattr(result, "plan", None), getattr(result, "host_plan", None)
+    )
 
 
 def _voice_desc(name: str, info: Any, blend: str | None = None) -> VoiceDesc:
