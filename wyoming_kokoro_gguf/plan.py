@@ -60,6 +60,7 @@ MATMULNBITS_BITS = {"Q8_0": 8, "Q4_0": 4}
 
 # (after load, load peak) in MB by the weights the engine builds from (module docstring). Q8_0 and
 # Q4_0 with linear=matmulnbits keep their blocks packed; run as fp32 they cost what Q5_0 does.
+# Measured on x86-64; assumed to hold on Arm (ORT prepacks fewer weight layouts there).
 MEASURED_LOAD_MB: dict[str, tuple[int, int]] = {
     "f32": (419, 972),
     "f16": (419, 829),
@@ -73,15 +74,13 @@ INT8_CONV_SAVING_MB = 150
 ACT_MB_PER_AUDIO_S = 26  # measured with this engine (module docstring)
 TOKENS_PER_AUDIO_S = 15  # Kokoro tokens (IPA symbols, stress marks, spaces) per second (estimate)
 MAX_PHONEMES = 510  # Kokoro's longest pass
-MIN_PHONEMES = (
-    100  # below this a pass is shorter than a typical clause (~6 s): quality of phrasing suffers
-)
+# Below this a pass is shorter than a typical clause (~6 s) and phrasing suffers.
+MIN_PHONEMES = 100
 MEMORY_MARGIN = 0.15  # predicted peak must stay under available / (1 + margin)
 MIN_CACHE_MB = 2.0
 COMFORTABLE_SHARE = 0.5  # "plenty of memory": predicted peak under half of what is available
-MAX_THREADS = (
-    8  # more threads barely help a pass this size (estimate, not measured: 2-core machine)
-)
+# More threads barely help a pass this size (estimate; not measurable on the 2-core machine).
+MAX_THREADS = 8
 THREAD_EFFICIENCY = 0.8  # measured: 2 threads gave 0.70/0.39 = 1.8x over one thread
 INT8_CONV_SPEEDUP = 1.75  # measured 1.7-1.8x (2 threads, x86); kokoro-pi 1.8-2x on a Pi 5
 REWRITES_SPEEDUP_ARM = 1.35  # kokoro-pi on a Pi 5; no gain above noise on x86 (DESIGN.md)
