@@ -255,3 +255,19 @@ def test_small_disk_picks_a_smaller_download_or_refuses():
         plan.make_plan(tiny)
     # A file already on disk needs no room.
     assert plan.make_plan(tiny, local_variants={"f16": "/m/f16.gguf"}).variant == "f16"
+
+
+def test_measure_reports_the_engine_memory(kokoro_gguf):
+    """probe --measure is how MEASURED_LOAD_MB was made: it must load the engine for real."""
+    pytest.importorskip("wyoming_kokoro_gguf.engine")
+    from wyoming_kokoro_gguf import model_store, probe
+
+    path = kokoro_gguf("q4_0")
+    p = plan.make_plan(
+        host.probe(path.parent), model_path=str(path), path_variant="q4_0", threads=1
+    )
+    result = probe.measure(path, p, texts=("Hello.", "Good morning to you all."))
+    assert result["variant"] == "q4_0" and result["lowering"]["linear"] == "matmulnbits"
+    assert result["before_load_mb"] < result["after_load_mb"] <= result["load_peak_mb"]
+    assert all(r["audio_s"] > 0 and r["longest_pass_s"] > 0 for r in result["runs"])
+    assert model_store.detect_variant(path) == "q4_0"

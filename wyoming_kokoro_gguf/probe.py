@@ -186,7 +186,12 @@ LONG_TEXT = (
 )
 
 
-def measure(path: Path, model_plan: plan.Plan, voice: str | None = None) -> dict[str, Any]:
+def measure(
+    path: Path,
+    model_plan: plan.Plan,
+    voice: str | None = None,
+    texts: tuple[str, ...] = (SHORT_TEXT, LONG_TEXT),
+) -> dict[str, Any]:
     """Memory and speed of the engine on one model file, as the plan runs it."""
     from .engine import Engine
 
@@ -198,7 +203,7 @@ def measure(path: Path, model_plan: plan.Plan, voice: str | None = None) -> dict
     names = list(engine.voices)
     voice = voice or next((n for n in names if n[:1] in "ab"), names[0])
     runs = []
-    for text in (SHORT_TEXT, LONG_TEXT):
+    for text in texts:
         t0 = time.monotonic()
         lengths = [len(chunk) for chunk in engine.synthesize(text, voice)]
         elapsed = time.monotonic() - t0
