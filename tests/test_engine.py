@@ -19,7 +19,13 @@ import numpy as np
 import onnx
 import pytest
 
-from wyoming_kokoro_gguf.engine import BlendError, Engine, UnknownVoiceError, parse_blend
+from wyoming_kokoro_gguf.engine import (
+    BlendError,
+    Engine,
+    UnknownVoiceError,
+    parse_blend,
+    trim_silence,
+)
 from wyoming_kokoro_gguf.lowering import default_plan
 
 VOICE = "jf_alpha"  # a voice the converted file carries; it speaks English phonemes well
@@ -284,3 +290,27 @@ def test_concurrent_requests_match_sequential(engine: Engine) -> None:
         t.join()
     for i in range(2):
         np.testing.assert_array_equal(results[i], expected[i])
+
+
+def test_trim_silence_keeps_speech_and_short_pauses() -> None:
+    rate = 24000
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(rate) / rate).astype(np.float32)
+    audio = np.concatenate([np.zeros(rate // 2), tone, np.zeros(rate)]).astype(np.float32)
+    out = trim_silence(audio, trail_keep=0.35)
+    assert abs(len(out) / rate - (0.05 + 1.0 + 0.35)) < 0.02
+    assert np.array_equal(trim_silence(np.zeros(rate, np.float32), 0.35), np.zeros(0))
+
+
+def test_pieces_start_promptly(engine: Engine) -> None:
+    (chunk,) = list(engine.synthesize(SENTENCES[0], VOICE, language="en-us"))
+    level = np.abs(chunk.astype(np.float32)) / 32768
+    first_sound = np.argmax(level > 10 ** (-50 / 20)) / engine.sample_rate
+    assert first_sound < 0.1  # Kokoro's own lead-in is ~0.3 s
+
+
+def test_max_phonemes_plan_limits_passes(kokoro_gguf) -> None:
+    small = Engine.load(kokoro_gguf("q4_0"), replace(default_plan(), threads=2, max_phonemes=60))
+    text = "the cat sat on the mat and looked at the rain " * 3
+    chunks = list(small.synthesize(text, VOICE, language="en-us"))
+    passes = small.last_timings[-len(chunks) :]
+    assert len(chunks) >= 2 and all(p.phonemes <= 60 for p in passes)

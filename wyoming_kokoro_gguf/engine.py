@@ -118,6 +118,9 @@ class Engine:
         self._phonemizer = Phonemizer(model.phoneme_to_id)
         self.last_timings: list[PassTiming] = []
         self.nbits_used = 0  # Linear weights running packed in MatMulNBits
+        # Trim each piece's silences (Kokoro pads ~0.3 s before and ~0.7 s after): pieces are
+        # played back to back, and a shorter lead makes the first audio come sooner.
+        self.trim = True
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], plan: LoweringPlan | None = None) -> Engine:
@@ -183,6 +186,8 @@ class Engine:
         The blend speaks the language of its heaviest component.
         """
         parts = parse_blend(formula)
+        if name in self.model.voices:
+            raise BlendError(f"blend name {name!r} is already a voice of the model")
         for voice, _ in parts:
             if voice not in self.voices:
                 raise self._unknown(voice)
@@ -242,11 +247,17 @@ class Engine:
     ) -> Iterator[np.ndarray]:
         for piece in text_mod.iter_pieces(text):
             phonemes = self._phonemizer.phonemize(piece, language)
-            for chunk in split_phonemes(phonemes, MAX_PHONEMES):
+            chunks = split_phonemes(phonemes, self.plan.max_phonemes)
+            for n, chunk in enumerate(chunks):
                 ids = self._phonemizer.ids(chunk)
                 if not ids or not any(ch.isalpha() for ch in chunk):
                     continue  # nothing speakable (only punctuation or spaces)
                 audio = self.infer(ids, pack, speed)
+                if self.trim:
+                    ends_sentence = (
+                        n == len(chunks) - 1 and chunk.rstrip('”" ')[-1:] in SENTENCE_MARKS
+                    )
+                    audio = trim_silence(audio, TRAIL_SENTENCE if ends_sentence else TRAIL_CLAUSE)
                 if audio.size:
                     yield to_int16(audio)
 
@@ -305,6 +316,31 @@ class Engine:
             {"tokens": tokens, "style": style, "speed": np.array([speed], dtype=np.float32)},
         )
         return durations
+
+
+# Silence handling (10 ms frames below -60 dBFS count as silence): keep 50 ms before the
+# speech, and after it a pause that fits where the piece ends.
+SILENCE_DBFS = -60.0
+LEAD_KEEP = 0.05
+TRAIL_SENTENCE = 0.35
+TRAIL_CLAUSE = 0.15
+SENTENCE_MARKS = (".", "!", "?", "…")
+
+
+def trim_silence(audio: np.ndarray, trail_keep: float, lead_keep: float = LEAD_KEEP) -> np.ndarray:
+    """Cut leading/trailing silence down to ``lead_keep`` / ``trail_keep`` seconds."""
+    audio = np.asarray(audio, dtype=np.float32).ravel()
+    hop = SAMPLE_RATE // 100
+    n = len(audio) // hop
+    if n == 0:
+        return audio
+    rms = np.sqrt(np.mean(audio[: n * hop].reshape(n, hop) ** 2, axis=1))
+    loud = np.nonzero(rms > 10 ** (SILENCE_DBFS / 20))[0]
+    if loud.size == 0:
+        return audio[:0]
+    start = max(0, loud[0] * hop - int(lead_keep * SAMPLE_RATE))
+    end = min(len(audio), (loud[-1] + 1) * hop + int(trail_keep * SAMPLE_RATE))
+    return audio[start:end]
 
 
 def _release_heap() -> None:

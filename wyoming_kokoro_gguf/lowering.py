@@ -30,6 +30,8 @@ class LoweringPlan:
         ~125 dB (the F0 path always follows the reference exactly); 1.2-1.3x faster here (2
         threads, interleaved runs, tests/test_engine.py sentences), kokoro-pi measured 1.35x
         on a Pi 5.
+    max_phonemes: longest model pass (Kokoro's limit is 510); lower caps the activation memory
+        of one pass (about 1 s of audio per 12 phonemes) on small hosts.
     reasons: why each choice was made (for logs / the host report).
     """
 
@@ -38,6 +40,7 @@ class LoweringPlan:
     threads: int = 0
     allow_spinning: bool = False
     rewrites: bool = True
+    max_phonemes: int = 510
     reasons: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -45,6 +48,8 @@ class LoweringPlan:
             raise ValueError(f"linear must be one of {LINEAR_CHOICES}, not {self.linear!r}")
         if self.conv not in CONV_CHOICES:
             raise ValueError(f"conv must be one of {CONV_CHOICES}, not {self.conv!r}")
+        if not 16 <= self.max_phonemes <= 510:
+            raise ValueError(f"max_phonemes must be within 16..510, not {self.max_phonemes}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, not {self.threads}")
 
