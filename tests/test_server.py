@@ -720,3 +720,51 @@ def test_engine_crash_is_reported_and_the_engine_restarts(server, voice) -> None
     assert after["engine_restarts"] == 1 and after["engine_pid"] != before["engine_pid"]
     good = asyncio.run(synthesize(server.port, "Back again.", voice))
     assert good.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
+
+
+def test_unix_socket_and_no_streaming(model: Path, voice: str, tmp_path: Path) -> None:
+    """--uri unix://PATH works, and --no-streaming stops advertising (and answering) streams."""
+    from wyoming.client import AsyncUnixClient
+
+    sock = tmp_path / "kokoro.sock"
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wyoming_kokoro_gguf",
+                "--uri",
+                f"unix://{sock}",
+                "--model",
+                str(model),
+                "--no-streaming",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def scenario() -> tuple[Info, Exchange]:
+        deadline = time.monotonic() + 120
+        while not sock.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            await asyncio.sleep(0.05)
+        async with AsyncUnixClient(str(sock)) as c:
+            await c.write_event(Describe().event())
+            answer = await read_until(c, Exchange(), "info")
+            info = Info.from_event(answer.events[-1])
+            # Stream events are not answered; the one-shot request after them is.
+            await c.write_event(SynthesizeStart(voice=SynthesizeVoice(voice)).event())
+            await c.write_event(SynthesizeChunk(text="Ignored. ").event())
+            await c.write_event(SynthesizeStop().event())
+            await c.write_event(Synthesize(text="Hello.", voice=SynthesizeVoice(voice)).event())
+            return info, await read_until(c, Exchange(), "audio-stop", "error")
+
+    try:
+        info, ex = asyncio.run(scenario())
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0, log.read_text()
+    assert info.tts[0].supports_synthesize_streaming is False
+    assert ex.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
+    assert not sock.exists()  # removed on shutdown
