@@ -1,0 +1,200 @@
+"""Load, soak and disconnect faults (issue 9), on the real server with the phrase cache off.
+
+--cache-mb 0 makes the engine run for every request (a repeated phrase would otherwise come from
+memory).  Texts are short so that hundreds of requests fit the test budget on a 2-core machine;
+the figures (first-audio p50/p95, RSS of the server and its engine process) are printed as
+``FIGURE`` lines and kept in .cache/reliability-figures.jsonl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import numpy as np
+import pytest
+from reliability_helpers import (
+    assert_no_traceback,
+    mib,
+    model_path,
+    proc_figures,
+    record,
+    wait_idle,
+)
+from wyoming.client import AsyncTcpClient
+from wyoming.tts import SynthesizeChunk, SynthesizeStart, SynthesizeVoice
+from wyoming_helpers import Exchange, ServerProcess, read_until, stream_like_ha, synthesize
+
+VOICE = "af_jf_alpha"
+CLIENTS = 8
+REQUESTS_PER_CLIENT = 10
+SOAK_REQUESTS = int(os.environ.get("WKG_SOAK_REQUESTS", "500"))
+SOAK_WARMUP = 50
+DISCONNECTS = 100
+WORDS = [
+    "lights",
+    "door",
+    "window",
+    "kitchen",
+    "garden",
+    "garage",
+    "music",
+    "alarm",
+    "heating",
+    "oven",
+]
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    srv = ServerProcess(model_path(request), tmp_path_factory.mktemp("load"), "--cache-mb", "0")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        code = srv.stop()
+        assert code == 0, srv.log()[-4000:]
+
+
+def _text(client: int, n: int) -> str:
+    return f"The {WORDS[(client + n) % len(WORDS)]} is ready."
+
+
+def test_eight_clients_ten_requests_each_mixed_streaming_and_one_shot(server) -> None:
+    before = proc_figures(server)
+
+    async def client(i: int) -> list[tuple[str, float | None, list[str]]]:
+        out = []
+        for n in range(REQUESTS_PER_CLIENT):
+            text = _text(i, n)
+            if (i + n) % 2:
+                ex = await synthesize(server.port, text, VOICE)
+                out.append(("one-shot", ex.first_audio(), ex.shape()))
+            else:
+                async with AsyncTcpClient("127.0.0.1", server.port) as c:
+                    ex = await stream_like_ha(c, text, VOICE, delay=0.0, seed=n)
+                out.append(("stream", ex.first_audio(), ex.shape()))
+        return out
+
+    async def scenario() -> list[list[tuple[str, float | None, list[str]]]]:
+        return await asyncio.gather(*(client(i) for i in range(CLIENTS)))
+
+    started = time.monotonic()
+    results = [r for per_client in asyncio.run(scenario()) for r in per_client]
+    elapsed = time.monotonic() - started
+    after_health = wait_idle(server)
+    after = proc_figures(server)
+    tails = {
+        "one-shot": ["audio-start", "audio-chunk+", "audio-stop"],
+        "stream": ["audio-start", "audio-chunk+", "audio-stop", "synthesize-stopped"],
+    }
+    bad = [(kind, shape) for kind, _, shape in results if shape != tails[kind]]
+    assert len(results) == CLIENTS * REQUESTS_PER_CLIENT and not bad, bad
+    firsts = np.array([f for _, f, _ in results if f is not None])
+    assert len(firsts) == len(results)
+    record(
+        "load_8x10",
+        {
+            "requests": len(results),
+            "seconds": round(elapsed, 1),
+            "first_audio_p50_s": round(float(np.percentile(firsts, 50)), 3),
+            "first_audio_p95_s": round(float(np.percentile(firsts, 95)), 3),
+            "rss_before_mib": {"server": mib(before.server_rss), "engine": mib(before.engine_rss)},
+            "rss_after_mib": {"server": mib(after.server_rss), "engine": mib(after.engine_rss)},
+            "load_avg": os.getloadavg()[0],
+        },
+    )
+    assert after_health["active_jobs"] == 0 and after_health["state"] == "ready"
+    assert after_health["engine_restarts"] == 0
+    assert_no_traceback(server)
+
+
+async def _vanish_mid_stream(port: int, i: int) -> str:
+    """A streaming client that goes away without a goodbye at some point of its request."""
+    client = AsyncTcpClient("127.0.0.1", port)
+    await client.connect()
+    try:
+        await client.write_event(SynthesizeStart(voice=SynthesizeVoice(name=VOICE)).event())
+        await client.write_event(SynthesizeChunk(text=f"Client {i} says hello. And ").event())
+        when = ("before audio", "after first audio", "after audio-start")[i % 3]
+        if when == "after first audio":
+            await read_until(client, Exchange(), "audio-chunk")
+        elif when == "after audio-start":
+            await read_until(client, Exchange(), "audio-start")
+        return when
+    finally:
+        client._writer.transport.abort()  # a reset, as a phone leaving the Wi-Fi would
+        await client.disconnect()
+
+
+def test_a_hundred_clients_vanishing_mid_stream_leak_nothing(server) -> None:
+    wait_idle(server)
+    before = proc_figures(server)
+    tasks_before = server.health().get("tasks")
+
+    async def scenario() -> list[str]:
+        out: list[str] = []
+        for start in range(0, DISCONNECTS, 10):
+            out += await asyncio.gather(
+                *(_vanish_mid_stream(server.port, i) for i in range(start, start + 10))
+            )
+        return out
+
+    whens = asyncio.run(scenario())
+    assert len(whens) == DISCONNECTS
+    health = wait_idle(server)
+    assert health["active_jobs"] == 0 and health["connections"] == 0, health
+    assert health["state"] == "ready" and health["engine_restarts"] == 0
+    after = proc_figures(server)
+    figures = {
+        "clients": DISCONNECTS,
+        "threads": [before.server_threads, after.server_threads],
+        "fds": [before.server_fds, after.server_fds],
+        "tasks": [tasks_before, health.get("tasks")],
+    }
+    record("disconnects", figures)
+    assert after.server_threads <= before.server_threads, figures
+    assert after.server_fds <= before.server_fds, figures
+    assert "tasks" in health, "/health does not report the server's asyncio task count"
+    assert health["tasks"] <= tasks_before, figures
+    ex = asyncio.run(synthesize(server.port, "Still here.", VOICE))
+    assert ex.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
+    assert_no_traceback(server)
+
+
+def test_soak_five_hundred_sequential_requests(server) -> None:
+    """RSS of the server plus its engine grows less than 5% from after the warm-up to the end."""
+    texts = [f"Hi {w}." for w in WORDS]
+
+    async def run(n: int, offset: int) -> list[list[str]]:
+        shapes = []
+        for k in range(n):
+            ex = await synthesize(server.port, texts[(offset + k) % len(texts)], VOICE)
+            shapes.append(ex.shape())
+        return shapes
+
+    started = time.monotonic()
+    shapes = asyncio.run(run(SOAK_WARMUP, 0))
+    warm = proc_figures(server)
+    shapes += asyncio.run(run(SOAK_REQUESTS - SOAK_WARMUP, SOAK_WARMUP))
+    end = proc_figures(server)
+    elapsed = time.monotonic() - started
+    want = ["audio-start", "audio-chunk+", "audio-stop"]
+    assert len(shapes) == SOAK_REQUESTS and all(s == want for s in shapes)
+    growth = (end.total_rss - warm.total_rss) / warm.total_rss
+    record(
+        "soak",
+        {
+            "requests": SOAK_REQUESTS,
+            "seconds": round(elapsed, 1),
+            "rss_after_warmup_mib": mib(warm.total_rss),
+            "rss_end_mib": mib(end.total_rss),
+            "growth_percent": round(100 * growth, 2),
+            "server_rss_mib": [mib(warm.server_rss), mib(end.server_rss)],
+            "engine_rss_mib": [mib(warm.engine_rss), mib(end.engine_rss)],
+        },
+    )
+    assert growth < 0.05
+    assert server.health()["engine_restarts"] == 0
+    assert_no_traceback(server)
