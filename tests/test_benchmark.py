@@ -1,0 +1,153 @@
+"""The benchmark harness's own pieces (script/benchmark.py), on real signals and processes.
+
+Why: the harness's figures (SNR, log-spectral distance, peak RSS of a server and its engine
+child, the kokoro-onnx peer) go into the README; a wrong meter would publish wrong numbers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "script" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["benchmark"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_benchmark()
+
+
+def _noise(n: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, 3000.0, n)
+
+
+def test_snr_of_known_noise_level() -> None:
+    """A signal plus noise at 1/100 of its power is 20 dB; extra samples past the end are ignored."""
+    t = np.arange(48000) / 24000
+    ref = 8000 * np.sin(2 * np.pi * 220 * t)
+    noise = _noise(len(ref))
+    noise *= np.sqrt(np.mean(ref**2) / 100 / np.mean(noise**2))
+    test = np.concatenate([ref + noise, np.ones(500)])
+    assert bench.snr_db(ref, test) == pytest.approx(20.0, abs=0.01)
+    assert bench.snr_db(ref, ref) > 100
+
+
+def test_log_spectral_distance_of_a_gain() -> None:
+    """Identical signals are 0 dB apart; twice the amplitude is 4x the power, 6.02 dB in every bin."""
+    x = _noise(24000)
+    assert bench.log_spectral_distance(x, x) == pytest.approx(0.0, abs=1e-9)
+    assert bench.log_spectral_distance(x, 2 * x) == pytest.approx(10 * np.log10(4), abs=1e-3)
+    # Different noise is far apart; a little added noise is close.
+    other = _noise(24000, seed=2)
+    assert bench.log_spectral_distance(x, other) > 5
+    assert bench.log_spectral_distance(x, x + 0.01 * other) < 0.5
+
+
+HOLDER = textwrap.dedent(
+    """
+    import subprocess, sys
+    # A parent (like the server) whose child (like the engine process) holds 150 MB.
+    child = subprocess.Popen([sys.executable, "-c", '''
+    import sys
+    block = bytearray(150 * 1024 * 1024)
+    block[::4096] = b"x" * len(block[::4096])
+    print("held", flush=True)
+    sys.stdin.readline()
+    del block
+    print("freed", flush=True)
+    sys.stdin.readline()
+    '''], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "held"
+    print(child.pid, flush=True)
+    for line in sys.stdin:
+        child.stdin.write(line)
+        child.stdin.flush()
+        print(child.stdout.readline().strip(), flush=True)
+    """
+)
+
+
+def test_peak_rss_counts_the_child_and_resets() -> None:
+    """peak_rss_mb sums VmHWM over the process tree; reset_peak_rss starts a new peak."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        child_pid = int(proc.stdout.readline())
+        parent_alone = bench.vm_hwm_bytes(proc.pid) / 1e6
+        child_alone = bench.vm_hwm_bytes(child_pid) / 1e6
+        assert child_alone >= 150
+        assert bench.peak_rss_mb(proc.pid) == pytest.approx(parent_alone + child_alone, abs=1)
+        # The child frees its block: the peak stays until it is reset.
+        proc.stdin.write("free\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "freed"
+        assert bench.peak_rss_mb(proc.pid) >= 150
+        assert bench.reset_peak_rss(proc.pid)
+        assert bench.peak_rss_mb(proc.pid) < 100
+    finally:
+        proc.kill()
+        proc.wait()
+    assert bench.vm_hwm_bytes(proc.pid) is None
+
+
+def test_texts_match_the_issue() -> None:
+    """5 words, 20 words, a 55-word paragraph, and a text of (just under) 2,000 characters."""
+    words = {label: len(text.split()) for label, text in bench.TEXTS.items()}
+    assert words["5 words"] == 5 and words["20 words"] == 20
+    assert words["55-word paragraph"] == 55
+    long = bench.TEXTS["2,000 characters"]
+    assert 1900 <= len(long) <= 2000 and long.endswith(".")
+    assert set(bench.TEXT_KEYS.values()) == set(bench.TEXTS)
+
+
+def test_readme_block_is_the_only_change(tmp_path: Path) -> None:
+    """The harness writes the README between its markers and nowhere else, idempotently."""
+    readme = tmp_path / "README.md"
+    original = (ROOT / "README.md").read_text()
+    readme.write_text(original)
+    bench.update_readme(readme, "| table 1 |")
+    first = readme.read_text()
+    assert first.count(bench.MARK_START) == 1 and "| table 1 |" in first
+    assert "docs/PERFORMANCE.md" in first
+    bench.update_readme(readme, "| table 2 |")
+    second = readme.read_text()
+    assert "| table 1 |" not in second and "| table 2 |" in second
+    outside = lambda text: (  # noqa: E731
+        text.split(bench.MARK_START)[0] + text.split(bench.MARK_END)[1]
+    )
+    assert outside(first) == outside(second)
+    # Everything the README had before is still there, in order, apart from the placeholder.
+    before = [line for line in original.splitlines() if "To be filled" not in line]
+    kept = [line for line in outside(second).splitlines() if line in before]
+    assert [line for line in before if line.strip()] == [line for line in kept if line.strip()]
+
+
+def test_kokoro_onnx_peer_row(kokoro_onnx: Path, kokoro_voices: Path) -> None:
+    """The kokoro-onnx peer measures a real 5-word synthesis and renders as a table row."""
+    texts = {"5 words": bench.TEXTS["5 words"]}
+    row = bench.run_kokoro_onnx("int8-onnx", kokoro_onnx, kokoro_voices, 2, texts)
+    m = row.per_text["5 words"]
+    assert 1.0 < m["audio_s"] < 4.0  # five English words, not a letter-by-letter reading
+    assert m["oneshot_rtf"] == pytest.approx(m["oneshot_total_s"] / m["audio_s"])
+    assert m["stream_first_audio_s"] > 0 and row.load_s > 0
+    assert row.peak_rss_mb >= row.load_peak_mb > 50
+    table = bench.render_markdown([row], {}, bench.machine_line(), "now")
+    lines = table.splitlines()
+    servers = [x for x in lines if x.startswith("| kokoro-onnx |")]
+    per_text = lines[lines.index("**5 words**") :]
+    row_line = next(x for x in per_text if x.startswith("| kokoro-onnx |"))
+    assert len(servers) == 2 and servers[0].count("|") == 8 and row_line.count("|") == 10
+    assert f"| {m['audio_s']:.1f} |" in row_line and "| - |" not in row_line
