@@ -398,6 +398,17 @@ def test_too_long_text_is_an_error(server, voice) -> None:
     assert good.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
 
 
+def test_ping_is_answered_with_pong(server) -> None:
+    from wyoming.ping import Ping, Pong
+
+    async def scenario() -> Pong:
+        async with AsyncTcpClient("127.0.0.1", server.port) as c:
+            await c.write_event(Ping(text="hi").event())
+            return Pong.from_event((await read_until(c, Exchange(), "pong")).events[-1])
+
+    assert asyncio.run(scenario()).text == "hi"
+
+
 def test_empty_text_gives_an_empty_audio_stream(server) -> None:
     ex = asyncio.run(synthesize(server.port, "   "))
     assert ex.types() == ["audio-start", "audio-stop"]

@@ -13,7 +13,7 @@ Event sequences the handler produces (audio is 24 kHz, 16-bit, mono throughout):
 * Errors (unknown voice, text too long, engine failure): an ``error`` event with one clear
   line; in a stream, synthesize-stopped still follows synthesize-stop, so a streaming client
   never waits forever.  The connection stays open for the next request.
-* ``describe`` is answered at once, at any point, even in the middle of a synthesis.
+* ``describe`` (and ``ping``) is answered at once, at any point, even in the middle of a synthesis.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe
+from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler
 from wyoming.tts import (
     Synthesize,
@@ -251,6 +252,9 @@ class KokoroEventHandler(AsyncEventHandler):
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):
             await self.write_event(self.ctx.info_event())
+            return True
+        if Ping.is_type(event.type):
+            await self.write_event(Pong(text=Ping.from_event(event).text).event())
             return True
         try:
             if Synthesize.is_type(event.type):
