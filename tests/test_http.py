@@ -94,6 +94,16 @@ def test_api_tts_returns_a_wav(server) -> None:
     assert len(audio) > 24000 and np.sqrt(np.mean(audio.astype(float) ** 2)) > 300
 
 
+def test_api_tts_speed_changes_the_length(server) -> None:
+    text = "Speed makes this sentence shorter or longer."
+    lengths = {}
+    for speed in ("1.0", "1.5"):
+        status, headers, _ = _get(_tts_url(server, text=text, speed=speed))
+        assert status == 200
+        lengths[speed] = float(headers["X-Audio-Seconds"])
+    assert lengths["1.5"] < 0.8 * lengths["1.0"]
+
+
 def test_api_tts_errors_are_json(server) -> None:
     for params, code in [
         ({"text": "Hi.", "voice": "no_such_voice"}, "unknown_voice"),
