@@ -314,3 +314,31 @@ def test_max_phonemes_plan_limits_passes(kokoro_gguf) -> None:
     chunks = list(small.synthesize(text, VOICE, language="en-us"))
     passes = small.last_timings[-len(chunks) :]
     assert len(chunks) >= 2 and all(p.phonemes <= 60 for p in passes)
+
+
+def test_say_cli(kokoro_gguf, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import wave
+
+    model = kokoro_gguf("q4_0")
+    out = tmp_path / "out.wav"
+    cmd = [sys.executable, "-m", "wyoming_kokoro_gguf.say", "--model", str(model)]
+    ok = subprocess.run(
+        [*cmd, "--voice", VOICE, "--language", "en-us", "--threads", "2", "-o", str(out), "Hi."],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "RTF" in ok.stdout and "first audio" in ok.stdout
+    with wave.open(str(out)) as w:
+        assert w.getframerate() == 24000 and w.getsampwidth() == 2 and w.getnframes() > 2400
+    bad = subprocess.run(
+        [*cmd, "--voice", "nobody", "-o", str(out), "Hi."],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2
+    assert "unknown voice 'nobody'" in bad.stderr and "Traceback" not in bad.stderr

@@ -12,10 +12,14 @@ Two graphs:
   reference, as a gather),
 - stage 2 (acoustic side): ``en``, ``asr`` (the repeated rows), style -> 24 kHz audio.
 
-Stage 2 runs its convolutions as height-1 2-D convolutions ([1, C, 1, T]): numerically the
-same, and ORT's fast NCHWc kernels only apply to 2-D convs.  The harmonic source is the
-deterministic variant of the reference (no random noise or initial phases), computed like the
-widely used ONNX export so results compare closely.
+Numerics: stage 1 and the F0/N predictor follow the op sequence of the widely used ONNX export
+(kokoro-onnx's model) closely enough to be bit-identical to it in fp32, because the harmonic
+source integrates F0 into a phase (cumsum over the utterance, fp32 values up to ~1e5 rad) that
+turns any rounding difference in F0 into audible-level waveform differences (~30 dB SNR).  The
+decoder and generator may use exact rewrites (LoweringPlan.rewrites: height-1 2-D convolutions,
+which get ORT's NCHWc kernels, and InstanceNormalization): same maths, other rounding, no
+amplification.  The harmonic source is the deterministic variant of the reference (no random
+noise or initial phases), like the export.
 """
 
 from __future__ import annotations

@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     from dataclasses import replace
 
     from .engine import BlendError, Engine, UnknownVoiceError
+    from .graph import GraphBuildError
     from .lowering import default_plan
     from .model_file import ModelFileError
+    from .phonemes import PhonemizerError
 
     plan = default_plan().with_threads(max(0, args.threads))
     if args.linear:
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         engine = Engine.load(args.model, plan)
-    except (ModelFileError, OSError) as err:
+    except (ModelFileError, GraphBuildError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     load_s = time.perf_counter() - t0
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             if first is None:
                 first = time.perf_counter() - t1
             chunks.append(chunk)
-    except (UnknownVoiceError, BlendError, ValueError) as err:
+    except (UnknownVoiceError, BlendError, PhonemizerError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     total = time.perf_counter() - t1
