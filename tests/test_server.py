@@ -707,6 +707,32 @@ def test_model_load_failure_exits_1_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
 
 
+def test_port_in_use_exits_1_with_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "wyoming_kokoro_gguf",
+                "--uri",
+                f"tcp://127.0.0.1:{port}",
+                "--model",
+                str(tmp_path / "unused.gguf"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert run.returncode == 1
+    assert f"cannot listen on tcp://127.0.0.1:{port}: address already in use" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
 def test_engine_crash_is_reported_and_the_engine_restarts(server, voice) -> None:
     """Killing the engine process mid-synthesis: that client gets an Error (and its audio-stop),
     the engine comes back, and the next request is served."""

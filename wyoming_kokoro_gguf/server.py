@@ -1032,7 +1032,6 @@ async def _serve(args: Any, blends: list[tuple[str, str]]) -> int:
     http_runner = None
     zeroconf_task: asyncio.Task | None = None
     server_task: asyncio.Task | None = None
-    ctx.start()
     try:
         if args.http_port is not None:
             from .http_api import start_http
@@ -1044,7 +1043,7 @@ async def _serve(args: Any, blends: list[tuple[str, str]]) -> int:
                     "cannot serve HTTP on %s:%s: %s",
                     args.http_host,
                     args.http_port,
-                    err.strerror or err,
+                    _os_error_text(err),
                 )
                 return 1
         if isinstance(server, AsyncStdioServer):
@@ -1053,9 +1052,10 @@ async def _serve(args: Any, blends: list[tuple[str, str]]) -> int:
             try:
                 await server.start(factory)
             except OSError as err:
-                _LOGGER.error("cannot listen on %s: %s", args.uri, err.strerror or err)
+                _LOGGER.error("cannot listen on %s: %s", args.uri, _os_error_text(err))
                 return 1
             _log_listening(server, args.uri)
+        ctx.start()  # only once the ports are ours: no engine for a server that cannot listen
         if args.zeroconf:
             zeroconf_task = asyncio.create_task(_register_zeroconf(ctx, args))
 
@@ -1088,6 +1088,13 @@ async def _serve(args: Any, blends: list[tuple[str, str]]) -> int:
                 await http_runner.cleanup()
         await ctx.stop()
         _LOGGER.info("Stopped")
+
+
+def _os_error_text(err: OSError) -> str:
+    """'address already in use' rather than asyncio's long wrapper text."""
+    if err.errno:
+        return os.strerror(err.errno).lower()
+    return str(err)
 
 
 def _log_listening(server: Any, uri: str) -> None:
