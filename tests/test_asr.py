@@ -1,0 +1,90 @@
+"""The offline ASR judge (tests/asr.py) itself: front end, decoding, scoring, and real speech."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from asr import (
+    N_MELS,
+    SAMPLE_RATE,
+    WINDOW_FRAMES,
+    corpus_wer,
+    decode_tokens,
+    log_mel,
+    mel_filters,
+    normalize,
+    resample,
+    wer,
+)
+
+
+def test_wer_ignores_case_punctuation_and_number_spelling() -> None:
+    assert wer("The cat sat.", "the cat sat") == 0.0
+    assert wer("at seven in the morning", "At 7 in the morning!") == 0.0
+    assert wer("the cat sat", "the dog sat") == pytest.approx(1 / 3)
+    assert wer("the cat sat", "the cat") == pytest.approx(1 / 3)
+    assert wer("a b", "a x b y") == pytest.approx(1.0)
+    assert normalize("It’s 2,000 well-known facts") == [
+        "its",
+        "two",
+        "thousand",
+        "well",
+        "known",
+        "facts",
+    ]
+    assert corpus_wer([("a b c d", "a b c d"), ("a b", "a")]) == pytest.approx(1 / 6)
+
+
+def test_resample_keeps_frequency_and_level() -> None:
+    t = np.arange(24000) / 24000
+    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    out = resample(tone, 24000)
+    assert len(out) == 16000
+    spectrum = np.abs(np.fft.rfft(out[1000:-1000]))
+    peak_hz = np.argmax(spectrum) * SAMPLE_RATE / (len(out) - 2000)
+    assert abs(peak_hz - 1000) < 2
+    assert np.sqrt(np.mean(out[1000:-1000] ** 2)) == pytest.approx(np.sqrt(0.5), rel=0.01)
+    # content above the new Nyquist frequency is filtered out, not folded back
+    high = np.sin(2 * np.pi * 10000 * t).astype(np.float32)
+    assert np.sqrt(np.mean(resample(high, 24000)[1000:-1000] ** 2)) < 0.01
+
+
+def test_mel_filterbank_and_features() -> None:
+    filters = mel_filters()
+    assert filters.shape == (N_MELS, 201)
+    assert (filters >= 0).all() and (filters.max(axis=1) > 0).all()
+    # triangles are in increasing frequency order and end at 8 kHz
+    centres = filters.argmax(axis=1)
+    assert (np.diff(centres) >= 0).all() and centres[-1] > 190
+    features = log_mel(np.zeros(8000, dtype=np.float32))
+    assert features.shape == (N_MELS, WINDOW_FRAMES)
+    tone = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32)
+    features = log_mel(tone)
+    assert features.max() <= (np.log10(features.size) + 4) / 4 + 1
+    assert features[:, :90].mean() > features[:, 200:].mean()  # the tone, then padding
+
+
+def test_byte_level_bpe_decoding() -> None:
+    assert decode_tokens(["<|startoftranscript|>", "Hello", "Ġworld", ".", "<|endoftext|>"]) == (
+        "Hello world."
+    )
+    # multi-byte UTF-8 characters arrive as several byte symbols
+    assert decode_tokens(["Ġcaf", "Ã©"]) == "café"
+
+
+@pytest.mark.slow
+def test_judge_transcribes_real_speech(
+    asset_cache: Path, kokoro_onnx: Path, kokoro_voices: Path
+) -> None:
+    """Clear speech (kokoro-onnx, the PyPI export) comes back with a low word error rate."""
+    from asr import AsrJudge
+    from kokoro_onnx import Kokoro
+
+    text = "The quick brown fox jumps over the lazy dog. It was a bright cold day in April."
+    audio, rate = Kokoro(str(kokoro_onnx), str(kokoro_voices)).create(
+        text, voice="jf_alpha", lang="en-us"
+    )
+    heard = AsrJudge(asset_cache).transcribe(audio, rate)
+    assert wer(text, heard) <= 0.1, heard
