@@ -342,3 +342,21 @@ def test_say_cli(kokoro_gguf, tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "unknown voice 'nobody'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("qtype", ["F32", "F16", "Q4_0", "Q5_0", "Q8_0"])
+def test_loads_ttscpp_files_unchanged(tmp_path: Path, qtype: str) -> None:
+    """Files laid out and typed as TTS.cpp writes them (published Kokoro_GGUF files): narrow
+    random weights (tests/fixtures_ttscpp.py), every type TTS.cpp's quantizer produces."""
+    import fixtures_ttscpp
+
+    path = tmp_path / f"kokoro-{qtype}.gguf"
+    fixtures_ttscpp.build(path, qtype)
+    small = Engine.load(path, default_plan().with_threads(2))
+    assert len(small.voices) == 50 and small.sample_rate == 24000
+    if qtype in ("Q4_0", "Q8_0"):
+        assert small.nbits_used > 0
+    small.trim = False
+    (chunk,) = list(small.synthesize("Hello there.", "af_heart"))
+    timing = small.last_timings[-1]
+    assert len(chunk) == 600 * timing.frames and timing.phonemes > 5

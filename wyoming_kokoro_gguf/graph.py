@@ -188,6 +188,8 @@ class KokoroGraph:
         copies of the weights while loading)."""
         self.w = _Weights(model)
         self.use_external = external
+        # style vector halves: decoder | predictor (128 each in Kokoro-82M); from the AdaLN fc
+        self.style_dim = int(self.w.get("duration_predictor.layers.1.gamma_weight").shape[1])
         self.external: dict[str, np.ndarray] = {}
         self.plan = plan or default_plan()
         self.notes: list[str] = []
@@ -292,11 +294,12 @@ class KokoroGraph:
         self.external = b.external if b.external is not None else {}
         w = self.w
         tokens = b.input("tokens", TensorProto.INT64, [1, "T"])
-        style = b.input("style", TensorProto.FLOAT, [1, 256])
+        sd = self.style_dim
+        style = b.input("style", TensorProto.FLOAT, [1, 2 * sd])
         speed = b.input("speed", TensorProto.FLOAT, [1])
         s_pred = b.op(
             "Slice",
-            [style, b.const([128], np.int64), b.const([256], np.int64), b.const([1], np.int64)],
+            [style, b.const([sd], np.int64), b.const([2 * sd], np.int64), b.const([1], np.int64)],
         )
 
         # ---- ALBERT (shared layer applied `recurrence` times)
@@ -381,7 +384,7 @@ class KokoroGraph:
         d_en = b.op("Transpose", [d_en], perm=[1, 0, 2])  # [T, 1, 512]
 
         # ---- prosody predictor's DurationEncoder: (biLSTM, AdaLayerNorm) x n, style concatenated
-        seq_shape = b.op("Concat", [n_tok, b.const([1, 128], np.int64)], axis=0)
+        seq_shape = b.op("Concat", [n_tok, b.const([1, sd], np.int64)], axis=0)
         s_seq = b.op("Expand", [b.op("Unsqueeze", [s_pred, b.const([0], np.int64)]), seq_shape])
         x = b.op("Concat", [d_en, s_seq], axis=-1)
         n_layers = 0
@@ -598,10 +601,11 @@ class KokoroGraph:
         w = self.w
         en = b.input("en", TensorProto.FLOAT, ["F", 1, d_dim(w)])
         asr = b.input("asr", TensorProto.FLOAT, ["F", 1, "C"])
-        style = b.input("style", TensorProto.FLOAT, [1, 256])
+        sd = self.style_dim
+        style = b.input("style", TensorProto.FLOAT, [1, 2 * sd])
         one = b.const([1], np.int64)
-        s_dec = b.op("Slice", [style, b.const([0], np.int64), b.const([128], np.int64), one])
-        s_pred = b.op("Slice", [style, b.const([128], np.int64), b.const([256], np.int64), one])
+        s_dec = b.op("Slice", [style, b.const([0], np.int64), b.const([sd], np.int64), one])
+        s_pred = b.op("Slice", [style, b.const([sd], np.int64), b.const([2 * sd], np.int64), one])
 
         # ---- F0 and N curves from the shared LSTM
         x = self.lstm(b, en, "duration_predictor.shared_lstm.0")
