@@ -274,6 +274,9 @@ def run_server(
                 f"{system} {variant}: {err}; log {log_path}:\n" + "\n".join(tail)
             ) from None
         row.load_s = time.monotonic() - started
+        # One untimed request: wyoming-piper loads its voice on the first one (this server has
+        # warmed up before it logs Ready, kokoro-onnx's child warms up too).
+        asyncio.run(measure_text(uri, "Ready.", voice, False))
         row.load_peak_mb = peak_rss_mb(proc.pid)
         for label, text in texts.items():
             best: dict[str, float | None] = {}
@@ -597,7 +600,8 @@ def render_markdown(
     lines += [
         "",
         "ready: from process start until it can synthesize (this server: engine loaded and "
-        "warmed up; kokoro-onnx: session created, one warm-up). RSS: VmHWM of the server and "
+        "warmed up; wyoming-piper: answers describe, its voice loads on the untimed first "
+        "request; kokoro-onnx: session created, one warm-up). RSS: VmHWM of the server and "
         "its engine process, summed; per text, the peak while speaking that text (VmHWM reset "
         "with /proc/PID/clear_refs before it; kokoro-onnx: its one-shot call).",
         "",
