@@ -454,7 +454,9 @@ def prepare_models(cache: Path, variants: list[str], with_quality: bool) -> dict
         out = models / f"kokoro-en-c{convert.CONVERTER_VERSION}-{variant}.gguf"
         if not out.exists():
             print(f"  converting {variant}", flush=True)
-            convert.convert(onnx_path, out, variant, voices=voices_en, force=True)
+            tmp = out.with_name(f".{out.name}.part")  # an interrupted run leaves no bad model
+            convert.convert(onnx_path, tmp, variant, voices=voices_en, force=True)
+            tmp.replace(out)
         paths[variant] = out
     if "auto" in variants:
         auto_dir = cache / "auto"
@@ -511,8 +513,9 @@ def quality(
     judge = asr.AsrJudge(cache, threads=threads)
     audio: dict[str, list[np.ndarray]] = {}
     out: dict[str, dict[str, float]] = {}
-    for variant in ["f32", *(v for v in variants if v != "f32")]:
-        resolved = model_store.resolve(_resolve_args(variant, paths, threads))
+    for name in ["f32", *(v for v in variants if v != "f32")]:
+        resolved = model_store.resolve(_resolve_args(name, paths, threads))
+        variant = f"auto ({paths['auto_variant']})" if name == "auto" else name
         print(f"quality {variant}: {resolved.host_plan.summary()}", flush=True)
         engine = Engine.load(resolved.path, resolved.plan)
         clips = [
