@@ -115,6 +115,7 @@ class Row:
     load_s: float | None = None
     peak_rss_mb: float | None = None  # over the whole run, loading included
     load_peak_mb: float | None = None  # VmHWM once ready (loading and warm-up)
+    ready_rss_mb: tuple[float, float] | None = None  # VmRSS once ready: main process, children
     per_text: dict[str, dict[str, float | None]] = field(default_factory=dict)
     note: str = ""
     # 1-minute load average before and after: on a shared machine, the context of the figures.
@@ -130,13 +131,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def vm_hwm_bytes(pid: int) -> int | None:
-    """Peak resident set (VmHWM) of one process from /proc, or None once it is gone."""
+def vm_hwm_bytes(pid: int, field: str = "VmHWM") -> int | None:
+    """Peak resident set (VmHWM; or another /proc status field such as VmRSS) of one process,
+    or None once it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
     return int(match.group(1)) * 1024 if match else None
 
 
@@ -278,6 +280,9 @@ def run_server(
         # warmed up before it logs Ready, kokoro-onnx's child warms up too).
         asyncio.run(measure_text(uri, "Ready.", voice, False))
         row.load_peak_mb = peak_rss_mb(proc.pid)
+        tree = _tree(proc.pid)
+        rss = [(vm_hwm_bytes(p, "VmRSS") or 0) / 1e6 for p in tree]
+        row.ready_rss_mb = (rss[0], sum(rss[1:])) if rss else None
         for label, text in texts.items():
             best: dict[str, float | None] = {}
             can_reset = reset_peak_rss(proc.pid)
@@ -590,14 +595,15 @@ def render_markdown(
         f"Machine: {machine}; run {when}. One run, best of the rounds. The machine may be "
         "shared (see the load average): compare rows of one run, not seconds across runs.",
         "",
-        "| system | variant | threads | ready (s) | RSS peak, loading (MB) | RSS peak, whole run (MB) "
-        "| load average before, after |",
-        "|---|---|---|---|---|---|---|",
+        "| system | variant | threads | ready (s) | RSS when ready, main + child processes (MB) "
+        "| RSS peak, loading (MB) | RSS peak, whole run (MB) | load average before, after |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         load = "-" if not row.load_avg else f"{row.load_avg[0]:.1f}, {row.load_avg[1]:.1f}"
+        split = "-" if not row.ready_rss_mb else " + ".join(f"{x:.0f}" for x in row.ready_rss_mb)
         lines.append(
-            f"| {row.system} | {row.variant} | {row.threads} | {fmt(row.load_s, 1)} | "
+            f"| {row.system} | {row.variant} | {row.threads} | {fmt(row.load_s, 1)} | {split} | "
             f"{fmt(row.load_peak_mb, 0)} | {fmt(row.peak_rss_mb, 0)} | {load} |"
         )
     lines += [
