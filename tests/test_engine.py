@@ -360,3 +360,13 @@ def test_loads_ttscpp_files_unchanged(tmp_path: Path, qtype: str) -> None:
     (chunk,) = list(small.synthesize("Hello there.", "af_heart"))
     timing = small.last_timings[-1]
     assert len(chunk) == 600 * timing.frames and timing.phonemes > 5
+
+
+def test_english_text_to_a_japanese_voice_is_spoken_as_english(engine: Engine) -> None:
+    """Home Assistant sends only a voice name: English text for jf_alpha must not be spelled out
+    letter by letter by espeak's Japanese voice."""
+    auto = list(engine.synthesize(SENTENCES[2], VOICE))
+    english = list(engine.synthesize(SENTENCES[2], VOICE, language="en-us"))
+    assert len(auto) == len(english) == 1 and np.array_equal(auto[0], english[0])
+    japanese = list(engine.synthesize("こんにちは。", VOICE))
+    assert len(japanese) == 1 and len(japanese[0]) > 0

@@ -111,3 +111,15 @@ def test_thread_safe(phonemizer: Phonemizer) -> None:
     for t in threads:
         t.join()
     assert results == [expected] * 20
+
+
+def test_text_without_the_voice_script_is_read_as_english() -> None:
+    from wyoming_kokoro_gguf.phonemes import language_for_text
+
+    assert language_for_text("Turn on the lights.", "ja") == "en-us"
+    assert language_for_text("こんにちは", "ja") == "ja"
+    assert language_for_text("東京 is big", "ja") == "ja"
+    assert language_for_text("hello", "cmn") == "en-us"
+    assert language_for_text("नमस्ते", "hi") == "hi"
+    assert language_for_text("Hola, ¿qué tal?", "es") == "es"  # Latin-script languages stay
+    assert language_for_text("...", "ja") == "ja"

@@ -28,7 +28,13 @@ from . import graph as graph_mod
 from . import text as text_mod
 from .layout import VoiceInfo
 from .lowering import LoweringPlan, default_plan
-from .phonemes import MAX_PHONEMES, Phonemizer, language_for_voice, split_phonemes
+from .phonemes import (
+    MAX_PHONEMES,
+    Phonemizer,
+    language_for_text,
+    language_for_voice,
+    split_phonemes,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -227,8 +233,8 @@ class Engine:
 
         The voice is checked now (UnknownVoiceError), the audio is made lazily.  Speed is clamped
         to 0.5..2.0; empty or unspeakable text yields nothing.  ``language`` (an espeak-ng
-        language such as "en-us") overrides the voice's own, e.g. English text with a Japanese
-        voice.
+        language such as "en-us") overrides the voice's own; without it, text with none of the
+        voice language's script (English sent to a Japanese voice) is read as English.
         """
         info, pack = self._resolve(voice)
         speed = float(speed)
@@ -239,14 +245,17 @@ class Engine:
             _LOG.warning(
                 "speed %s is outside %s..%s, using %s", speed, MIN_SPEED, MAX_SPEED, clamped
             )
-        language = language or language_for_voice(info.name, getattr(info, "espeak", None))
-        return self._generate(text or "", language, pack, clamped)
+        if language:
+            return self._generate(text or "", language, pack, clamped, fixed=True)
+        language = language_for_voice(info.name, getattr(info, "espeak", None))
+        return self._generate(text or "", language, pack, clamped, fixed=False)
 
     def _generate(
-        self, text: str, language: str, pack: np.ndarray, speed: float
+        self, text: str, language: str, pack: np.ndarray, speed: float, fixed: bool
     ) -> Iterator[np.ndarray]:
         for piece in text_mod.iter_pieces(text):
-            phonemes = self._phonemizer.phonemize(piece, language)
+            lang = language if fixed else language_for_text(piece, language)
+            phonemes = self._phonemizer.phonemize(piece, lang)
             chunks = split_phonemes(phonemes, self.plan.max_phonemes)
             for n, chunk in enumerate(chunks):
                 ids = self._phonemizer.ids(chunk)

@@ -86,6 +86,30 @@ def language_for_voice(voice: str, espeak: str | None = None) -> str:
     return PREFIX_LANGUAGES.get(voice[:1].lower(), "en-us")
 
 
+# Languages whose own script espeak-ng needs; text without a single character of that script
+# (e.g. English sent to a Japanese voice) would be spelled out letter by letter ("English
+# letter...") -- such text is read as American English instead: Kokoro's voices all speak
+# English phonemes, the Japanese ones intelligibly (tested with the PyPI voices).
+_SCRIPTS = {
+    "ja": ((0x3040, 0x30FF), (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0xFF66, 0xFF9F)),
+    "cmn": ((0x4E00, 0x9FFF), (0x3400, 0x4DBF)),
+    "hi": ((0x0900, 0x097F),),
+}
+FALLBACK_LANGUAGE = "en-us"
+
+
+def language_for_text(text: str, language: str) -> str:
+    """The voice's language, or English when the text has none of that language's script."""
+    ranges = _SCRIPTS.get(language)
+    if ranges is None:
+        return language
+    for ch in text:
+        code = ord(ch)
+        if any(lo <= code <= hi for lo, hi in ranges):
+            return language
+    return FALLBACK_LANGUAGE if any(ch.isalpha() for ch in text) else language
+
+
 def _replace_all(text: str, table: Mapping[str, str]) -> str:
     for old in sorted(table, key=len, reverse=True):
         text = text.replace(old, table[old])
