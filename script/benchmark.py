@@ -587,6 +587,70 @@ def machine_line() -> str:
     )
 
 
+def targets(rows: list[Row], qual: dict[str, dict[str, float]]) -> list[tuple[str, str, str]]:
+    """Issue 8's targets, as (target, measured, verdict), from the rows of this run."""
+    most = max((r.threads for r in rows), default=0)
+
+    def find(system: str, prefix: str, threads: int) -> Row | None:
+        return next(
+            (
+                r
+                for r in rows
+                if r.system == system and r.variant.startswith(prefix) and r.threads == threads
+            ),
+            None,
+        )
+
+    ours = find("this server", "auto", most)
+    peer = find("kokoro-onnx", "int8-onnx", most)
+    out: list[tuple[str, str, str]] = []
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "not met"
+
+    para, long = "55-word paragraph", "2,000 characters"
+    if ours and peer and para in ours.per_text and para in peer.per_text:
+        a, b = ours.per_text[para].get("oneshot_rtf"), peer.per_text[para].get("oneshot_rtf")
+        if a and b:
+            out.append(
+                (
+                    f"auto plan's RTF <= 0.5 x kokoro-onnx int8's ({most} threads, {para})",
+                    f"{a:.3f} / {b:.3f} = {a / b:.2f}x",
+                    verdict(a / b <= 0.5),
+                )
+            )
+    if ours and para in ours.per_text:
+        first = ours.per_text[para].get("stream_first_audio_s")
+        if first is not None:
+            out.append(
+                (
+                    f"first audio, streaming, {para} <= 0.25 s",
+                    f"{first:.2f} s",
+                    verdict(first <= 0.25),
+                )
+            )
+    if ours and long in ours.per_text and ours.per_text[long].get("rss_peak_mb"):
+        rss = ours.per_text[long]["rss_peak_mb"]
+        out.append(
+            (
+                f"server peak RSS while speaking the {long} text <= 400 MB",
+                f"{rss:.0f} MB",
+                verdict(rss <= 400),
+            )
+        )
+    auto_q = next((q for v, q in qual.items() if v.startswith("auto")), None)
+    if auto_q and "f32" in qual:
+        gap = auto_q["wer"] - qual["f32"]["wer"]
+        out.append(
+            (
+                "auto plan's WER within 0.02 of f32's",
+                f"{auto_q['wer']:.3f} - {qual['f32']['wer']:.3f} = {gap:+.3f}",
+                verdict(gap <= 0.02),
+            )
+        )
+    return out
+
+
 def render_markdown(
     rows: list[Row], qual: dict[str, dict[str, float]], machine: str, when: str
 ) -> str:
@@ -634,6 +698,11 @@ def render_markdown(
                 f"{fmt(m.get('oneshot_total_s'))} | {fmt(m.get('oneshot_rtf'), 3)} | "
                 f"{fmt(m.get('rss_peak_mb'), 0)} |"
             )
+        lines.append("")
+    goals = targets(rows, qual)
+    if goals:
+        lines += ["**Targets** (issue 8)", "", "| target | measured | |", "|---|---|---|"]
+        lines += [f"| {t} | {m} | {v} |" for t, m, v in goals]
         lines.append("")
     if qual:
         lines += [
@@ -770,6 +839,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown texts {unknown}; choose from {', '.join(TEXT_KEYS)}")
     texts = {TEXT_KEYS[key]: TEXTS[TEXT_KEYS[key]] for key in wanted}
+    from wyoming_kokoro_gguf.plan import VARIANT_NAMES
+
+    bad = [v for v in variants if v != "auto" and v not in VARIANT_NAMES]
+    if bad or not variants:
+        parser.error(f"--variants {args.variants!r}: choose from auto, {', '.join(VARIANT_NAMES)}")
     args.cache.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     print("preparing models ...", flush=True)
