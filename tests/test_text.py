@@ -70,3 +70,20 @@ def test_no_empty_pieces_from_punctuation_runs() -> None:
     pieces = split_text("Well... , ; okay!!! — fine.")
     assert all(p.strip() for p in pieces)
     assert _words(" ".join(pieces)) == ["Well", "okay", "fine"]
+
+
+def test_line_breaks_that_end_a_thought_split_pieces() -> None:
+    text = "Shopping list\nMilk\nEggs\n- bread\n- butter\n\nThe weather is\nnice today. Bye"
+    assert split_text(text) == [
+        "Shopping list",
+        "Milk",
+        "Eggs",
+        "bread",
+        "butter",
+        "The weather is nice today.",
+        "Bye",
+    ]
+    # hard-wrapped prose stays one sentence
+    assert split_text("This is hard wrapped\nprose that continues here.") == [
+        "This is hard wrapped prose that continues here."
+    ]

@@ -120,12 +120,44 @@ def split_text(text: str, max_chars: int = MAX_PIECE_CHARS, early_first: bool = 
     return list(iter_pieces(text, max_chars=max_chars, early_first=early_first))
 
 
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•·]|\d+[.)])\s+")
+
+
+def blocks(text: str) -> list[str]:
+    """Cut text at line breaks that end a thought: blank lines, list items, and lines that end
+    without punctuation before a capitalized line (titles, lists).  Hard-wrapped prose stays
+    joined."""
+    out: list[str] = []
+    current: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            if current:
+                out.append(" ".join(current))
+                current = []
+            continue
+        if current and (
+            _LIST_ITEM.match(line)
+            or (
+                current[-1][-1:] not in ",;:-"
+                and stripped[:1].isupper()
+                and current[-1][-1:] not in SENTENCE_END
+            )
+        ):
+            out.append(" ".join(current))
+            current = []
+        current.append(_LIST_ITEM.sub("", line).strip() if _LIST_ITEM.match(line) else stripped)
+    if current:
+        out.append(" ".join(current))
+    return out
+
+
 def iter_pieces(
     text: str, max_chars: int = MAX_PIECE_CHARS, early_first: bool = True
 ) -> Iterator[str]:
     """Yield pieces lazily: sentences, long ones cut at clauses, the first piece kept short."""
     first = True
-    for sentence in sentences(normalize(text)):
+    for sentence in (s for block in blocks(text) for s in sentences(normalize(block))):
         parts = clauses(sentence)
         if first and early_first and len(sentence) > 3 * FIRST_PIECE_MIN_CHARS and len(parts) > 1:
             # first audio early: the first clause(s) alone, once they are long enough
