@@ -222,15 +222,15 @@ def test_http_text_over_the_limit_is_a_json_error(server) -> None:
     assert doc["code"] == "text_too_long" and "--max-text-chars" in doc["error"]
 
 
-ODD_TEXTS = {
-    "control characters": "Lights\x00 on\x07 in the\x1b[31m hall\x7f.\r\n\x0b\x0c",
-    "markup": "<speak><b>Door</b> &amp; <i>window</i></speak> [x](http://a) {{ y }}",
-    "emoji only": "🌙😴👍🏽🇯🇵❤️‍🔥",
-    "emoji in words": "Good night 🌙, sleep well 😴.",
-    "mixed scripts": "Hello Привет 你好 こんにちは مرحبا.",
-    "invisible and bidi marks": "\u202eabc\u202c \u200b\u200d\ufeff\u2066x\u2069.",
-    "punctuation only": "?!... --- ;;; ,,,",
-    "combining marks": "Z\u0351\u0364a\u036b\u0357l\u0368g\u0310o" * 3,
+ODD_TEXTS = {  # short: each is synthesized for real
+    "control characters": "Hi\x00 there\x07\x1b[31m.\r\n\x0b\x7f",
+    "markup": "<speak><b>Door</b> &amp; [x](http://a)</speak>",
+    "emoji only": "🌙👍🏽🇯🇵❤️‍🔥",
+    "emoji in words": "Good night 🌙.",
+    "mixed scripts": "Hi Привет 你好 مرحبا.",
+    "invisible and bidi marks": "\u202eabc\u202c\u200b\u200d\ufeff\u2066x\u2069.",
+    "punctuation only": "?!... --- ;;;",
+    "combining marks": "Z\u0351\u0364a\u036b\u0357l\u0368g\u0310o",
 }
 
 
