@@ -381,3 +381,15 @@ def test_model_files_are_checked_before_use(tmp_path: Path, model: Path) -> None
     assert time.monotonic() - started < 30
     shutil.copyfile(model, tmp_path / "ok.gguf")
     assert open_model(tmp_path / "ok.gguf").voices
+
+
+def test_a_partial_download_is_never_taken_for_a_model(tmp_path: Path) -> None:
+    """An interrupted download keeps only NAME.gguf.part (for resuming: test_download.py::
+    test_interrupted_download_resumes_on_next_start); the model search never loads it."""
+    from wyoming_kokoro_gguf import model_store, plan
+
+    variant = next(iter(plan.VARIANTS.values()))
+    part = tmp_path / f"{variant.filename}.part"
+    part.write_bytes(b"GGUF" + b"\0" * 4096)  # looks like the start of a GGUF file
+    assert model_store.scan([tmp_path]) == []
+    assert model_store.local_variants(model_store.scan([tmp_path])) == {}
