@@ -84,7 +84,8 @@ def test_x86_minipc_with_vnni(plans):
     assert p["conv"] == p["conv_runs"] == "fp32" and "--quant int8" in p["reasons"]["conv"]
     assert p["threads"] == 4 and p["predicted_rtf"] < plan.TARGET_RTF
     assert p["cache_mb"] == 64 and p["max_phonemes"] == 510
-    assert p["rewrites"] is False and p["reasons"]["rewrites"].startswith("off")
+    assert p["rewrites"] is plan.rewrites_ready()  # measured 1.22-1.3x faster on x86 too
+    assert p["reasons"]["rewrites"].startswith("on" if p["rewrites"] else "off")
 
 
 def test_container_512mb(results):
@@ -238,6 +239,7 @@ def test_lowering_plan_and_session_options():
     low = p.lowering()
     assert (low.linear, low.conv, low.threads, low.allow_spinning) == ("fp32", "int8", 4, False)
     assert getattr(low, "rewrites", False) is p.rewrites
+    assert low.max_phonemes == p.max_phonemes and low.mem_arena == p.mem_arena
     assert set(low.reasons) >= {"linear", "conv", "threads", "allow_spinning"}
     so = p.session_options()
     assert so.intra_op_num_threads == 4 and so.inter_op_num_threads == 1

@@ -149,6 +149,8 @@ class Plan:
             "threads": self.threads,
             "allow_spinning": self.allow_spinning,
             "rewrites": self.rewrites,
+            "max_phonemes": self.max_phonemes,
+            "mem_arena": self.mem_arena,
         }
         values = {k: v for k, v in values.items() if k in known}
         values["reasons"] = {k: self.reasons[k] for k in values if k in self.reasons}
@@ -461,10 +463,10 @@ def make_plan(
             "(kokoro-pi); same maths, different rounding"
         )
     else:
-        rewrites = False
+        rewrites = True
         reasons["rewrites"] = (
-            "off: the rewrites gave no gain above noise on x86; the reference op order stays "
-            "closest to the reference audio"
+            "on: exact rewrites (2-D convs, InstanceNormalization) ran 1.22-1.3x faster on x86 "
+            "(2 threads, interleaved A/B, helper B); audio ~109 dB SNR from the reference"
         )
 
     # Convolutions: fp32, or int8 where int8 dot products are fast and fp32 is too slow -------
