@@ -94,6 +94,18 @@ def test_api_tts_returns_a_wav(server) -> None:
     assert len(audio) > 24000 and np.sqrt(np.mean(audio.astype(float) ** 2)) > 300
 
 
+def test_api_tts_accepts_a_json_post(server) -> None:
+    body = json.dumps({"text": "Posted text works too.", "speed": 1.2}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.http_port}/api/tts",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=300) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "audio/wav"
+        assert float(r.headers["X-Audio-Seconds"]) > 0.8
+
+
 def test_api_tts_speed_changes_the_length(server) -> None:
     text = "Speed makes this sentence shorter or longer."
     lengths = {}

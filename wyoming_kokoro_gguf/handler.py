@@ -39,6 +39,7 @@ from wyoming.tts import (
     SynthesizeStopped,
 )
 
+from .limits import ProtocolError, check_event, limits_for, read_event
 from .server import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH, RequestError
 
 if TYPE_CHECKING:
@@ -243,11 +244,35 @@ class KokoroEventHandler(AsyncEventHandler):
         ctx.connections += 1
 
     async def run(self) -> None:
-        """Serve the connection; a client that vanishes (reset) is a normal end, not an error."""
+        """Serve the connection with bounded reads (limits.py).
+
+        A malformed or oversized event gets an Error event and the connection is closed (the byte
+        stream cannot be trusted after it); an event whose fields have the wrong types gets an
+        Error event and the connection stays usable; a client that vanishes is a normal end.
+        """
+        limits = limits_for(self.ctx.max_text_chars)
+        self._is_running = True
         try:
-            await super().run()
+            while self._is_running:
+                try:
+                    event = await read_event(self.reader, limits)
+                except ProtocolError as err:
+                    await self._send_error(RequestError(err.text, err.code))
+                    break
+                if event is None:
+                    break
+                try:
+                    event = check_event(event)
+                except ProtocolError as err:
+                    await self._send_error(RequestError(err.text, err.code))
+                    continue
+                if not await self.handle_event(event):
+                    break
         except (ConnectionError, OSError) as err:
             _LOGGER.debug("connection ended: %s", err)
+        finally:
+            await self.disconnect()
+            self.writer.close()
 
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):

@@ -7,6 +7,7 @@ any Wyoming client and never blocks one.
 * GET /health      JSON: state, model, plan, voices, cache and load figures (503 once failed)
 * GET /api/voices  JSON: every voice with language and description, and the default voice
 * GET /api/tts     ?text=&voice=&speed= -> audio/wav (24 kHz, 16-bit, mono); errors as JSON
+* POST /api/tts    the same fields as a JSON object or a form (texts too long for a URL)
 * GET /            the test page (web/index.html)
 """
 
@@ -75,14 +76,37 @@ async def voices(request: web.Request) -> web.Response:
     )
 
 
+async def _params(request: web.Request) -> dict[str, str]:
+    """GET query parameters, or a POST's JSON object / form fields (for texts too long for a URL)."""
+    if request.method != "POST":
+        return dict(request.query)
+    if request.content_type == "application/json":
+        try:
+            body = await request.json()
+        except ValueError:
+            raise RequestError("the request body is not valid JSON", "bad_request") from None
+        if not isinstance(body, dict):
+            raise RequestError("the request body must be a JSON object", "bad_request")
+    else:
+        body = dict(await request.post())
+    return {k: v if isinstance(v, str) else str(v) for k, v in body.items()}
+
+
 async def tts(request: web.Request) -> web.Response:
-    """Synthesize ?text= with ?voice= (default voice if absent) at ?speed=; returns a WAV."""
+    """Synthesize text= with voice= (default voice if absent) at speed=; returns a WAV.
+
+    GET /api/tts?text=...; POST /api/tts with a JSON object or form fields of the same names.
+    """
     ctx: ServerContext = request.app[CTX_KEY]
-    text = request.query.get("text", "")
+    try:
+        params = await _params(request)
+    except RequestError as err:
+        return _error(400, err.text, err.code)
+    text = params.get("text", "")
     if not text.strip():
         return _error(400, "give the text to speak: /api/tts?text=...", "no_text")
     try:
-        speed = float(request.query.get("speed", ctx.speed))
+        speed = float(params.get("speed", ctx.speed))
     except ValueError:
         return _error(400, "speed must be a number between 0.5 and 2.0", "bad_speed")
     if not 0.5 <= speed <= 2.0:
@@ -91,7 +115,7 @@ async def tts(request: web.Request) -> web.Response:
     job = None
     try:
         ctx.check_text(text)
-        voice = await ctx.resolve_voice(request.query.get("voice") or None)
+        voice = await ctx.resolve_voice(params.get("voice") or None)
         job = ctx.scheduler.create_job(speed)
         segmenter = TextSegmenter()
         for unit in segmenter.feed(text) + segmenter.finish():
@@ -127,12 +151,18 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 def make_app(ctx: ServerContext) -> web.Application:
     """The aiohttp application (routes above) bound to a server context."""
-    app = web.Application()
+    # A URL long enough for --max-text-chars characters, percent-encoded (up to 12 bytes each).
+    line = 12 * ctx.max_text_chars + 8192
+    app = web.Application(
+        client_max_size=line,
+        handler_args={"max_line_size": line, "max_field_size": 16384},
+    )
     app[CTX_KEY] = ctx
     app.router.add_get("/", index)
     app.router.add_get("/health", health)
     app.router.add_get("/api/voices", voices)
     app.router.add_get("/api/tts", tts)
+    app.router.add_post("/api/tts", tts)
     return app
 
 
@@ -140,7 +170,7 @@ async def start_http(ctx: ServerContext, host: str, port: int) -> web.AppRunner:
     """Serve the HTTP API in the running event loop; OSError if the port is taken."""
     runner = web.AppRunner(make_app(ctx), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host=host, port=port)
+    site = web.TCPSite(runner, host=host, port=port, shutdown_timeout=1.0)
     try:
         await site.start()
     except OSError:

@@ -612,20 +612,22 @@ class EngineProcess:
                 self._conn.send(("cancel", job_id))
 
     async def stop(self) -> None:
-        """Ask the child to exit, then make sure it has."""
+        """End the child: at once if it is busy (a clause can take seconds), else politely."""
         self._stopping = True
         proc, conn = self._proc, self._conn
         if proc is None:
             return
-        with contextlib.suppress(OSError, ValueError):
-            conn.send(("stop",))
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, proc.join, 3)
+        if self._pending is None and proc.is_alive():
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(("stop",))
+            await loop.run_in_executor(None, proc.join, 0.5)
         if proc.is_alive():
-            proc.terminate()
+            proc.terminate()  # nothing to save: the engine holds no state worth keeping
             await loop.run_in_executor(None, proc.join, 3)
         if proc.is_alive():
             proc.kill()
+            await loop.run_in_executor(None, proc.join, 3)
         with contextlib.suppress(OSError):
             conn.close()
 
