@@ -393,3 +393,16 @@ def test_a_partial_download_is_never_taken_for_a_model(tmp_path: Path) -> None:
     part.write_bytes(b"GGUF" + b"\0" * 4096)  # looks like the start of a GGUF file
     assert model_store.scan([tmp_path]) == []
     assert model_store.local_variants(model_store.scan([tmp_path])) == {}
+
+
+def test_a_word_without_spaces_is_cut_into_engine_sized_units() -> None:
+    """A 10,000-character word becomes units of at most max_chars, whatever the deltas."""
+    from wyoming_kokoro_gguf.handler import TextSegmenter
+
+    word = "abcdefghij" * 1000
+    seg = TextSegmenter()
+    whole = seg.feed(word) + seg.finish()
+    assert "".join(whole) == word and max(len(u) for u in whole) <= seg.max_chars
+    seg = TextSegmenter()
+    pieces = [word[i : i + 7] for i in range(0, len(word), 7)]
+    assert [u for p in pieces for u in seg.feed(p)] + seg.finish() == whole

@@ -180,6 +180,9 @@ class TextSegmenter:
             space = buf.rfind(" ", 0, self.max_chars)
             if space > 0:
                 return space
+            # No space at all (a 10,000-character "word"): cut it anyway, so one unit stays one
+            # engine pass and a client's next request or another client's turn is not held back.
+            return self.max_chars
         return None
 
 

@@ -969,6 +969,9 @@ class ServerContext:
             "connections": self.connections,
             "requests": self.requests,
             "active_jobs": self.scheduler.active_jobs,
+            # Leak checks (issue 9): both return to their idle values when clients go away.
+            "tasks": len(asyncio.all_tasks()),
+            "threads": threading.active_count(),
             "cache": dataclasses.asdict(cache),
         }
 
