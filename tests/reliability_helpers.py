@@ -94,12 +94,16 @@ class RawReply:
 
 
 async def raw_exchange(
-    port: int, raw: bytes, wait: float = 2.0, then_describe: bool = False
+    port: int,
+    raw: bytes,
+    wait: float = 2.0,
+    then_describe: bool = False,
+    until: tuple[str, ...] = (),
 ) -> RawReply:
     """Send ``raw`` bytes, read events until the server closes or ``wait`` seconds pass quietly.
 
-    With ``then_describe`` and the connection still open, a describe follows: a usable
-    connection answers it with info.
+    Reading also stops at an event whose type is in ``until``.  With ``then_describe`` and the
+    connection still open, a describe follows: a usable connection answers it with info.
     """
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
     events: list[Event] = []
@@ -123,7 +127,7 @@ async def raw_exchange(
                 if event is None:
                     return True
                 events.append(event)
-                if then_describe and event.type == "info":
+                if event.type in until or (then_describe and event.type == "info"):
                     return False
 
         closed = await read_some()
