@@ -129,6 +129,7 @@ class Engine:
         self.last_timings: list[PassTiming] = []
         self.nbits_used = 0  # Linear weights running packed in MatMulNBits
         self.int8_convs = 0  # convolutions with per-channel int8 weights (plan conv="int8")
+        self.style_width = 256  # decoder | predictor halves of a voice's style row
         # Trim each piece's silences (Kokoro pads ~0.3 s before and ~0.7 s after): pieces are
         # played back to back, and a shorter lead makes the first audio come sooner.
         self.trim = True
@@ -169,7 +170,19 @@ class Engine:
         engine = cls(model, stage1, stage2, plan, builder.notes)
         engine.nbits_used = builder.nbits_used
         engine.int8_convs = builder.int8_convs
+        engine.style_width = 2 * builder.style_dim
+        engine.warm_up()
         return engine
+
+    def warm_up(self) -> None:
+        """One tiny pass so the first request does not pay ORT's first-run setup (allocations,
+        kernel choices): that request is the one a user waits on."""
+        ids = [i for i in range(1, len(self.model.vocab)) if self.model.vocab[i].isalpha()][:8]
+        if not ids:
+            return
+        style = np.zeros((1, self.style_width), dtype=np.float32)
+        self.run_tokens(np.array([[0, *ids, 0]], dtype=np.int64), style, 1.0)
+        self.last_timings.clear()
 
     # ------------------------------------------------------------ voices
 
