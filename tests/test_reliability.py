@@ -349,23 +349,15 @@ def test_model_names_with_path_parts_are_not_looked_up_in_data_dirs(tmp_path: Pa
 ADDON = ROOT / "addon"
 
 
-def _addon_drops_root() -> bool:
-    run = (ADDON / "rootfs/etc/s6-overlay/s6-rc.d/kokoro/run").read_text()
-    dockerfile = (ADDON / "Dockerfile").read_text()
-    exec_lines = [line for line in run.splitlines() if line.strip().startswith("exec ")]
-    drops = any(
-        re.search(r"\b(s6-setuidgid|s6-applyuidgid|setpriv|gosu|su-exec|runuser|chpst)\b", line)
-        for line in exec_lines
-    )
-    return drops or re.search(r"^USER\s+(?!root\b|0\b)\S+", dockerfile, re.M) is not None
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="A_FINDINGS.md #5: the add-on's s6 service runs the server as root (addon/ is D's)",
-)
 def test_addon_runs_the_server_as_a_non_root_user() -> None:
-    assert _addon_drops_root()
+    """The run script hands /data to the system user the Dockerfile makes and execs the server
+    through s6-setuidgid; test_addon.py runs that command line as an unprivileged uid."""
+    from test_addon import run_command_line
+
+    user, words = run_command_line()
+    assert user not in ("root", "0") and words[:3] == ["python3", "-m", "wyoming_kokoro_gguf"]
+    dockerfile = (ADDON / "Dockerfile").read_text()
+    assert not re.search(r"^USER\s+(root|0)\b", dockerfile, re.M)
 
 
 def test_model_files_are_checked_before_use(tmp_path: Path, model: Path) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -309,8 +308,9 @@ def write_gguf(
         )
         counts["F32"] = counts.get("F32", 0) + 1
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".part", dir=out_path.parent)
-    os.close(fd)
+    # Named, not mkstemp: the writer creates it with the umask's mode (mkstemp's 0600 would make
+    # a model converted by root unreadable to the add-on's unprivileged server).
+    tmp = str(out_path.with_name(f".{out_path.name}.{os.getpid()}.part"))
     try:
         say(f"writing {out_path}")
         w.write_header_to_file(path=Path(tmp))

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--avail-mb",
         type=int,
-        help=f"available memory in MB (default {host.SIMULATED_FREE_SHARE:.0%} of --mem-mb)",
+        help=f"available memory in MB (default {host.SIMULATED_FREE_SHARE * 100:.0f}%% of --mem-mb)",
     )
     sim.add_argument("--cgroup-mem-mb", type=int, help="container memory limit in MB")
     sim.add_argument("--cgroup-cpus", type=float, help="container CPU quota in CPUs")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,9 +70,10 @@ def join_onnx(dest_dir: Path) -> Path:
     weights = find()
     dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(prefix=".join-", suffix=".part", dir=dest.parent)
+    # Created with the umask's mode (not mkstemp's 0600), so other users can read the result.
+    tmp_name = str(dest.with_name(f".join-{os.getpid()}.part"))
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp_name, "wb") as out:
             for part in weights.parts:
                 with open(part, "rb") as src:
                     while chunk := src.read(1 << 20):
