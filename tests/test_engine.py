@@ -155,10 +155,24 @@ def test_quantized_files_stay_close(kokoro_gguf, engine: Engine, reference, qtyp
     assert min(spectral) > (15.0 if qtype == "q8_0" else 5.0)
 
 
-def test_int8_convs_stay_close_and_use_less_memory(kokoro_gguf, engine: Engine) -> None:
-    """conv="int8": per-channel int8 weights for the decoder's/generator's residual convs."""
-    small = Engine.load(kokoro_gguf("f32"), replace(default_plan(), threads=2, conv="int8"))
-    assert small.int8_convs >= 30 and not small.notes
+def test_int8_convs_run_as_int8_dot_products(kokoro_gguf, engine: Engine, judge) -> None:
+    """conv="int8": the decoder's/generator's residual convs become QLinearConv (int8 dot
+    products) with output ranges calibrated at load; the audio stays intelligible and close."""
+    from asr import wer
+
+    from wyoming_kokoro_gguf import graph as graph_mod
+    from wyoming_kokoro_gguf.engine import SAMPLE_RATE, to_int16
+    from wyoming_kokoro_gguf.model_file import open_model
+
+    plan = replace(default_plan(), threads=2, conv="int8")
+    small = Engine.load(kokoro_gguf("f32"), plan)
+    built = graph_mod.KokoroGraph(open_model(kokoro_gguf("f32")), plan).build_stage2()
+    ops = [node.op_type for node in built.graph.node]
+    assert small.int8_convs >= 50 and ops.count("QLinearConv") == small.int8_convs
+    assert "DequantizeLinear" in ops and not small.notes
+    ratios = small.conv_ratios
+    assert ratios is not None and len(ratios) == small.int8_convs
+    assert np.all(np.isfinite(ratios)) and ratios.min() > 0
     for sentence in SENTENCES[:2]:
         tokens, style = _inputs(engine, sentence)
         ref = engine.run_tokens(tokens, style, 1.0)
@@ -166,7 +180,11 @@ def test_int8_convs_stay_close_and_use_less_memory(kokoro_gguf, engine: Engine) 
         assert len(audio) == len(ref)
         wave, spectral = snr_db(audio, ref), spectral_snr_db(audio, ref)
         print(f"int8 convs: waveform SNR {wave:.1f} dB, spectral SNR {spectral:.1f} dB")
-        assert wave > 25.0 and spectral > 30.0  # measured 37-38 / 44-45 dB
+        assert wave > 6.0 and spectral > 12.0  # measured 10.9-12.0 / 15.4-16.3 dB
+        heard = judge.transcribe(to_int16(audio), SAMPLE_RATE)
+        reference = judge.transcribe(to_int16(ref), SAMPLE_RATE)
+        print(f"int8 heard {heard!r}; fp32 heard {reference!r}")
+        assert wer(sentence, heard) <= wer(sentence, reference) + 0.1
 
 
 def test_deterministic(engine: Engine) -> None:

@@ -131,7 +131,8 @@ class Engine:
         self._phonemizer = Phonemizer(model.phoneme_to_id)
         self.last_timings: list[PassTiming] = []
         self.nbits_used = 0  # Linear weights running packed in MatMulNBits
-        self.int8_convs = 0  # convolutions with per-channel int8 weights (plan conv="int8")
+        self.int8_convs = 0  # int8 dot-product convolutions (plan conv="int8")
+        self.conv_ratios: np.ndarray | None = None  # their calibrated output ranges
         self.style_width = 256  # decoder | predictor halves of a voice's style row
         # Trim each piece's silences (Kokoro pads ~0.3 s before and ~0.7 s after): pieces are
         # played back to back, and a shorter lead makes the first audio come sooner.
@@ -162,6 +163,11 @@ class Engine:
 
         # one stage at a time, so only one graph's protobuf copy of the weights exists at once
         stage1 = session(builder.build_stage1)
+        ratios = None
+        if plan.conv == "int8":  # size each int8 conv's output range on real speech first
+            calibration = session(lambda: builder.build_stage2(calibrate=True))
+            ratios = _calibrate_int8(model, stage1, calibration, builder.conv_bounds)
+            del calibration
         stage2 = session(builder.build_stage2)
         for note in builder.notes:
             _LOG.info("%s", note)
@@ -173,6 +179,7 @@ class Engine:
         engine = cls(model, stage1, stage2, plan, builder.notes)
         engine.nbits_used = builder.nbits_used
         engine.int8_convs = builder.int8_convs
+        engine.conv_ratios = ratios
         engine.style_width = 2 * builder.style_dim
         engine.warm_up()
         return engine
@@ -326,7 +333,10 @@ class Engine:
         if forced is not None:
             durations = np.asarray(forced, dtype=np.int64).reshape(-1)
         index = np.repeat(np.arange(len(durations)), durations)
-        (audio,) = self._stage2.run(None, {"en": d[index], "asr": t_en[index], "style": style})
+        feed = {"en": d[index], "asr": t_en[index], "style": style}
+        if self.conv_ratios is not None:
+            feed["conv_ratios"] = self.conv_ratios
+        (audio,) = self._stage2.run(["audio"], feed)
         t2 = time.perf_counter()
         self.last_timings.append(
             PassTiming(
@@ -356,6 +366,60 @@ LEAD_KEEP = 0.05
 TRAIL_SENTENCE = 0.35
 TRAIL_CLAUSE = 0.15
 SENTENCE_MARKS = (".", "!", "?", "…")
+
+
+# Calibration speech for int8 convolutions: voiced and unvoiced sounds, a question's rise.
+CALIBRATION_TEXT = "Is the shop open? Six zebras jump, then fly away."
+CALIBRATION_VOICES = 2  # the first voices of the file (different speakers' styles)
+# Output range = margin x the largest ratio seen: headroom for louder inputs than calibration's.
+CALIBRATION_MARGIN = 1.3
+CALIBRATION_START = 64  # first guess: the never-clipping bound / 64
+
+
+def _calibrate_int8(model, stage1, calibration, bounds: list[float]) -> np.ndarray:
+    """Per int8 conv, the output/input range ratio its requantization uses.
+
+    Starts from ratios that cannot clip but are so coarse that small outputs round to zero:
+    shrinks those (x1/16), widens any that clipped (x4), and re-measures the rest at 1.25x
+    their peak, until every conv's peak is measured at a fine step with the others' outputs
+    as the final graph gives them; then once more over several voices.  The result is the
+    largest peak ratio seen, times CALIBRATION_MARGIN.
+    """
+    phonemizer = Phonemizer(model.phoneme_to_id)
+    ids = phonemizer.ids(phonemizer.phonemize(CALIBRATION_TEXT, "en-us"))[:MAX_PHONEMES]
+    tokens = np.array([[0, *ids, 0]], dtype=np.int64)
+    speed = np.array([1.0], dtype=np.float32)
+    feeds = []
+    for voice in list(model.voices)[:CALIBRATION_VOICES]:
+        pack = np.asarray(model.voice_tensor(voice), dtype=np.float32)
+        style = pack[min(len(ids), len(pack)) - 1].reshape(1, -1)
+        durations, d, t_en = stage1.run(None, {"tokens": tokens, "style": style, "speed": speed})
+        index = np.repeat(np.arange(len(durations)), durations)
+        feeds.append({"en": d[index], "asr": t_en[index], "style": style})
+
+    def peaks(ratios: np.ndarray, feed: dict) -> np.ndarray:
+        return calibration.run(["conv_peaks"], {**feed, "conv_ratios": ratios})[0]
+
+    # The bounds are ~30-300x the measured ratios on speech: start nearer, the loop corrects.
+    ratios = np.asarray(bounds, dtype=np.float32) / CALIBRATION_START
+    rounds = 1
+    for _ in range(12):
+        measured = peaks(ratios, feeds[0])
+        zero, clipped = measured <= 0, measured >= 0.98 * ratios
+        fine = ~zero & ~clipped & (measured >= ratios / 4)
+        if fine.all():
+            break
+        ratios = np.where(zero, ratios / 16, np.where(clipped, ratios * 4, measured * 1.25))
+        ratios = ratios.astype(np.float32)
+        rounds += 1
+    else:
+        raise RuntimeError("int8 convolution calibration did not settle")
+    seen = measured
+    ratios = (measured * 1.25).astype(np.float32)
+    for feed in feeds:
+        seen = np.maximum(seen, peaks(ratios, feed))
+    _LOG.debug("int8 calibration: %d rounds", rounds)
+    return (seen * CALIBRATION_MARGIN).astype(np.float32)
 
 
 def trim_silence(audio: np.ndarray, trail_keep: float, lead_keep: float = LEAD_KEEP) -> np.ndarray:

@@ -193,7 +193,13 @@ class KokoroGraph:
         self.external: dict[str, np.ndarray] = {}
         self.plan = plan or default_plan()
         self.notes: list[str] = []
-        self.int8_convs = 0  # convolutions whose weights are stored as per-channel int8
+        self.int8_convs = 0  # int8 dot-product convolutions in stage 2 (plan conv="int8")
+        # Per int8 conv, an output/input range ratio that can never clip (calibration's start).
+        self.conv_bounds: list[float] = []
+        # build_stage2 with calibrate=True also outputs each int8 conv's measured peak ratio.
+        self.calibrate = False
+        self._ratios = ""
+        self._peaks: list[str] = []
         self.nbits_used = 0
         self._packed: dict[str, tuple] = {}
         # True while building the F0/N predictor: there every op follows the reference exactly,
@@ -481,12 +487,13 @@ class KokoroGraph:
         k = kernel.shape[2]
         if pad is None:
             pad = dilation * (k - 1) // 2
+        if self._int8(wname) and stride == 1 and group == 1 and pad == dilation * (k - 1) // 2:
+            return self._int8_conv(b, x, wname, bname, self._kern(kernel), dilation)
         bias = [b.init(bname, self.w.get(bname).reshape(-1))] if bname is not None else []
-        weight = self._int8_weight(b, wname, self._kern(kernel)) if self._int8(wname) else None
         if not self._conv2d:  # plain 1-D convolution, as the reference runs it
             return b.op(
                 "Conv",
-                [x, weight or b.init(wname, kernel), *bias],
+                [x, b.init(wname, kernel), *bias],
                 kernel_shape=[k],
                 strides=[stride],
                 pads=[pad, pad],
@@ -495,7 +502,7 @@ class KokoroGraph:
             )
         return b.op(
             "Conv",
-            [x, weight or b.init(wname, kernel[:, :, None, :]), *bias],
+            [x, b.init(wname, kernel[:, :, None, :]), *bias],
             kernel_shape=[1, k],
             strides=[1, stride],
             pads=[0, pad, 0, pad],
@@ -504,31 +511,59 @@ class KokoroGraph:
         )
 
     def _int8(self, wname: str) -> bool:
-        """conv="int8": the decoder's and generator's big residual convolutions only; the F0/N
-        path, the noise branch, 1x1 shortcuts, the upsamplers and conv_post stay fp32."""
+        """conv="int8": the decoder's and generator's residual convolutions (noise branch
+        included), ~90% of the MACs; the F0/N path, the source's input convs, 1x1 shortcuts,
+        the upsamplers and conv_post stay fp32."""
         if self.plan.conv != "int8" or not wname.startswith("decoder."):
-            return False
-        if ".noise_res." in wname or "noise_blocks" in wname:
             return False
         return wname.endswith(("conv1_weight", "conv2_weight", "convs1_weight", "convs2_weight"))
 
-    def _int8_weight(self, b: _Builder, wname: str, kernel: np.ndarray) -> str:
-        """Symmetric per-output-channel int8 weights, dequantized by ORT when the conv runs:
-        a quarter of the fp32 weight memory."""
+    def _int8_conv(
+        self, b: _Builder, x: str, wname: str, bname: str | None, kernel: np.ndarray, dilation: int
+    ) -> str:
+        """An int8 dot-product convolution (stride 1, 'same' padding): activations quantized per
+        call (uint8, DynamicQuantizeLinear), symmetric per-output-channel int8 weights, int32
+        accumulation with the bias, requantized to uint8 at ``x_scale * ratio`` and dequantized.
+
+        ``ratio`` (input ``conv_ratios``, one per int8 conv) sizes the output range relative to
+        the input's; the engine calibrates it at load.  With ``self.calibrate``, the graph also
+        outputs ``conv_peaks``: per conv, the smallest ratio that would not have clipped.
+        """
         flat = np.abs(kernel.reshape(kernel.shape[0], -1)).max(axis=1)
         scale = np.where(flat > 0, flat / 127.0, 1.0).astype(np.float32)
         shape = (-1,) + (1,) * (kernel.ndim - 1)
         q = np.clip(np.rint(kernel / scale.reshape(shape)), -127, 127).astype(np.int8)
+        index = self.int8_convs
         self.int8_convs += 1
-        return b.op(
-            "DequantizeLinear",
-            [
-                b.init(wname + "_q", q),
-                b.init(wname + "_scale", scale),
-                b.init(wname + "_zp", np.zeros(len(scale), np.int8)),
-            ],
-            axis=0,
+        # Never clips: |y| <= 255 x_scale * max_c sum|w_c| (+ bias headroom) = 127 y_scale.
+        sums = np.abs(q.reshape(q.shape[0], -1).astype(np.float32)).sum(axis=1) * scale
+        self.conv_bounds.append(float(2 * 255 * sums.max() / 127))
+        k = kernel.shape[-1]
+        pad = dilation * (k - 1) // 2
+        xq, xs, xz = b.op("DynamicQuantizeLinear", [x], outputs=3)
+        xs = b.op("Max", [xs, b.const(1e-12)])  # an all-constant input gives scale 0
+        ys = b.op("Mul", [xs, b.op("Gather", [self._ratios, b.const(index, np.int64)])])
+        w_scale = b.init(wname + "_scale", scale)
+        inputs = [xq, xs, xz, b.init(wname + "_q", q), w_scale]
+        inputs += [b.init(wname + "_zp", np.zeros(len(scale), np.int8)), ys, b.const(128, np.uint8)]
+        if bname is not None:  # int32 bias in units of x_scale * w_scale, made per call
+            units = b.op("Mul", [xs, w_scale])
+            bias = b.op("Div", [b.init(bname, self.w.get(bname).reshape(-1)), units])
+            bias = b.op("Clip", [b.op("Round", [bias]), b.const(-2.0e9), b.const(2.0e9)])
+            inputs.append(b.op("Cast", [bias], to=TensorProto.INT32))
+        yq = b.op(
+            "QLinearConv",
+            inputs,
+            kernel_shape=self._sp(k),
+            pads=self._pads(pad),
+            dilations=self._sp(dilation),
         )
+        y = b.op("DequantizeLinear", [yq, ys, b.const(128, np.uint8)])
+        if self.calibrate:
+            peak = b.op("ReduceMax", [b.op("Abs", [y])], keepdims=0)
+            peak = b.op("Div", [peak, b.op("Mul", [xs, b.const(127.0)])])
+            self._peaks.append(b.op("Reshape", [peak, b.const([1], np.int64)]))
+        return y
 
     def adain(self, b: _Builder, x: str, s: str, gamma: str, beta: str) -> str:
         """AdaIN1d: InstanceNorm (eps 1e-5) scaled by (1 + gamma) and shifted by beta."""
@@ -622,14 +657,20 @@ class KokoroGraph:
 
     # ------------------------------------------------------------ stage 2
 
-    def build_stage2(self) -> onnx.ModelProto:
+    def build_stage2(self, calibrate: bool = False) -> onnx.ModelProto:
+        """Stage 2: aligned features -> audio.  With conv="int8", input ``conv_ratios``
+        (see _int8_conv); ``calibrate`` adds the output ``conv_peaks``."""
         b = _Builder("kokoro_stage2", self.use_external)
         self.external = b.external if b.external is not None else {}
+        self.int8_convs, self.conv_bounds, self._peaks = 0, [], []
+        self.calibrate = calibrate
         w = self.w
         en = b.input("en", TensorProto.FLOAT, ["F", 1, d_dim(w)])
         asr = b.input("asr", TensorProto.FLOAT, ["F", 1, "C"])
         sd = self.style_dim
         style = b.input("style", TensorProto.FLOAT, [1, 2 * sd])
+        if self.plan.conv == "int8":
+            self._ratios = b.input("conv_ratios", TensorProto.FLOAT, ["Q"])
         one = b.const([1], np.int64)
         s_dec = b.op("Slice", [style, b.const([0], np.int64), b.const([sd], np.int64), one])
         s_pred = b.op("Slice", [style, b.const([sd], np.int64), b.const([2 * sd], np.int64), one])
@@ -673,6 +714,9 @@ class KokoroGraph:
 
         audio = self.generator(b, x, s_dec, f0_curve)
         b.output(audio, "audio", TensorProto.FLOAT, ["S"])
+        if self._peaks:
+            peaks = b.op("Concat", self._peaks, axis=0)
+            b.output(peaks, "conv_peaks", TensorProto.FLOAT, [len(self._peaks)])
         return b.model()
 
     def generator(self, b: _Builder, x: str, s: str, f0_curve: str) -> str:

@@ -63,14 +63,14 @@ MATMULNBITS_BITS = {"Q8_0": 8, "Q4_0": 4}
 # Measured on x86-64; assumed to hold on Arm (ORT prepacks fewer weight layouts there).
 MEASURED_LOAD_MB: dict[str, tuple[int, int]] = {
     "f32": (419, 972),
-    "f16": (419, 829),
+    "f16": (428, 918),
     "q8_0": (404, 799),
     "q5_0": (420, 809),
     "q4_0": (402, 789),
 }
-# int8 convolutions, once the engine has them: ~58M conv weights at ~1.3 instead of 4 bytes
-# (an estimate until measured).
-INT8_CONV_SAVING_MB = 150
+# int8 convolutions (after load, load peak): measured with `probe --measure` on f16, 2 threads:
+# 428 -> 324 MB after load, 918 -> 701 MB load peak.
+INT8_CONV_SAVING_MB = (104, 217)
 ACT_MB_PER_AUDIO_S = 26  # measured with this engine (module docstring)
 TOKENS_PER_AUDIO_S = 15  # Kokoro tokens (IPA symbols, stress marks, spaces) per second (estimate)
 MAX_PHONEMES = 510  # Kokoro's longest pass
@@ -82,9 +82,13 @@ COMFORTABLE_SHARE = 0.5  # "plenty of memory": predicted peak under half of what
 # More threads barely help a pass this size (estimate; not measurable on the 2-core machine).
 MAX_THREADS = 8
 THREAD_EFFICIENCY = 0.8  # measured: 2 threads gave 0.70/0.39 = 1.8x over one thread
-INT8_CONV_SPEEDUP = 1.75  # measured 1.7-1.8x (2 threads, x86); kokoro-pi 1.8-2x on a Pi 5
+# measured 1.36-1.52x for the whole pass (2 threads, AVX-512 VNNI; the convs alone 1.3-2.2x,
+# Sin/STFT/norms stay fp32); kokoro-pi reported 1.8-2x on a Pi 5.
+INT8_CONV_SPEEDUP = 1.4
 REWRITES_SPEEDUP_ARM = 1.35  # kokoro-pi on a Pi 5; no gain above noise on x86 (DESIGN.md)
-TARGET_RTF = 0.5  # below this fp32 keeps up comfortably: streaming stays ahead of playback
+# Below this, fp32 is fast enough: a typical first clause (~1.5 s of speech) is ready in under
+# ~0.45 s.  Above it, int8 dot products (where the CPU has them) are worth their clarity cost.
+TARGET_RTF = 0.3
 CACHE_MB_PER_AUDIO_S = 24000 * 2 / (1 << 20)  # 24 kHz 16-bit mono: ~21 s of audio per MB
 
 # Single-thread fp32 real-time factor by core class.
@@ -260,7 +264,7 @@ def predict_memory(
     """
     after, peak = MEASURED_LOAD_MB[memory_key(variant, linear)]
     if conv_runs == "int8":
-        after, peak = after - INT8_CONV_SAVING_MB, peak - INT8_CONV_SAVING_MB
+        after, peak = after - INT8_CONV_SAVING_MB[0], peak - INT8_CONV_SAVING_MB[1]
     serving = after + ACT_MB_PER_AUDIO_S * audio_seconds(max_phonemes) + cache_mb
     return math.ceil(serving), peak
 
@@ -472,10 +476,7 @@ def make_plan(
     rtf_fp32, basis = predict_rtf(profile, n_threads, "fp32", rewrites)
     rtf_int8, _ = predict_rtf(profile, n_threads, "int8", rewrites)
     cls = core_class(profile)
-    not_built = (
-        "; this engine stores those conv weights as int8 (~105 MB less memory, 37 dB SNR, same "
-        "WER) but still computes in fp32, so there is no speed-up yet"
-    )
+    not_built = "; this engine has no int8 dot-product convolutions: they run in fp32"
     if "conv" in overrides:
         conv = overrides["conv"]
         reasons["conv"] = f"{conv}: set with --quant" + (
@@ -486,7 +487,8 @@ def make_plan(
         dot = ", ".join(f for f in profile.features if f in INT8_DOT_FEATURES)
         reasons["conv"] = (
             f"int8: fp32 would run at RTF ~{rtf_fp32:.2f} here ({cls}) and int8 dot products "
-            f"({dot}) bring it to ~{rtf_int8:.2f}, at a clarity cost (ASR WER 0.9% -> ~3%)"
+            f"({dot}) bring it to ~{rtf_int8:.2f}, at a clarity cost (same ASR transcripts, "
+            "~9 dB log-spectral distance from fp32, like kokoro-onnx's int8 export)"
             + ("" if ready else not_built)
         )
     elif profile.int8_dot:
@@ -609,7 +611,7 @@ def make_plan(
     if "int8" in fit.levers:
         reasons["conv"] = (
             f"int8: needed for memory ({available} MB available); costs some clarity "
-            "(ASR WER 0.9% -> ~3%)"
+            "(~9 dB log-spectral distance from fp32, same ASR transcripts)"
             + ("" if profile.int8_dot else "; no speed gain without VNNI/dotprod")
         )
     if "phonemes" in fit.levers:
