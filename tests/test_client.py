@@ -9,7 +9,7 @@ import wave
 from pathlib import Path
 
 import pytest
-from wyoming_helpers import ServerProcess, free_port, model_file
+from wyoming_helpers import free_port, model_file, running_server
 
 from wyoming_kokoro_gguf.client import split_deltas
 
@@ -43,14 +43,9 @@ def test_missing_text_is_a_usage_error() -> None:
 
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    srv = ServerProcess(
-        model_file(request), tmp_path_factory.mktemp("client-server"), "--max-text-chars", "500"
-    )
-    try:
-        srv.wait_ready()
+    log_dir = tmp_path_factory.mktemp("client-server")
+    with running_server(model_file(request), log_dir, "--max-text-chars", "500") as srv:
         yield srv
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 def test_list_voices(server) -> None:

@@ -27,7 +27,7 @@ from reliability_helpers import (
 )
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event, async_write_event
-from wyoming_helpers import ServerProcess, stream_like_ha
+from wyoming_helpers import running_server, stream_like_ha
 
 from wyoming_kokoro_gguf.limits import (
     ProtocolError,
@@ -165,20 +165,9 @@ def test_check_event_fields() -> None:
 
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    srv = ServerProcess(
-        model_path(request),
-        tmp_path_factory.mktemp("fuzz"),
-        "--cache-mb",
-        "0",
-        "--max-text-chars",
-        str(MAX_TEXT),
-    )
-    try:
-        srv.wait_ready()
+    extra = ("--cache-mb", "0", "--max-text-chars", str(MAX_TEXT))
+    with running_server(model_path(request), tmp_path_factory.mktemp("fuzz"), *extra) as srv:
         yield srv
-    finally:
-        code = srv.stop()
-        assert code == 0, srv.log()[-4000:]
 
 
 # What each crafted case must get.  "close": an error event, then the server closes (the byte

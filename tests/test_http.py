@@ -25,7 +25,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
-from wyoming_helpers import ServerProcess, model_file
+from wyoming_helpers import ServerProcess, model_file, running_server
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -47,12 +47,8 @@ def model(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture(scope="module")
 def server(model: Path, tmp_path_factory: pytest.TempPathFactory):
-    srv = ServerProcess(model, tmp_path_factory.mktemp("http-server"))
-    try:
-        srv.wait_ready()
+    with running_server(model, tmp_path_factory.mktemp("http-server")) as srv:
         yield srv
-    finally:
-        assert srv.stop() == 0, srv.log()
 
 
 def _get(url: str) -> tuple[int, dict[str, str], bytes]:

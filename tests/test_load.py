@@ -25,7 +25,14 @@ from reliability_helpers import (
 )
 from wyoming.client import AsyncTcpClient
 from wyoming.tts import SynthesizeChunk, SynthesizeStart, SynthesizeVoice
-from wyoming_helpers import Exchange, ServerProcess, read_until, stream_like_ha, synthesize
+from wyoming_helpers import (
+    Exchange,
+    ServerProcess,
+    read_until,
+    running_server,
+    stream_like_ha,
+    synthesize,
+)
 
 VOICE = "af_jf_alpha"
 CLIENTS = 8
@@ -49,13 +56,10 @@ WORDS = [
 
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    srv = ServerProcess(model_path(request), tmp_path_factory.mktemp("load"), "--cache-mb", "0")
-    try:
-        srv.wait_ready()
+    with running_server(
+        model_path(request), tmp_path_factory.mktemp("load"), "--cache-mb", "0"
+    ) as srv:
         yield srv
-    finally:
-        code = srv.stop()
-        assert code == 0, srv.log()[-4000:]
 
 
 def _text(client: int, n: int) -> str:

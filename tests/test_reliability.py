@@ -43,7 +43,15 @@ from wyoming.tts import (
     SynthesizeStop,
     SynthesizeVoice,
 )
-from wyoming_helpers import ROOT, Exchange, ServerProcess, free_port, read_until, synthesize
+from wyoming_helpers import (
+    ROOT,
+    Exchange,
+    ServerProcess,
+    free_port,
+    read_until,
+    running_server,
+    synthesize,
+)
 
 VOICE = "af_jf_alpha"
 SHUTDOWN_DEADLINE = 2.0  # issue 9: SIGTERM shuts the server down within 2 s
@@ -60,13 +68,8 @@ def model(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture(scope="module")
 def server(model: Path, tmp_path_factory: pytest.TempPathFactory):
-    srv = ServerProcess(model, tmp_path_factory.mktemp("reliability"))
-    try:
-        srv.wait_ready()
+    with running_server(model, tmp_path_factory.mktemp("reliability")) as srv:
         yield srv
-    finally:
-        code = srv.stop()
-        assert code == 0, srv.log()[-4000:]
 
 
 # ============================================================================ SIGTERM

@@ -38,6 +38,7 @@ from wyoming_helpers import (
     free_port,
     model_file,
     read_until,
+    running_server,
     stream_like_ha,
     synthesize,
 )
@@ -238,24 +239,10 @@ def voice(model_voices: dict) -> str:
 @pytest.fixture(scope="module")
 def server(model: Path, model_voices: dict, tmp_path_factory: pytest.TempPathFactory):
     a, b = sorted(model_voices)[:2]
-    srv = ServerProcess(
-        model,
-        tmp_path_factory.mktemp("server"),
-        "--voice-blend",
-        f"mix={a}:0.6,{b}:0.4",
-        "--max-text-chars",
-        "2000",
-        "--samples-per-chunk",
-        "1024",
-    )
-    try:
-        srv.wait_ready()
+    extra = ("--voice-blend", f"mix={a}:0.6,{b}:0.4", "--max-text-chars", "2000")
+    extra += ("--samples-per-chunk", "1024")
+    with running_server(model, tmp_path_factory.mktemp("server"), *extra) as srv:
         yield srv
-    finally:
-        code = srv.stop()
-        log = srv.log()
-        assert "Traceback" not in log, log
-        assert code == 0, log
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,6 +168,20 @@ class ServerProcess:
                 self.proc.wait(10)
         self._log.close()
         return self.proc.returncode
+
+
+@contextlib.contextmanager
+def running_server(model: Path, log_dir: Path, *extra: str) -> Iterator[ServerProcess]:
+    """A ready server for the body; afterwards SIGTERM, and it must exit 0 without a traceback."""
+    srv = ServerProcess(model, log_dir, *extra)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        code = srv.stop()
+        log = srv.log()
+        assert "Traceback" not in log, log[-4000:]
+        assert code == 0, log[-4000:]
 
 
 # ----------------------------------------------------------------------------- Wyoming exchanges
