@@ -279,6 +279,7 @@ def test_every_option_maps_to_the_server(tmp_path):
             "speed": 1.25,
             "model": "q4_0",
             "threads": "3",
+            "convolutions": "fp32",
             "voice_blends": [
                 {"name": "warm_mix", "formula": "af_heart:0.7, af_bella:0.3"},
                 {"name": "duo", "formula": "am_adam:1"},
@@ -289,7 +290,8 @@ def test_every_option_maps_to_the_server(tmp_path):
         tmp_path,
     )
     assert args.voice == "bf_emma" and args.speed == 1.25 and args.model == "q4_0"
-    assert args.threads == "3"
+    assert args.threads == "3" and args.quant == "conv=fp32"
+    assert plan.parse_quant(args.quant) == {"conv": "fp32"}
     assert args.voice_blend == ["warm_mix=af_heart:0.7,af_bella:0.3", "duo=am_adam:1"]
     assert args.no_streaming is True and args.debug is True
     # The server's own parsing accepts what the mapping produces.
@@ -305,6 +307,7 @@ def test_default_options_map_to_server_defaults(tmp_path, config):
     assert args.voice == "af_heart" and args.speed == defaults.speed
     assert args.model == defaults.model == "auto" and args.threads == defaults.threads == "auto"
     assert args.voice_blend == [] and args.no_streaming is False and args.debug is False
+    assert args.quant == defaults.quant == "auto"
 
 
 def test_without_addon_options_args_are_untouched():
@@ -320,6 +323,7 @@ def test_without_addon_options_args_are_untouched():
         ({"model": "q3_k"}, "add-on option 'model': expected one of auto, f32, f16"),
         ({"threads": 0}, "add-on option 'threads': expected 'auto' or a whole number"),
         ({"threads": "many"}, "add-on option 'threads': expected 'auto' or a whole number"),
+        ({"convolutions": "int4"}, "add-on option 'convolutions': expected one of auto, fp32, int8"),
         ({"voice": ""}, "add-on option 'voice': expected a voice name"),
         ({"voice": 5}, "add-on option 'voice'"),
         ({"streaming": "perhaps"}, "add-on option 'streaming'"),

@@ -67,6 +67,9 @@ def _speed(value: Any) -> float:
     return speed
 
 
+# The `convolutions` option -> the server's --quant: the host plan's choice, or one forced.
+CONVOLUTIONS = {"auto": "auto", "fp32": "conv=fp32", "int8": "conv=int8"}
+
 SCHEMA = vol.Schema(
     {
         vol.Optional("voice", default="af_heart"): vol.All(
@@ -77,6 +80,9 @@ SCHEMA = vol.Schema(
             ["auto", *VARIANT_NAMES], msg=f"expected one of auto, {', '.join(VARIANT_NAMES)}"
         ),
         vol.Optional("threads", default="auto"): _threads,
+        vol.Optional("convolutions", default="auto"): vol.In(
+            list(CONVOLUTIONS), msg=f"expected one of {', '.join(CONVOLUTIONS)}"
+        ),
         vol.Optional("voice_blends", default=list): [
             vol.Schema(
                 {
@@ -167,6 +173,7 @@ def to_args(options: dict[str, Any], args: Any) -> Any:
     args.speed = options["speed"]
     args.model = options["model"]
     args.threads = options["threads"]
+    args.quant = CONVOLUTIONS[options["convolutions"]]
     args.voice_blend = [f"{b['name']}={b['formula']}" for b in options["voice_blends"]]
     args.no_streaming = not options["streaming"]
     args.debug = bool(options["debug_logging"]) or bool(getattr(args, "debug", False))
@@ -183,11 +190,13 @@ def apply(args: Any) -> Any:
     if args.debug:
         logging.getLogger().setLevel(logging.DEBUG)
     _LOGGER.info(
-        "add-on options: voice %s, speed %g, model %s, threads %s, %d voice blend(s), streaming %s",
+        "add-on options: voice %s, speed %g, model %s, threads %s, convolutions %s, "
+        "%d voice blend(s), streaming %s",
         options["voice"],
         options["speed"],
         options["model"],
         options["threads"],
+        options["convolutions"],
         len(options["voice_blends"]),
         "on" if options["streaming"] else "off",
     )
