@@ -166,7 +166,9 @@ class Engine:
         ratios = None
         if plan.conv == "int8":  # size each int8 conv's output range on real speech first
             calibration = session(lambda: builder.build_stage2(calibrate=True))
-            ratios = _calibrate_int8(model, stage1, calibration, builder.conv_bounds)
+            ratios, builder.conv_gains = _calibrate_int8(
+                model, stage1, calibration, builder.conv_bounds, builder.conv_channels
+            )
             del calibration
         stage2 = session(builder.build_stage2)
         for note in builder.notes:
@@ -374,52 +376,69 @@ CALIBRATION_VOICES = 2  # the first voices of the file (different speakers' styl
 # Output range = margin x the largest ratio seen: headroom for louder inputs than calibration's.
 CALIBRATION_MARGIN = 1.3
 CALIBRATION_START = 64  # first guess: the never-clipping bound / 64
+# Largest per-channel gain before requantization (4 bits more for channels 16x quieter than the
+# loudest).  Measured, 12 sentences, f16, 2 threads: without gains WER +0.028 against fp32 and
+# 9.1 dB log-spectral distance; with gains up to 16 WER -0.009 and 5.6 dB (64: 5.5 dB).
+MAX_CHANNEL_GAIN = 16.0
 
 
-def _calibrate_int8(model, stage1, calibration, bounds: list[float]) -> np.ndarray:
-    """Per int8 conv, the output/input range ratio its requantization uses.
+def _calibrate_int8(
+    model, stage1, calibration, bounds: list[float], channels: list[int]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per int8 conv, the output/input range ratio its requantization uses, and its output
+    channels' gains (graph._int8_conv).
 
     Starts from ratios that cannot clip but are so coarse that small outputs round to zero:
     shrinks those (x1/16), widens any that clipped (x4), and re-measures the rest at 1.25x
     their peak, until every conv's peak is measured at a fine step with the others' outputs
-    as the final graph gives them; then once more over several voices.  The result is the
-    largest peak ratio seen, times CALIBRATION_MARGIN.
+    as the final graph gives them; then once more over several voices.  The ratio is the
+    largest peak ratio seen, times CALIBRATION_MARGIN; a channel's gain brings its own peak up
+    towards the conv's largest (at most MAX_CHANNEL_GAIN).
     """
+    starts = np.cumsum([0, *channels[:-1]])
     phonemizer = Phonemizer(model.phoneme_to_id)
     ids = phonemizer.ids(phonemizer.phonemize(CALIBRATION_TEXT, "en-us"))[:MAX_PHONEMES]
     tokens = np.array([[0, *ids, 0]], dtype=np.int64)
     speed = np.array([1.0], dtype=np.float32)
+    styles = [
+        np.asarray(model.voice_tensor(voice), dtype=np.float32)[len(ids) - 1].reshape(1, -1)
+        for voice in list(model.voices)[:CALIBRATION_VOICES]
+    ]
     feeds = []
-    for voice in list(model.voices)[:CALIBRATION_VOICES]:
-        pack = np.asarray(model.voice_tensor(voice), dtype=np.float32)
-        style = pack[min(len(ids), len(pack)) - 1].reshape(1, -1)
+    for style in styles or [np.zeros((1, 256), dtype=np.float32)]:  # a file without voices
         durations, d, t_en = stage1.run(None, {"tokens": tokens, "style": style, "speed": speed})
         index = np.repeat(np.arange(len(durations)), durations)
         feeds.append({"en": d[index], "asr": t_en[index], "style": style})
 
-    def peaks(ratios: np.ndarray, feed: dict) -> np.ndarray:
+    def channel_peaks(ratios: np.ndarray, feed: dict) -> np.ndarray:
         return calibration.run(["conv_peaks"], {**feed, "conv_ratios": ratios})[0]
 
+    def peaks(ratios: np.ndarray, feed: dict) -> np.ndarray:
+        return np.maximum.reduceat(channel_peaks(ratios, feed), starts)
+
     # The bounds are ~30-300x the measured ratios on speech: start nearer, the loop corrects.
+    floor = np.asarray(bounds, dtype=np.float32) * 1e-6  # below it an output is simply zero
     ratios = np.asarray(bounds, dtype=np.float32) / CALIBRATION_START
-    rounds = 1
-    for _ in range(12):
+    for rounds in range(1, 13):  # noqa: B007 - logged below
         measured = peaks(ratios, feeds[0])
-        zero, clipped = measured <= 0, measured >= 0.98 * ratios
-        fine = ~zero & ~clipped & (measured >= ratios / 4)
-        if fine.all():
+        zero = (measured <= 0) & (ratios > floor)
+        clipped = measured >= 0.98 * ratios
+        fine = (measured >= ratios / 4) | ~zero & (ratios <= floor)
+        if not (zero | clipped | ~fine).any():
             break
         ratios = np.where(zero, ratios / 16, np.where(clipped, ratios * 4, measured * 1.25))
-        ratios = ratios.astype(np.float32)
-        rounds += 1
+        ratios = np.maximum(ratios, floor).astype(np.float32)
     else:
-        raise RuntimeError("int8 convolution calibration did not settle")
-    seen = measured
-    ratios = (measured * 1.25).astype(np.float32)
-    for feed in feeds:
-        seen = np.maximum(seen, peaks(ratios, feed))
+        _LOG.warning("int8 calibration did not settle in %d rounds; using the last ratios", rounds)
+    ratios = (np.maximum(measured, floor) * 1.25).astype(np.float32)
+    per_channel = np.max([channel_peaks(ratios, feed) for feed in feeds], axis=0)
+    seen = np.maximum(np.maximum.reduceat(per_channel, starts), floor)
+    gains = []
+    for start, count, top in zip(starts, channels, seen, strict=True):
+        own = per_channel[start : start + count]
+        gains.append(np.clip(top / np.maximum(own, top / MAX_CHANNEL_GAIN), 1.0, MAX_CHANNEL_GAIN))
     _LOG.debug("int8 calibration: %d rounds", rounds)
-    return (seen * CALIBRATION_MARGIN).astype(np.float32)
+    return (seen * CALIBRATION_MARGIN).astype(np.float32), [g.astype(np.float32) for g in gains]
 
 
 def trim_silence(audio: np.ndarray, trail_keep: float, lead_keep: float = LEAD_KEEP) -> np.ndarray:

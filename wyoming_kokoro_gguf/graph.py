@@ -196,8 +196,10 @@ class KokoroGraph:
         self.int8_convs = 0  # int8 dot-product convolutions in stage 2 (plan conv="int8")
         # Per int8 conv, an output/input range ratio that can never clip (calibration's start).
         self.conv_bounds: list[float] = []
-        # build_stage2 with calibrate=True also outputs each int8 conv's measured peak ratio.
+        # build_stage2 with calibrate=True also outputs each int8 conv's measured peak ratios.
         self.calibrate = False
+        self.conv_channels: list[int] = []  # output channels per int8 conv
+        self.conv_gains: list[np.ndarray] = []  # per int8 conv, its channels' gains (engine)
         self._ratios = ""
         self._peaks: list[str] = []
         self.nbits_used = 0
@@ -527,7 +529,14 @@ class KokoroGraph:
 
         ``ratio`` (input ``conv_ratios``, one per int8 conv) sizes the output range relative to
         the input's; the engine calibrates it at load.  With ``self.calibrate``, the graph also
-        outputs ``conv_peaks``: per conv, the smallest ratio that would not have clipped.
+        outputs ``conv_peaks``: per conv and output channel, the smallest ratio that would not
+        have clipped it.
+
+        ``self.conv_gains`` (set by the engine from calibration) evens out the output channels'
+        ranges before the 8-bit requantization, so a quiet channel is not lost in a loud one's
+        steps: channel c is computed g_c times larger (folded into its weight scale and bias)
+        and divided back after dequantizing, or left as is when an InstanceNormalization
+        follows (AdaIN: scale-free per channel).
         """
         flat = np.abs(kernel.reshape(kernel.shape[0], -1)).max(axis=1)
         scale = np.where(flat > 0, flat / 127.0, 1.0).astype(np.float32)
@@ -535,6 +544,12 @@ class KokoroGraph:
         q = np.clip(np.rint(kernel / scale.reshape(shape)), -127, 127).astype(np.int8)
         index = self.int8_convs
         self.int8_convs += 1
+        self.conv_channels.append(len(scale))
+        bias_values = self.w.get(bname).reshape(-1) if bname is not None else None
+        gain = self.conv_gains[index] if index < len(self.conv_gains) else None
+        if gain is not None:
+            scale = (scale * gain).astype(np.float32)
+            bias_values = None if bias_values is None else (bias_values * gain).astype(np.float32)
         # Never clips: |y| <= 255 x_scale * max_c sum|w_c| (+ bias headroom) = 127 y_scale.
         sums = np.abs(q.reshape(q.shape[0], -1).astype(np.float32)).sum(axis=1) * scale
         self.conv_bounds.append(float(2 * 255 * sums.max() / 127))
@@ -546,9 +561,9 @@ class KokoroGraph:
         w_scale = b.init(wname + "_scale", scale)
         inputs = [xq, xs, xz, b.init(wname + "_q", q), w_scale]
         inputs += [b.init(wname + "_zp", np.zeros(len(scale), np.int8)), ys, b.const(128, np.uint8)]
-        if bname is not None:  # int32 bias in units of x_scale * w_scale, made per call
+        if bias_values is not None:  # int32 bias in units of x_scale * w_scale, made per call
             units = b.op("Mul", [xs, w_scale])
-            bias = b.op("Div", [b.init(bname, self.w.get(bname).reshape(-1)), units])
+            bias = b.op("Div", [b.init(bname, bias_values), units])
             bias = b.op("Clip", [b.op("Round", [bias]), b.const(-2.0e9), b.const(2.0e9)])
             inputs.append(b.op("Cast", [bias], to=TensorProto.INT32))
         yq = b.op(
@@ -560,9 +575,12 @@ class KokoroGraph:
         )
         y = b.op("DequantizeLinear", [yq, ys, b.const(128, np.uint8)])
         if self.calibrate:
-            peak = b.op("ReduceMax", [b.op("Abs", [y])], keepdims=0)
-            peak = b.op("Div", [peak, b.op("Mul", [xs, b.const(127.0)])])
-            self._peaks.append(b.op("Reshape", [peak, b.const([1], np.int64)]))
+            axes = [0, 2, 3] if self._conv2d else [0, 2]
+            peak = b.op("ReduceMax", [b.op("Abs", [y])], axes=axes, keepdims=0)  # [C]
+            self._peaks.append(b.op("Div", [peak, b.op("Mul", [xs, b.const(127.0)])]))
+        normed_next = wname.endswith(("conv1_weight", "convs1_weight"))  # AdaIN follows
+        if gain is not None and not normed_next:
+            y = b.op("Mul", [y, b.init(wname + "_ungain", (1.0 / gain).reshape(self._column()))])
         return y
 
     def adain(self, b: _Builder, x: str, s: str, gamma: str, beta: str) -> str:
@@ -662,7 +680,7 @@ class KokoroGraph:
         (see _int8_conv); ``calibrate`` adds the output ``conv_peaks``."""
         b = _Builder("kokoro_stage2", self.use_external)
         self.external = b.external if b.external is not None else {}
-        self.int8_convs, self.conv_bounds, self._peaks = 0, [], []
+        self.int8_convs, self.conv_bounds, self.conv_channels, self._peaks = 0, [], [], []
         self.calibrate = calibrate
         w = self.w
         en = b.input("en", TensorProto.FLOAT, ["F", 1, d_dim(w)])
@@ -716,7 +734,7 @@ class KokoroGraph:
         b.output(audio, "audio", TensorProto.FLOAT, ["S"])
         if self._peaks:
             peaks = b.op("Concat", self._peaks, axis=0)
-            b.output(peaks, "conv_peaks", TensorProto.FLOAT, [len(self._peaks)])
+            b.output(peaks, "conv_peaks", TensorProto.FLOAT, [sum(self.conv_channels)])
         return b.model()
 
     def generator(self, b: _Builder, x: str, s: str, f0_curve: str) -> str:

@@ -23,11 +23,11 @@ class LoweringPlan:
         size), other types still go to fp32 MatMul.
     conv: "fp32" (Conv with fused bias); "int8" runs the decoder's and generator's residual
         convolutions (~90% of the MACs) as int8 dot products: per-channel int8 weights,
-        activations quantized per call, output ranges calibrated at load (graph._int8_conv,
-        engine._calibrate_int8).  Fast where the CPU has int8 dot products (VNNI, Arm
-        dotprod): stage 2 ~1.35x faster here (2 threads); audio ~11-12 dB waveform SNR and
-        ~9 dB log-spectral distance from fp32 (kokoro-onnx's int8 export: 6-12 dB LSD from
-        its fp32), same ASR transcripts on the benchmark sentences.
+        activations quantized per call, output ranges and per-channel gains calibrated at load
+        (graph._int8_conv, engine._calibrate_int8).  Fast where the CPU has int8 dot products
+        (VNNI, Arm dotprod): ~1.45x faster here (2 threads); audio ~15-16 dB waveform SNR and
+        ~5.6 dB log-spectral distance from fp32 (kokoro-onnx's int8 export: 6-12 dB LSD from
+        its fp32), the same ASR word error rate on the benchmark's 12 sentences.
     threads: intra-op threads for ONNX Runtime (0 = all cores).
     allow_spinning: ORT's busy-wait between ops; off by default because a Home Assistant box
         shares its CPU (spinning burned 5-7% CPU per call at equal speed, DESIGN.md section 1).

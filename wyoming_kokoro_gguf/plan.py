@@ -82,9 +82,10 @@ COMFORTABLE_SHARE = 0.5  # "plenty of memory": predicted peak under half of what
 # More threads barely help a pass this size (estimate; not measurable on the 2-core machine).
 MAX_THREADS = 8
 THREAD_EFFICIENCY = 0.8  # measured: 2 threads gave 0.70/0.39 = 1.8x over one thread
-# measured 1.36-1.52x for the whole pass (2 threads, AVX-512 VNNI; the convs alone 1.3-2.2x,
+# measured 1.36-1.52x for the whole pass (2 threads, AVX-512 VNNI; 0.296 -> 0.202 on 12
+# sentences; 0.377 -> 0.272 through the server, script/benchmark; the convs alone 1.3-2.2x,
 # Sin/STFT/norms stay fp32); kokoro-pi reported 1.8-2x on a Pi 5.
-INT8_CONV_SPEEDUP = 1.4
+INT8_CONV_SPEEDUP = 1.45
 REWRITES_SPEEDUP_ARM = 1.35  # kokoro-pi on a Pi 5; no gain above noise on x86 (DESIGN.md)
 # Below this, fp32 is fast enough: a typical first clause (~1.5 s of speech) is ready in under
 # ~0.45 s.  Above it, int8 dot products (where the CPU has them) are worth their clarity cost.
@@ -487,8 +488,8 @@ def make_plan(
         dot = ", ".join(f for f in profile.features if f in INT8_DOT_FEATURES)
         reasons["conv"] = (
             f"int8: fp32 would run at RTF ~{rtf_fp32:.2f} here ({cls}) and int8 dot products "
-            f"({dot}) bring it to ~{rtf_int8:.2f}, at a clarity cost (same ASR transcripts, "
-            "~9 dB log-spectral distance from fp32, like kokoro-onnx's int8 export)"
+            f"({dot}) bring it to ~{rtf_int8:.2f}, at a small clarity cost (same ASR word error "
+            "rate, ~5.6 dB log-spectral distance from fp32; kokoro-onnx's int8 export: 6-12 dB)"
             + ("" if ready else not_built)
         )
     elif profile.int8_dot:
@@ -611,7 +612,7 @@ def make_plan(
     if "int8" in fit.levers:
         reasons["conv"] = (
             f"int8: needed for memory ({available} MB available); costs some clarity "
-            "(~9 dB log-spectral distance from fp32, same ASR transcripts)"
+            "(~5.6 dB log-spectral distance from fp32, same ASR word error rate)"
             + ("" if profile.int8_dot else "; no speed gain without VNNI/dotprod")
         )
     if "phonemes" in fit.levers:
