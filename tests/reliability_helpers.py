@@ -13,7 +13,6 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
 from wyoming.event import Event, async_read_event, async_write_event
@@ -161,10 +160,3 @@ def assert_no_traceback(srv: ServerProcess) -> None:
 
 def health_ok(srv: ServerProcess) -> bool:
     return srv.proc.poll() is None and srv.health()["state"] == "ready"
-
-
-def model_path(request) -> Path:
-    """The English-alias f32 test model (C's helper; cached in asset_cache)."""
-    from wyoming_helpers import model_file
-
-    return model_file(request)

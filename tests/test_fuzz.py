@@ -19,7 +19,6 @@ from reliability_helpers import (
     assert_no_traceback,
     header,
     mib,
-    model_path,
     raw_exchange,
     record,
     server_rss,
@@ -27,7 +26,7 @@ from reliability_helpers import (
 )
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event, async_write_event
-from wyoming_helpers import running_server, stream_like_ha
+from wyoming_helpers import model_file, running_server, stream_like_ha
 
 from wyoming_kokoro_gguf.limits import (
     ProtocolError,
@@ -166,7 +165,7 @@ def test_check_event_fields() -> None:
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     extra = ("--cache-mb", "0", "--max-text-chars", str(MAX_TEXT))
-    with running_server(model_path(request), tmp_path_factory.mktemp("fuzz"), *extra) as srv:
+    with running_server(model_file(request), tmp_path_factory.mktemp("fuzz"), *extra) as srv:
         yield srv
 
 

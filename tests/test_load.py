@@ -18,7 +18,6 @@ from reliability_helpers import (
     ProcFigures,
     assert_no_traceback,
     mib,
-    model_path,
     proc_figures,
     record,
     wait_idle,
@@ -28,6 +27,7 @@ from wyoming.tts import SynthesizeChunk, SynthesizeStart, SynthesizeVoice
 from wyoming_helpers import (
     Exchange,
     ServerProcess,
+    model_file,
     read_until,
     running_server,
     stream_like_ha,
@@ -57,7 +57,7 @@ WORDS = [
 @pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     with running_server(
-        model_path(request), tmp_path_factory.mktemp("load"), "--cache-mb", "0"
+        model_file(request), tmp_path_factory.mktemp("load"), "--cache-mb", "0"
     ) as srv:
         yield srv
 

@@ -20,7 +20,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -30,7 +29,6 @@ import psutil
 import pytest
 from reliability_helpers import (
     assert_no_traceback,
-    model_path,
     raw_exchange,
     record,
     wait_idle,
@@ -47,8 +45,9 @@ from wyoming_helpers import (
     ROOT,
     Exchange,
     ServerProcess,
-    free_port,
+    model_file,
     read_until,
+    run_server_to_exit,
     running_server,
     synthesize,
 )
@@ -63,7 +62,7 @@ LONG_TEXT = " ".join(
 
 @pytest.fixture(scope="module")
 def model(request: pytest.FixtureRequest) -> Path:
-    return model_path(request)
+    return model_file(request)
 
 
 @pytest.fixture(scope="module")
@@ -144,24 +143,6 @@ def test_sigterm_during_a_synthesis_stops_within_two_seconds(model: Path, tmp_pa
 # ============================================================================ bad model files
 
 
-def _start_with(model: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wyoming_kokoro_gguf",
-            "--uri",
-            f"tcp://127.0.0.1:{free_port()}",
-            "--model",
-            str(model),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-
-
 def _copy_head(src: Path, dest: Path, size: int) -> None:
     with src.open("rb") as f, dest.open("wb") as out:
         out.write(f.read(size))
@@ -184,7 +165,7 @@ def test_a_damaged_model_file_stops_the_server_with_one_line(
         with bad.open("r+b") as f:
             f.seek(24)
             f.write(bytes(range(256)) * 64)
-    run = _start_with(bad)
+    run = run_server_to_exit(bad)
     assert run.returncode == 1, run.stderr[-3000:]
     assert "Traceback" not in run.stderr, run.stderr[-3000:]
     errors = [line for line in run.stderr.splitlines() if " ERROR " in line or "error:" in line]

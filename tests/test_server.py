@@ -38,6 +38,7 @@ from wyoming_helpers import (
     free_port,
     model_file,
     read_until,
+    run_server_to_exit,
     running_server,
     stream_like_ha,
     synthesize,
@@ -674,20 +675,7 @@ def test_stdio_transport_carries_clean_events(model: Path, voice: str) -> None:
 def test_model_load_failure_exits_1_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"this is not a model")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wyoming_kokoro_gguf",
-            "--uri",
-            f"tcp://127.0.0.1:{free_port()}",
-            "--model",
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_server_to_exit(bad)
     assert run.returncode == 1
     errors = [line for line in run.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "Could not load the model" in errors[0] and str(bad) in errors[0]

@@ -170,6 +170,15 @@ class ServerProcess:
         return self.proc.returncode
 
 
+def run_server_to_exit(model: Path) -> subprocess.CompletedProcess:
+    """Start the server on a free loopback port with ``model`` and wait for it to exit (for
+    start-up failures: bad model, port in use)."""
+    cmd = [sys.executable, "-m", "wyoming_kokoro_gguf", "--uri", f"tcp://127.0.0.1:{free_port()}"]
+    return subprocess.run(
+        [*cmd, "--model", str(model)], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+
+
 @contextlib.contextmanager
 def running_server(model: Path, log_dir: Path, *extra: str) -> Iterator[ServerProcess]:
     """A ready server for the body; afterwards SIGTERM, and it must exit 0 without a traceback."""
