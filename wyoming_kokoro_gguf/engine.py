@@ -167,7 +167,12 @@ class Engine:
         if plan.conv == "int8":  # size each int8 conv's output range on real speech first
             calibration = session(lambda: builder.build_stage2(calibrate=True))
             ratios, builder.conv_gains = _calibrate_int8(
-                model, stage1, calibration, builder.conv_bounds, builder.conv_channels
+                model,
+                stage1,
+                calibration,
+                builder.conv_bounds,
+                builder.conv_channels,
+                2 * builder.style_dim,
             )
             del calibration
         stage2 = session(builder.build_stage2)
@@ -321,21 +326,9 @@ class Engine:
         ``durations`` (frames per token) replaces the predicted ones: tests use it to compare
         the acoustic stage of differently quantized files on the same alignment.
         """
-        forced = durations
         t0 = time.perf_counter()
-        durations, d, t_en = self._stage1.run(
-            None,
-            {
-                "tokens": tokens,
-                "style": style,
-                "speed": np.array([speed], dtype=np.float32),
-            },
-        )
+        durations, feed = _align(self._stage1, tokens, style, speed, durations)
         t1 = time.perf_counter()
-        if forced is not None:
-            durations = np.asarray(forced, dtype=np.int64).reshape(-1)
-        index = np.repeat(np.arange(len(durations)), durations)
-        feed = {"en": d[index], "asr": t_en[index], "style": style}
         if self.conv_ratios is not None:
             feed["conv_ratios"] = self.conv_ratios
         (audio,) = self._stage2.run(["audio"], feed)
@@ -343,7 +336,7 @@ class Engine:
         self.last_timings.append(
             PassTiming(
                 phonemes=int(tokens.shape[1] - 2),
-                frames=int(len(index)),
+                frames=int(durations.sum()),
                 stage1_s=t1 - t0,
                 stage2_s=t2 - t1,
                 audio_s=len(audio) / SAMPLE_RATE,
@@ -382,8 +375,28 @@ CALIBRATION_START = 64  # first guess: the never-clipping bound / 64
 MAX_CHANNEL_GAIN = 16.0
 
 
+def _align(
+    stage1, tokens: np.ndarray, style: np.ndarray, speed: float, durations=None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Stage 1 for padded tokens: frames per token (``durations`` replaces the predicted ones)
+    and stage 2's inputs, each token's rows repeated for its frames."""
+    predicted, d, t_en = stage1.run(
+        None, {"tokens": tokens, "style": style, "speed": np.array([speed], dtype=np.float32)}
+    )
+    if durations is None:
+        durations = predicted
+    durations = np.asarray(durations, dtype=np.int64).reshape(-1)
+    index = np.repeat(np.arange(len(durations)), durations)
+    return durations, {"en": d[index], "asr": t_en[index], "style": style}
+
+
 def _calibrate_int8(
-    model, stage1, calibration, bounds: list[float], channels: list[int]
+    model,
+    stage1,
+    calibration,
+    bounds: list[float],
+    channels: list[int],
+    style_width: int,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Per int8 conv, the output/input range ratio its requantization uses, and its output
     channels' gains (graph._int8_conv).
@@ -399,16 +412,12 @@ def _calibrate_int8(
     phonemizer = Phonemizer(model.phoneme_to_id)
     ids = phonemizer.ids(phonemizer.phonemize(CALIBRATION_TEXT, "en-us"))[:MAX_PHONEMES]
     tokens = np.array([[0, *ids, 0]], dtype=np.int64)
-    speed = np.array([1.0], dtype=np.float32)
     styles = [
         np.asarray(model.voice_tensor(voice), dtype=np.float32)[len(ids) - 1].reshape(1, -1)
         for voice in list(model.voices)[:CALIBRATION_VOICES]
     ]
-    feeds = []
-    for style in styles or [np.zeros((1, 256), dtype=np.float32)]:  # a file without voices
-        durations, d, t_en = stage1.run(None, {"tokens": tokens, "style": style, "speed": speed})
-        index = np.repeat(np.arange(len(durations)), durations)
-        feeds.append({"en": d[index], "asr": t_en[index], "style": style})
+    styles = styles or [np.zeros((1, style_width), dtype=np.float32)]  # a file without voices
+    feeds = [_align(stage1, tokens, style, 1.0)[1] for style in styles]
 
     def channel_peaks(ratios: np.ndarray, feed: dict) -> np.ndarray:
         return calibration.run(["conv_peaks"], {**feed, "conv_ratios": ratios})[0]

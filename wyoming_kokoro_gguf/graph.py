@@ -490,7 +490,7 @@ class KokoroGraph:
         if pad is None:
             pad = dilation * (k - 1) // 2
         if self._int8(wname) and stride == 1 and group == 1 and pad == dilation * (k - 1) // 2:
-            return self._int8_conv(b, x, wname, bname, self._kern(kernel), dilation)
+            return self._int8_conv(b, x, wname, bname, self._kern(kernel), pad, dilation)
         bias = [b.init(bname, self.w.get(bname).reshape(-1))] if bname is not None else []
         if not self._conv2d:  # plain 1-D convolution, as the reference runs it
             return b.op(
@@ -521,7 +521,14 @@ class KokoroGraph:
         return wname.endswith(("conv1_weight", "conv2_weight", "convs1_weight", "convs2_weight"))
 
     def _int8_conv(
-        self, b: _Builder, x: str, wname: str, bname: str | None, kernel: np.ndarray, dilation: int
+        self,
+        b: _Builder,
+        x: str,
+        wname: str,
+        bname: str | None,
+        kernel: np.ndarray,
+        pad: int,
+        dilation: int,
     ) -> str:
         """An int8 dot-product convolution (stride 1, 'same' padding): activations quantized per
         call (uint8, DynamicQuantizeLinear), symmetric per-output-channel int8 weights, int32
@@ -554,7 +561,6 @@ class KokoroGraph:
         sums = np.abs(q.reshape(q.shape[0], -1).astype(np.float32)).sum(axis=1) * scale
         self.conv_bounds.append(float(2 * 255 * sums.max() / 127))
         k = kernel.shape[-1]
-        pad = dilation * (k - 1) // 2
         xq, xs, xz = b.op("DynamicQuantizeLinear", [x], outputs=3)
         xs = b.op("Max", [xs, b.const(1e-12)])  # an all-constant input gives scale 0
         ys = b.op("Mul", [xs, b.op("Gather", [self._ratios, b.const(index, np.int64)])])

@@ -146,7 +146,7 @@ def blocks(text: str) -> list[str]:
         ):
             out.append(" ".join(current))
             current = []
-        current.append(_LIST_ITEM.sub("", line).strip() if _LIST_ITEM.match(line) else stripped)
+        current.append(_LIST_ITEM.sub("", line).strip())
     if current:
         out.append(" ".join(current))
     return out
