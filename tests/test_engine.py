@@ -12,6 +12,7 @@ sentences, voice and weights; ours may be at most 0.05 worse in word error rate.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -323,6 +324,32 @@ def test_concurrent_requests_match_sequential(engine: Engine) -> None:
         t.join()
     for i in range(2):
         np.testing.assert_array_equal(results[i], expected[i])
+
+
+def test_passes_ahead_give_the_same_audio_sooner(kokoro_gguf, engine: Engine) -> None:
+    """plan.passes=2: after the first pass (alone), two passes compute at once; the pieces come
+    out in order and bit-identical to one-at-a-time; a caller stopping early stops the work."""
+    text = " ".join(SENTENCES[:4])
+    ahead = Engine.load(kokoro_gguf("f32"), replace(default_plan(), threads=2, passes=2))
+    expected = list(engine.synthesize(text, VOICE, language="en-us"))
+    ahead.last_timings.clear()
+    got = list(ahead.synthesize(text, VOICE, language="en-us"))
+    assert len(got) == len(expected) >= 4
+    for ours, theirs in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    runs = sorted(ahead.last_timings, key=lambda p: p.started)
+    ends = [p.started + p.stage1_s + p.stage2_s for p in runs]
+    assert runs[1].started >= ends[0]  # the first pass ran alone
+    assert runs[2].started < ends[1]  # then two at once
+    # Stopping after the first piece: passes not started are dropped.
+    ahead.last_timings.clear()
+    pieces = ahead.synthesize(" ".join(SENTENCES * 2), VOICE, language="en-us")
+    next(pieces)
+    pieces.close()
+    time.sleep(0.1)
+    ahead._ahead_pool.submit(lambda: None).result()  # the pool has drained
+    assert len(ahead.last_timings) <= 1 + 2
+    assert list(ahead.synthesize(SENTENCES[0], VOICE, language="en-us"))
 
 
 def test_trim_silence_keeps_speech_and_short_pauses() -> None:

@@ -66,6 +66,8 @@ def test_pi4_2gb(plans):
     assert p["conv"] == "int8" and "needed for memory" in reason and "no speed gain" in reason
     assert p["threads"] == 4
     assert p["max_phonemes"] == 510 and p["mem_arena"] is True
+    # a second pass's activations (~0.9 GB for 510 phonemes) do not fit comfortably in 2 GB
+    assert p["passes"] == 1 and "not plentiful" in p["reasons"]["passes"]
     assert p["predicted_rtf"] > 1 and any("slower than real time" in w for w in p["warnings"])
 
 
@@ -77,6 +79,10 @@ def test_pi5_8gb(plans):
         assert p["conv_runs"] == "fp32" and "no speed-up yet" in p["reasons"]["conv"]
     assert p["threads"] == 4 and p["max_phonemes"] == 510 and p["mem_arena"] is True
     assert p["rewrites"] is plan.rewrites_ready()  # exact rewrites pay off on Arm (kokoro-pi)
+    # 8 GB: two passes at once, and the predicted peak counts both passes' activations
+    assert p["passes"] == 2 and "single-threaded" in p["reasons"]["passes"]
+    one_pass, _ = plan.predict_memory("f16", "fp32", p["conv_runs"], 510, p["cache_mb"])
+    assert p["predicted_peak_mb"] >= one_pass + plan.ACT_MB_PER_AUDIO_S * 30
 
 
 def test_x86_minipc_with_vnni(plans):
@@ -243,6 +249,10 @@ def test_lowering_plan_and_session_options():
     assert getattr(low, "rewrites", False) is p.rewrites
     assert low.max_phonemes == p.max_phonemes and low.mem_arena == p.mem_arena
     assert set(low.reasons) >= {"linear", "conv", "threads", "allow_spinning"}
+    assert low.passes == p.passes == 2
+    one_thread = plan.make_plan(pi5(), threads=1)
+    assert one_thread.passes == one_thread.lowering().passes == 1
+    assert "one thread" in one_thread.reasons["passes"]
     so = p.session_options()
     assert so.intra_op_num_threads == 4 and so.inter_op_num_threads == 1
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -13,12 +13,15 @@ inside phonemes.Phonemizer, and the voice table is only replaced, never mutated 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +63,7 @@ class PassTiming:
 
     phonemes: int
     frames: int
+    started: float  # time.perf_counter() at the start of the pass
     stage1_s: float
     stage2_s: float
     audio_s: float
@@ -137,6 +141,12 @@ class Engine:
         # Trim each piece's silences (Kokoro pads ~0.3 s before and ~0.7 s after): pieces are
         # played back to back, and a shorter lead makes the first audio come sooner.
         self.trim = True
+        # passes of a text computed ahead of the one being returned (plan.passes > 1)
+        self._ahead_pool = (
+            ThreadPoolExecutor(plan.passes, thread_name_prefix="kokoro-pass")
+            if plan.passes > 1
+            else None
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], plan: LoweringPlan | None = None) -> Engine:
@@ -289,6 +299,16 @@ class Engine:
     def _generate(
         self, text: str, language: str, pack: np.ndarray, speed: float, fixed: bool
     ) -> Iterator[np.ndarray]:
+        passes = self._passes(text, language, pack, speed, fixed)
+        audio = (run() for run in passes) if self._ahead_pool is None else self._run_ahead(passes)
+        for chunk in audio:
+            if chunk.size:
+                yield chunk
+
+    def _passes(
+        self, text: str, language: str, pack: np.ndarray, speed: float, fixed: bool
+    ) -> Iterator[Callable[[], np.ndarray]]:
+        """The text's model passes, in order, as calls giving int16 audio (phonemized lazily)."""
         for piece in text_mod.iter_pieces(text):
             lang = language if fixed else language_for_text(piece, language)
             phonemes = self._phonemizer.phonemize(piece, lang)
@@ -297,14 +317,38 @@ class Engine:
                 ids = self._phonemizer.ids(chunk)
                 if not ids or not any(ch.isalpha() for ch in chunk):
                     continue  # nothing speakable (only punctuation or spaces)
-                audio = self.infer(ids, pack, speed)
-                if self.trim:
-                    ends_sentence = (
-                        n == len(chunks) - 1 and chunk.rstrip('”" ')[-1:] in SENTENCE_MARKS
-                    )
-                    audio = trim_silence(audio, TRAIL_SENTENCE if ends_sentence else TRAIL_CLAUSE)
-                if audio.size:
-                    yield to_int16(audio)
+                ends_sentence = n == len(chunks) - 1 and chunk.rstrip('”" ')[-1:] in SENTENCE_MARKS
+                yield lambda ids=ids, ends=ends_sentence: self._speak(ids, pack, speed, ends)
+
+    def _speak(self, ids: list[int], pack: np.ndarray, speed: float, ends_sentence: bool):
+        audio = self.infer(ids, pack, speed)
+        if self.trim:
+            audio = trim_silence(audio, TRAIL_SENTENCE if ends_sentence else TRAIL_CLAUSE)
+        return to_int16(audio)
+
+    def _run_ahead(self, passes: Iterator[Callable[[], np.ndarray]]) -> Iterator[np.ndarray]:
+        """The passes' audio in order, with up to plan.passes of them computing at once.
+
+        The first pass runs alone: it is the one the listener waits on.  When the caller stops
+        early (a cancelled request), passes not started are dropped; a running one finishes.
+        """
+        first = next(passes, None)
+        if first is None:
+            return
+        audio = first()
+        pool = self._ahead_pool
+        in_flight = deque(pool.submit(run) for run in itertools.islice(passes, self.plan.passes))
+        try:
+            yield audio
+            while in_flight:
+                audio = in_flight.popleft().result()
+                run = next(passes, None)
+                if run is not None:
+                    in_flight.append(pool.submit(run))
+                yield audio
+        finally:
+            for future in in_flight:
+                future.cancel()
 
     def infer(self, ids: list[int], pack: np.ndarray, speed: float = 1.0) -> np.ndarray:
         """One model pass: token ids (<= 510, without pads) -> float32 audio."""
@@ -337,6 +381,7 @@ class Engine:
             PassTiming(
                 phonemes=int(tokens.shape[1] - 2),
                 frames=int(durations.sum()),
+                started=t0,
                 stage1_s=t1 - t0,
                 stage2_s=t2 - t1,
                 audio_s=len(audio) / SAMPLE_RATE,
