@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -780,3 +781,56 @@ def test_unix_socket_and_no_streaming(model: Path, voice: str, tmp_path: Path) -
     assert info.tts[0].supports_synthesize_streaming is False
     assert ex.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
     assert not sock.exists()  # removed on shutdown
+
+
+def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voice: str) -> None:
+    """The engine process's step loop, on a real engine and a real pipe: with plan.passes=2 a
+    step names the job's next units, which start once the first audio is out; from then on two
+    units compute at once; the audio is the same as one unit at a time."""
+    import multiprocessing
+    import threading
+    from dataclasses import replace
+
+    from wyoming_kokoro_gguf.engine import Engine
+    from wyoming_kokoro_gguf.lowering import default_plan
+    from wyoming_kokoro_gguf.server import _serve_steps
+
+    units = [
+        "Good morning.",
+        "The front door is locked and the garage is closed.",
+        "The dishwasher finished its cycle an hour ago.",
+        "The washing machine has twenty minutes to go.",
+    ]
+    engine = Engine.load(model, replace(default_plan(), threads=2, passes=2))
+    expected = [np.concatenate(list(engine.synthesize(u, voice))) for u in units]
+    ours, theirs = multiprocessing.Pipe()
+    worker = threading.Thread(
+        target=_serve_steps, args=(theirs, engine, logging.getLogger("test")), daemon=True
+    )
+    worker.start()
+    engine.last_timings.clear()
+    got = []
+    try:
+        for i, unit in enumerate(units):
+            upcoming = tuple(units[i + 1 : i + 3])
+            chunks = []
+            while True:
+                ours.send(("step", 7, i, unit, voice, 1.0, upcoming))
+                reply = ours.recv()
+                assert reply[0] in ("chunk", "end"), reply
+                if reply[0] == "end":
+                    break
+                chunks.append(reply[3])
+            got.append(np.concatenate(chunks))
+    finally:
+        ours.send(("stop",))
+        worker.join(timeout=30)
+    for audio, reference in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(audio, reference)
+    runs = sorted(engine.last_timings, key=lambda p: p.started)
+    ends = [p.started + p.stage1_s + p.stage2_s for p in runs]
+    assert len(runs) == len(units)
+    assert runs[1].started >= ends[0]  # the first unit ran alone
+    assert runs[2].started < ends[1]  # then two at once
+    overlap = sum(min(ends[i], ends[i + 1]) - runs[i + 1].started for i in range(1, 3))
+    assert overlap > 0.5 * sum(ends[i] - runs[i].started for i in range(2, 4))

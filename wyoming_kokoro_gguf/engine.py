@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -282,6 +282,24 @@ class Engine:
         language such as "en-us") overrides the voice's own; without it, text with none of the
         voice language's script (English sent to a Japanese voice) is read as English.
         """
+        return self._generate(*self._request(text, voice, speed, language), ahead=True)
+
+    def synthesize_later(
+        self, text: str, voice: str, speed: float = 1.0
+    ) -> Future[list[np.ndarray]] | None:
+        """Start synthesizing ``text`` in the background, or None when the plan runs one pass
+        at a time: the server computes a request's next sentence while the current one is
+        being sent.  Its passes run one after another; errors come out of the future."""
+        pool = self._ahead_pool
+        if pool is None:
+            return None
+        request = self._request(text, voice, speed, None)
+        return pool.submit(lambda: list(self._generate(*request, ahead=False)))
+
+    def _request(
+        self, text: str, voice: str, speed: float, language: str | None
+    ) -> tuple[str, str, np.ndarray, float, bool]:
+        """Checked arguments of _generate: text, language, style pack, speed, language fixed."""
         info, pack = self._resolve(voice)
         speed = float(speed)
         if not math.isfinite(speed):
@@ -292,15 +310,24 @@ class Engine:
                 "speed %s is outside %s..%s, using %s", speed, MIN_SPEED, MAX_SPEED, clamped
             )
         if language:
-            return self._generate(text or "", language, pack, clamped, fixed=True)
+            return text or "", language, pack, clamped, True
         language = language_for_voice(info.name, getattr(info, "espeak", None))
-        return self._generate(text or "", language, pack, clamped, fixed=False)
+        return text or "", language, pack, clamped, False
 
     def _generate(
-        self, text: str, language: str, pack: np.ndarray, speed: float, fixed: bool
+        self,
+        text: str,
+        language: str,
+        pack: np.ndarray,
+        speed: float,
+        fixed: bool,
+        ahead: bool,
     ) -> Iterator[np.ndarray]:
         passes = self._passes(text, language, pack, speed, fixed)
-        audio = (run() for run in passes) if self._ahead_pool is None else self._run_ahead(passes)
+        if ahead and self._ahead_pool is not None:
+            audio = self._run_ahead(passes)
+        else:  # one after another (pool tasks never wait on the pool: no deadlock)
+            audio = (run() for run in passes)
         for chunk in audio:
             if chunk.size:
                 yield chunk

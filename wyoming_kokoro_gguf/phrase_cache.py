@@ -66,6 +66,11 @@ class PhraseCache:
             self._hits += 1
             return audio
 
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is cached (without counting a hit or a miss)."""
+        with self._lock:
+            return key in self._entries
+
     def put(self, key: CacheKey, chunks: Sequence[np.ndarray]) -> bool:
         """Store the audio of ``key``; returns False when it is not worth or able to keep."""
         arrays = tuple(np.ascontiguousarray(c, dtype=np.int16) for c in chunks)

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -55,6 +55,7 @@ CHANNELS = 1
 DEFAULT_CACHE_MB = 32.0  # about 11 minutes of 24 kHz int16 speech
 MAX_JOBS = 32  # requests synthesizing at once, all clients together
 MAX_AHEAD = 3  # clauses a request may have ready before its client takes them
+UPCOMING_UNITS = 2  # next units a step names, for engines that start them early (plan.passes)
 MAX_ENGINE_RESTARTS = 3
 # The engine is bulk work; the protocol front end must win the CPU at once to answer describe
 # in time (measured here: describes during synthesis took up to 150 ms at the same priority on a
@@ -354,12 +355,36 @@ def _warm_up(engine: Any, args: Any, voices: list[VoiceDesc], log: logging.Logge
 
 
 def _serve_steps(conn: Any, engine: Any, log: logging.Logger) -> None:
-    """Advance one request's clause generator per 'step' message; one generator per job id."""
+    """Advance one request's clause generator per 'step' message; one generator per job id.
+
+    A step also names the job's next units of text: on a plan with passes > 1 the engine starts
+    them in the background once the job's first audio is out, so that many units compute at
+    once (the engine's pool bounds it) while the current one is sent.
+    """
     try:
         from .engine import UnknownVoiceError
     except ImportError:  # pragma: no cover - the engine defines it (COMMON.md contract)
         UnknownVoiceError = KeyError  # type: ignore[assignment,misc]  # noqa: N806
     generators: dict[int, tuple[int, Any]] = {}
+    # job id -> units started early, in order: ((text, voice, speed), Future of their audio)
+    early: dict[int, deque[tuple[tuple, Any]]] = {}
+    ahead_limit = getattr(getattr(engine, "plan", None), "passes", 1)
+
+    def start_early(job_id: int, voice: str, speed: float, upcoming: tuple) -> None:
+        started = early.setdefault(job_id, deque())
+        for text in upcoming[:ahead_limit]:
+            request = (text, voice, speed)
+            if any(r == request for r, _ in started):
+                continue
+            future = None if len(started) >= ahead_limit else engine.synthesize_later(*request)
+            if future is None:
+                break
+            started.append((request, future))
+
+    def drop_early(job_id: int) -> None:
+        for _, future in early.pop(job_id, ()):
+            future.cancel()
+
     while True:
         try:
             msg = conn.recv()
@@ -369,6 +394,7 @@ def _serve_steps(conn: Any, engine: Any, log: logging.Logger) -> None:
         if kind == "stop":
             return
         if kind == "cancel":
+            drop_early(msg[1])
             entry = generators.pop(msg[1], None)
             if entry is not None:
                 with contextlib.suppress(Exception):
@@ -376,30 +402,43 @@ def _serve_steps(conn: Any, engine: Any, log: logging.Logger) -> None:
             continue
         if kind != "step":
             continue
-        _, job_id, unit_id, text, voice, speed = msg
+        _, job_id, unit_id, text, voice, speed, upcoming = msg
         entry = generators.get(job_id)
         try:
+            ahead = False
             if entry is None or entry[0] != unit_id:
                 if entry is not None:
                     entry[1].close()
-                entry = (unit_id, iter(engine.synthesize(text, voice, speed)))
+                started = early.get(job_id)
+                if started and started[0][0] == (text, voice, speed):
+                    ahead = True
+                    entry = (unit_id, _audio_of(started.popleft()[1]))
+                else:
+                    drop_early(job_id)
+                    entry = (unit_id, iter(engine.synthesize(text, voice, speed)))
                 generators[job_id] = entry
+            if ahead:  # this unit is computing already: keep the next ones going beside it
+                start_early(job_id, voice, speed, upcoming)
             try:
                 audio = next(entry[1])
             except StopIteration:
                 generators.pop(job_id, None)
                 reply: tuple = ("end", job_id, unit_id)
             else:
+                # the job's first audio is out (it ran alone): start the next units now
+                start_early(job_id, voice, speed, upcoming)
                 audio = np.asarray(audio)
                 if audio.dtype != np.int16:
                     audio = np.clip(audio * 32767.0, -32768, 32767).astype(np.int16)
                 reply = ("chunk", job_id, unit_id, audio.reshape(-1))
         except UnknownVoiceError as err:
             generators.pop(job_id, None)
+            drop_early(job_id)
             reply = ("error", job_id, unit_id, "unknown_voice", _one_line(err))
         except Exception as err:  # noqa: BLE001 - one request's failure must not end the engine
             log.exception("synthesis failed for %r", text[:80])
             generators.pop(job_id, None)
+            drop_early(job_id)
             reply = (
                 "error",
                 job_id,
@@ -411,6 +450,14 @@ def _serve_steps(conn: Any, engine: Any, log: logging.Logger) -> None:
             conn.send(reply)
         except (EOFError, OSError):
             return
+
+
+def _audio_of(future: Any) -> Iterator[np.ndarray]:
+    """The chunks of a unit synthesized in the background (cancelled if dropped unread)."""
+    try:
+        yield from future.result()
+    finally:
+        future.cancel()
 
 
 class EngineProcess:
@@ -584,14 +631,24 @@ class EngineProcess:
         """Wait until the engine can synthesize; EngineFailed if it never will."""
         await self._wait_for(self.ready)
 
-    async def step(self, job_id: int, unit_id: int, text: str, voice: str, speed: float) -> tuple:
-        """The next clause of (job, unit): ('chunk', ..., audio) | ('end', ...) | ('error', ...)."""
+    async def step(
+        self,
+        job_id: int,
+        unit_id: int,
+        text: str,
+        voice: str,
+        speed: float,
+        upcoming: tuple[str, ...] = (),
+    ) -> tuple:
+        """The next clause of (job, unit): ('chunk', ..., audio) | ('end', ...) | ('error', ...).
+
+        ``upcoming``: the job's next units, which the engine may start early."""
         await self.wait_ready()
         assert self._loop is not None
         future: asyncio.Future = self._loop.create_future()
         self._pending = (job_id, unit_id, future)
         try:
-            self._conn.send(("step", job_id, unit_id, text, voice, speed))
+            self._conn.send(("step", job_id, unit_id, text, voice, speed, upcoming))
         except (OSError, ValueError) as err:
             self._pending = None
             raise EngineCrashed(f"the synthesis engine is not reachable: {err}") from err
@@ -831,7 +888,12 @@ class Scheduler:
         if unit.generation is not None and unit.generation != self.engine.generation:
             raise EngineCrashed("the synthesis engine restarted in the middle of this text")
         unit.generation = self.engine.generation
-        reply = await self.engine.step(job.id, unit.id, unit.text, job.voice, job.speed)
+        upcoming = tuple(  # units the cache will not serve, which the engine may start early
+            t
+            for t in itertools.islice(job.pending, UPCOMING_UNITS)
+            if make_key(t, job.voice, job.speed) not in self.cache
+        )
+        reply = await self.engine.step(job.id, unit.id, unit.text, job.voice, job.speed, upcoming)
         self.steps += 1
         if job.cancelled:
             return
