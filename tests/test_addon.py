@@ -298,7 +298,7 @@ def test_every_option_maps_to_the_server(tmp_path):
     from wyoming_kokoro_gguf.server import parse_blends
 
     assert parse_blends(args.voice_blend)[0] == ("warm_mix", "af_heart:0.7,af_bella:0.3")
-    assert plan.parse_threads(args.threads) == 3
+    assert plan.parse_count(args.threads, "--threads") == 3
 
 
 def test_default_options_map_to_server_defaults(tmp_path, config):

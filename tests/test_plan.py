@@ -253,6 +253,11 @@ def test_lowering_plan_and_session_options():
     one_thread = plan.make_plan(pi5(), threads=1)
     assert one_thread.passes == one_thread.lowering().passes == 1
     assert "one thread" in one_thread.reasons["passes"]
+    forced = plan.make_plan(pi5(), passes="1")
+    assert forced.passes == 1 and forced.reasons["passes"] == "1: set with --passes"
+    assert forced.predicted_peak_mb < p.predicted_peak_mb  # one pass's activations less
+    with pytest.raises(plan.PlanError, match="--passes"):
+        plan.make_plan(pi5(), passes="0x")
     so = p.session_options()
     assert so.intra_op_num_threads == 4 and so.inter_op_num_threads == 1
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"

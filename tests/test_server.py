@@ -202,6 +202,9 @@ def test_bad_flags_exit_2_with_one_line(tmp_path: Path) -> None:
         (["--speed", "3"], "--speed"),
         (["--voice-blend", "mix=oops"], "--voice-blend"),
         (["--uri", "http://x:1"], "tcp://"),
+        (["--passes", "many"], "--passes"),
+        (["--passes", "9"], "--passes"),
+        (["--threads", "-1"], "--threads"),
     ]:
         run = subprocess.run(
             [sys.executable, "-m", "wyoming_kokoro_gguf", "--model", str(tmp_path / "m.gguf")]

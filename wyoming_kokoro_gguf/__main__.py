@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--speed", type=float, default=1.0, help="speaking speed, 0.5 to 2.0")
     parser.add_argument("--threads", default="auto", help="compute threads, or 'auto'")
+    parser.add_argument(
+        "--passes",
+        default="auto",
+        help="model passes of a text computed at once after its first (1 = least memory), or 'auto'",
+    )
     parser.add_argument("--quant", default="auto", help="lowering plan override (see probe)")
     parser.add_argument(
         "--voice-blend",

@@ -208,6 +208,7 @@ def _plan_for_file(profile: host.HostProfile, path: Path, args: Any) -> plan.Pla
             path_variant=detect_variant(path),
             quant=getattr(args, "quant", "auto"),
             threads=getattr(args, "threads", "auto"),
+            passes=getattr(args, "passes", "auto"),
         )
     except plan.PlanError as err:
         raise ModelError(str(err)) from None
@@ -256,6 +257,7 @@ def resolve(args: Any) -> Resolved:
             local_variants=local_variants(found),
             quant=getattr(args, "quant", "auto"),
             threads=getattr(args, "threads", "auto"),
+            passes=getattr(args, "passes", "auto"),
         )
     except plan.PlanError as err:
         raise ModelError(str(err)) from None

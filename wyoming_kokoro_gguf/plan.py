@@ -83,6 +83,7 @@ COMFORTABLE_SHARE = 0.5  # "plenty of memory": predicted peak under half of what
 # than one (f16, int8 convs, 2 cores: paragraph RTF 0.269 -> 0.230, 2,000 characters 0.267 ->
 # 0.209), for one more pass's activations (+70 / +118 MB peak).
 AHEAD_PASSES = 2
+MAX_PASSES = 8  # --passes (LoweringPlan allows 1..8)
 # More threads barely help a pass this size (estimate; not measurable on the 2-core machine).
 MAX_THREADS = 8
 THREAD_EFFICIENCY = 0.8  # measured: 2 threads gave 0.70/0.39 = 1.8x over one thread
@@ -362,15 +363,15 @@ def parse_quant(quant: str | None) -> dict[str, str]:
     return result
 
 
-def parse_threads(threads: str | int | None) -> int | None:
-    """--threads: 'auto' (None) or a positive number."""
-    if threads is None:
+def parse_count(value: str | int | None, flag: str, most: int = 1 << 10) -> int | None:
+    """--threads / --passes: 'auto' (None) or a whole number from 1 to ``most``."""
+    if value is None:
         return None
-    text = str(threads).strip().lower()
+    text = str(value).strip().lower()
     if text in ("", "auto", "0"):
         return None
-    if not text.isdigit() or int(text) < 1:
-        raise PlanError(f"--threads {threads!r}: give 'auto' or a number of threads >= 1")
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        raise PlanError(f"{flag} {value!r}: give 'auto' or a whole number from 1 to {most}")
     return int(text)
 
 
@@ -428,6 +429,7 @@ def make_plan(
     path_variant: str | None = None,
     quant: str | None = "auto",
     threads: str | int | None = "auto",
+    passes: str | int | None = "auto",
     int8_ready: bool | None = None,
 ) -> Plan:
     """Decide variant, lowering, threads and cache for this host.
@@ -436,6 +438,7 @@ def make_plan(
     local_variants: variant name -> path of files already on disk (auto prefers them).
     model_path/path_variant: an explicit file (--model PATH) and the variant it was found to be
         ('custom' when unknown); the plan then only decides how to run it.
+    passes: 'auto' or how many model passes of a text may compute at once (--passes).
     int8_ready: whether the engine builds int8 convolutions (default: ask lowering.py).
     """
     reasons: dict[str, str] = {}
@@ -446,7 +449,7 @@ def make_plan(
     available = profile.effective_mem_available_mb
 
     # Threads ------------------------------------------------------------------------------
-    forced_threads = parse_threads(threads)
+    forced_threads = parse_count(threads, "--threads")
     if forced_threads is not None:
         n_threads = forced_threads
         reasons["threads"] = f"{n_threads}: set with --threads"
@@ -633,7 +636,12 @@ def make_plan(
         "rose from 568 to 1393 MB (measured, f32, 2,000-character text)"
     )
     second_pass = math.ceil(ACT_MB_PER_AUDIO_S * audio_seconds(fit.max_phonemes))
-    if n_threads < 2:
+    forced_passes = parse_count(passes, "--passes", MAX_PASSES)
+    if forced_passes is not None:
+        passes = forced_passes
+        fit.serving += (passes - 1) * second_pass
+        reasons["passes"] = f"{passes}: set with --passes"
+    elif n_threads < 2:
         passes = 1
         reasons["passes"] = "1: one thread leaves no idle core for a second pass"
     elif fit.serving + second_pass > available * COMFORTABLE_SHARE:

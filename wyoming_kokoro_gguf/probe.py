@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         plan.parse_quant(args.quant)
-        plan.parse_threads(args.threads)
+        plan.parse_count(args.threads, "--threads")
     except plan.PlanError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
