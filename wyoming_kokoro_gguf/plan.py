@@ -163,6 +163,8 @@ class Plan:
             "max_phonemes": self.max_phonemes,
             "mem_arena": self.mem_arena,
             "passes": self.passes,
+            # int8 plans trade bit-closeness to the reference export anyway
+            "stft": "conv" if self.conv == "int8" else "op",
         }
         values = {k: v for k, v in values.items() if k in known}
         values["reasons"] = {k: self.reasons[k] for k in values if k in self.reasons}
