@@ -813,24 +813,31 @@ def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voic
     worker.start()
     engine.last_timings.clear()
     got = []
+
+    def step(job: int, unit: int, text: str, upcoming: tuple = ()) -> tuple:
+        ours.send(("step", job, unit, text, voice, 1.0, upcoming))
+        reply = ours.recv()
+        assert reply[0] in ("chunk", "end"), reply
+        return reply
+
     try:
         for i, unit in enumerate(units):
-            upcoming = tuple(units[i + 1 : i + 3])
             chunks = []
-            while True:
-                ours.send(("step", 7, i, unit, voice, 1.0, upcoming))
-                reply = ours.recv()
-                assert reply[0] in ("chunk", "end"), reply
-                if reply[0] == "end":
-                    break
+            while (reply := step(7, i, unit, tuple(units[i + 1 : i + 3])))[0] == "chunk":
                 chunks.append(reply[3])
             got.append(np.concatenate(chunks))
+        timings = list(engine.last_timings)
+        # Two requests at once: nothing starts early, each step is one pass (round robin).
+        assert step(8, 0, units[0])[0] == "chunk"  # request 8 is open (not ended)
+        assert step(9, 0, units[1], (units[2], units[3]))[0] == "chunk"
+        time.sleep(3.0)  # (two early units would be done by now: ~1 s each)
+        assert len(engine.last_timings) == len(timings) + 2
     finally:
         ours.send(("stop",))
         worker.join(timeout=30)
     for audio, reference in zip(got, expected, strict=True):
         np.testing.assert_array_equal(audio, reference)
-    runs = sorted(engine.last_timings, key=lambda p: p.started)
+    runs = sorted(timings, key=lambda p: p.started)
     ends = [p.started + p.stage1_s + p.stage2_s for p in runs]
     assert len(runs) == len(units)
     assert runs[1].started >= ends[0]  # the first unit ran alone

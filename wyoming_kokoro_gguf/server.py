@@ -359,7 +359,9 @@ def _serve_steps(conn: Any, engine: Any, log: logging.Logger) -> None:
 
     A step also names the job's next units of text: on a plan with passes > 1 the engine starts
     them in the background once the job's first audio is out, so that many units compute at
-    once (the engine's pool bounds it) while the current one is sent.
+    once (the engine's pool bounds it) while the current one is sent.  Only while one request
+    is being served: with several, each step stays one pass, so a newcomer's first audio does
+    not wait behind another's work started early.
     """
     try:
         from .engine import UnknownVoiceError
@@ -371,6 +373,8 @@ def _serve_steps(conn: Any, engine: Any, log: logging.Logger) -> None:
     ahead_limit = getattr(getattr(engine, "plan", None), "passes", 1)
 
     def start_early(job_id: int, voice: str, speed: float, upcoming: tuple) -> None:
+        if any(j != job_id for j in generators) or any(j != job_id and q for j, q in early.items()):
+            return  # other requests are being served: their turns come first (round robin)
         started = early.setdefault(job_id, deque())
         for text in upcoming[:ahead_limit]:
             request = (text, voice, speed)
