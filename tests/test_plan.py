@@ -75,13 +75,11 @@ def test_pi5_8gb(plans):
     p = plans["pi5"]
     assert p["variant"] == "f16" and p["linear"] == "fp32"
     assert p["conv"] == "int8" and "asimddp" in p["reasons"]["conv"]  # dotprod pays off here
-    if not plan.int8_conv_ready():
-        assert p["conv_runs"] == "fp32" and "no speed-up yet" in p["reasons"]["conv"]
     assert p["threads"] == 4 and p["max_phonemes"] == 510 and p["mem_arena"] is True
-    assert p["rewrites"] is plan.rewrites_ready()  # exact rewrites pay off on Arm (kokoro-pi)
+    assert p["rewrites"] is True  # exact rewrites pay off on Arm (kokoro-pi)
     # 8 GB: two passes at once, and the predicted peak counts both passes' activations
     assert p["passes"] == 2 and "single-threaded" in p["reasons"]["passes"]
-    one_pass, _ = plan.predict_memory("f16", "fp32", p["conv_runs"], 510, p["cache_mb"])
+    one_pass, _ = plan.predict_memory("f16", "fp32", p["conv"], 510, p["cache_mb"])
     assert p["predicted_peak_mb"] >= one_pass + plan.ACT_MB_PER_AUDIO_S * 30
 
 
@@ -89,11 +87,11 @@ def test_x86_minipc_with_vnni(plans):
     p = plans["minipc"]
     assert p["variant"] == "f16"
     # fp32 already keeps up, so the clarity cost of int8 is not paid; the reason says int8 is there.
-    assert p["conv"] == p["conv_runs"] == "fp32" and "--quant int8" in p["reasons"]["conv"]
+    assert p["conv"] == "fp32" and "--quant int8" in p["reasons"]["conv"]
     assert p["threads"] == 4 and p["predicted_rtf"] < plan.TARGET_RTF
     assert p["cache_mb"] == 64 and p["max_phonemes"] == 510
-    assert p["rewrites"] is plan.rewrites_ready()  # measured 1.22-1.3x faster on x86 too
-    assert p["reasons"]["rewrites"].startswith("on" if p["rewrites"] else "off")
+    assert p["rewrites"] is True  # measured 1.22-1.3x faster on x86 too
+    assert p["reasons"]["rewrites"].startswith("on")
 
 
 def test_container_512mb(results):
@@ -101,9 +99,7 @@ def test_container_512mb(results):
     # Loading peaks near 800 MB (measured; ~570 MB with int8 convolutions), so a 512 MB
     # container gets a clear no that says how much it would need.
     assert code == 1 and data["plan"] is None
-    need = plan.minimum_memory_mb(
-        "q4_0", "matmulnbits", "int8" if plan.int8_conv_ready() else "fp32"
-    )
+    need = plan.minimum_memory_mb("q4_0", "matmulnbits", "int8")
     assert need > 512
     assert data["error"].startswith(
         f"not enough memory for Kokoro: 512 MB available, at least {need} MB"
@@ -230,16 +226,17 @@ def test_memory_prediction_uses_measured_figures():
     assert fp32 - int8 == plan.INT8_CONV_SAVING_MB[0]
 
 
-def test_int8_engine_uses_int8_as_a_memory_lever():
+def test_int8_is_a_memory_lever():
     box = host.simulate("x86_64", ["avx2", "avx_vnni"], cores=4, mem_mb=16384, cgroup_mem_mb=700)
-    with pytest.raises(plan.PlanError, match="no int8 path yet"):
-        plan.make_plan(box, int8_ready=False)
-    p = plan.make_plan(box, int8_ready=True)
-    assert p.conv == p.conv_runs == "int8" and "needed for memory" in p.reasons["conv"]
+    p = plan.make_plan(box)
+    assert p.conv == "int8" and "needed for memory" in p.reasons["conv"]
     assert p.max_phonemes < 510 and p.mem_arena is True and p.predicted_peak_mb < 700
-    # With room to spare the same host keeps fp32 (quality) even though int8 is built.
+    # Forced to fp32, 700 MB is too little for any variant: the error says how much is needed.
+    with pytest.raises(plan.PlanError, match="not enough memory"):
+        plan.make_plan(box, quant="fp32")
+    # With room to spare the same host keeps fp32 (quality).
     roomy = host.simulate("x86_64", ["avx2", "avx_vnni"], cores=4, mem_mb=16384)
-    assert plan.make_plan(roomy, int8_ready=True).conv == "fp32"
+    assert plan.make_plan(roomy).conv == "fp32"
 
 
 def test_lowering_plan_and_session_options():

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field, replace
 LINEAR_CHOICES = ("fp32", "matmulnbits")
 CONV_CHOICES = ("fp32", "int8")
 STFT_CHOICES = ("op", "conv")
-# Whether conv="int8" runs int8 dot-product convolutions (plan.py predicts a speed-up from it).
-INT8_CONV_READY = True
 
 
 @dataclass(frozen=True)

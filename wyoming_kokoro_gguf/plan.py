@@ -125,8 +125,7 @@ class Plan:
     variant: str
     linear: str  # "fp32" | "matmulnbits"
     linear_bits: int | None
-    conv: str  # "fp32" | "int8": what suits this host
-    conv_runs: str  # what the engine builds today (fp32 until its int8 path exists)
+    conv: str  # "fp32" | "int8"
     threads: int
     inter_op_threads: int
     allow_spinning: bool
@@ -189,7 +188,6 @@ class Plan:
         linear = f"matmulnbits({self.linear_bits}-bit)" if self.linear == "matmulnbits" else "fp32"
         return (
             f"model {self.variant}, linear {linear}, conv {self.conv}"
-            + (f" (runs {self.conv_runs})" if self.conv_runs != self.conv else "")
             + f", {self.threads} threads, "
             f"max {self.max_phonemes} phonemes/pass, {self.passes} at once, cache {self.cache_mb:g} MB, predicted peak "
             f"{self.predicted_peak_mb} of {self.available_mb} MB, RTF ~{self.predicted_rtf:.2f}"
@@ -232,26 +230,6 @@ def predict_rtf(
     return rtf, basis
 
 
-def rewrites_ready() -> bool:
-    """Whether the engine offers the exact graph rewrites (LoweringPlan.rewrites, helper B)."""
-    try:
-        import dataclasses
-
-        from .lowering import LoweringPlan
-    except ImportError:
-        return False
-    return "rewrites" in {f.name for f in dataclasses.fields(LoweringPlan)}
-
-
-def int8_conv_ready() -> bool:
-    """Whether the engine builds int8 convolutions (lowering.INT8_CONV_READY, helper B's flag)."""
-    try:
-        from . import lowering
-    except ImportError:
-        return False
-    return bool(getattr(lowering, "INT8_CONV_READY", False))
-
-
 def memory_key(variant: str, linear: str) -> str:
     """Which measured load figures apply: unknown files count as f32 (the largest)."""
     if variant not in MEASURED_LOAD_MB:
@@ -266,14 +244,11 @@ def audio_seconds(phonemes: int) -> float:
 
 
 def predict_memory(
-    variant: str, linear: str, conv_runs: str, max_phonemes: int, cache_mb: float = 0.0
+    variant: str, linear: str, conv: str, max_phonemes: int, cache_mb: float = 0.0
 ) -> tuple[int, int]:
-    """(peak while serving, peak while loading) in MB for one configuration.
-
-    conv_runs is what the engine will really build (fp32 until its int8 path exists).
-    """
+    """(peak while serving, peak while loading) in MB for one configuration."""
     after, peak = MEASURED_LOAD_MB[memory_key(variant, linear)]
-    if conv_runs == "int8":
+    if conv == "int8":
         after, peak = after - INT8_CONV_SAVING_MB[0], peak - INT8_CONV_SAVING_MB[1]
     serving = after + ACT_MB_PER_AUDIO_S * audio_seconds(max_phonemes) + cache_mb
     return math.ceil(serving), peak
@@ -291,7 +266,6 @@ def _phonemes_for(room_mb: float) -> int:
 @dataclass
 class _Fit:
     conv: str  # decided (may be int8 for memory)
-    conv_runs: str
     max_phonemes: int
     serving: int
     loading: int
@@ -303,7 +277,6 @@ def _fit(
     linear: str,
     conv: str,
     available: int,
-    ready: bool,
     int8_for_memory: bool,
 ) -> _Fit | None:
     """The least-compromised configuration of one variant that fits, or None.
@@ -312,21 +285,20 @@ def _fit(
     reclaimable file pages of the mapped GGUF) under what is available.
     """
     budget = _budget(available)
-    conv_runs = conv if ready else "fp32"
-    serving, loading = predict_memory(variant, linear, conv_runs, MAX_PHONEMES, MIN_CACHE_MB)
+    serving, loading = predict_memory(variant, linear, conv, MAX_PHONEMES, MIN_CACHE_MB)
     if serving <= budget and loading <= available:
-        return _Fit(conv, conv_runs, MAX_PHONEMES, serving, loading, [])
+        return _Fit(conv, MAX_PHONEMES, serving, loading, [])
     levers = []
-    if int8_for_memory and ready and conv_runs == "fp32":
-        conv = conv_runs = "int8"
+    if int8_for_memory and conv == "fp32":
+        conv = "int8"
         levers.append("int8")
-    resident, loading = predict_memory(variant, linear, conv_runs, 0, MIN_CACHE_MB)
+    resident, loading = predict_memory(variant, linear, conv, 0, MIN_CACHE_MB)
     n = _phonemes_for(budget - resident)
     if n < MIN_PHONEMES or loading > available:
         return None
     levers.append("phonemes")
-    serving, _ = predict_memory(variant, linear, conv_runs, n, MIN_CACHE_MB)
-    return _Fit(conv, conv_runs, n, serving, loading, levers)
+    serving, _ = predict_memory(variant, linear, conv, n, MIN_CACHE_MB)
+    return _Fit(conv, n, serving, loading, levers)
 
 
 def _disk_need(variant: str) -> int:
@@ -334,9 +306,9 @@ def _disk_need(variant: str) -> int:
     return math.ceil(VARIANTS[variant].size_mb * 1.1 + 16)
 
 
-def minimum_memory_mb(variant: str, linear: str, conv_runs: str) -> int:
+def minimum_memory_mb(variant: str, linear: str, conv: str) -> int:
     """The least available memory a variant needs (shortest passes, margin included)."""
-    serving, loading = predict_memory(variant, linear, conv_runs, MIN_PHONEMES, MIN_CACHE_MB)
+    serving, loading = predict_memory(variant, linear, conv, MIN_PHONEMES, MIN_CACHE_MB)
     return math.ceil(max(serving * (1 + MEMORY_MARGIN), loading))
 
 
@@ -432,7 +404,6 @@ def make_plan(
     quant: str | None = "auto",
     threads: str | int | None = "auto",
     passes: str | int | None = "auto",
-    int8_ready: bool | None = None,
 ) -> Plan:
     """Decide variant, lowering, threads and cache for this host.
 
@@ -441,13 +412,11 @@ def make_plan(
     model_path/path_variant: an explicit file (--model PATH) and the variant it was found to be
         ('custom' when unknown); the plan then only decides how to run it.
     passes: 'auto' or how many model passes of a text may compute at once (--passes).
-    int8_ready: whether the engine builds int8 convolutions (default: ask lowering.py).
     """
     reasons: dict[str, str] = {}
     warnings: list[str] = []
     overrides = parse_quant(quant)
     local_variants = dict(local_variants or {})
-    ready = int8_conv_ready() if int8_ready is None else int8_ready
     available = profile.effective_mem_available_mb
 
     # Threads ------------------------------------------------------------------------------
@@ -468,17 +437,13 @@ def make_plan(
         "off: ORT's busy-wait burned 5-7% CPU per call at equal speed, and this box is shared"
     )
     reasons["inter_op_threads"] = "1: the graph is one chain of ops, run sequentially"
-    if not rewrites_ready():
-        rewrites = False
-        reasons["rewrites"] = "off: this engine has no graph rewrites"
-    elif profile.arch == "aarch64":
-        rewrites = True
+    rewrites = True
+    if profile.arch == "aarch64":
         reasons["rewrites"] = (
             "on: exact rewrites (2-D convs, InstanceNormalization) ran 1.35x faster on a Pi 5 "
             "(kokoro-pi); same maths, different rounding"
         )
     else:
-        rewrites = True
         reasons["rewrites"] = (
             "on: exact rewrites (2-D convs, InstanceNormalization) ran 1.22-1.3x faster on x86 "
             "(2 threads, interleaved A/B, helper B); audio ~109 dB SNR from the reference"
@@ -488,12 +453,9 @@ def make_plan(
     rtf_fp32, basis = predict_rtf(profile, n_threads, "fp32", rewrites)
     rtf_int8, _ = predict_rtf(profile, n_threads, "int8", rewrites)
     cls = core_class(profile)
-    not_built = "; this engine has no int8 dot-product convolutions: they run in fp32"
     if "conv" in overrides:
         conv = overrides["conv"]
-        reasons["conv"] = f"{conv}: set with --quant" + (
-            not_built if conv == "int8" and not ready else ""
-        )
+        reasons["conv"] = f"{conv}: set with --quant"
     elif profile.int8_dot and rtf_fp32 > TARGET_RTF:
         conv = "int8"
         dot = ", ".join(f for f in profile.features if f in INT8_DOT_FEATURES)
@@ -501,7 +463,6 @@ def make_plan(
             f"int8: fp32 would run at RTF ~{rtf_fp32:.2f} here ({cls}) and int8 dot products "
             f"({dot}) bring it to ~{rtf_int8:.2f}, at a small clarity cost (same ASR word error "
             "rate, ~5.6 dB log-spectral distance from fp32; kokoro-onnx's int8 export: 6-12 dB)"
-            + ("" if ready else not_built)
         )
     elif profile.int8_dot:
         conv = "fp32"
@@ -534,7 +495,7 @@ def make_plan(
         chosen = ""
         candidates: list[tuple[str, _Fit]] = []
         for v in ("f16", "q8_0", "q4_0"):
-            f = _fit(v, _linear_for(v, overrides)[0], conv, available, ready, int8_for_memory)
+            f = _fit(v, _linear_for(v, overrides)[0], conv, available, int8_for_memory)
             if f is not None:
                 candidates.append((v, f))
         comfortable = [
@@ -562,21 +523,17 @@ def make_plan(
                 "smallest footprint"
             )
         else:
-            need = minimum_memory_mb("q4_0", "matmulnbits", "int8" if ready else "fp32")
+            least = conv if "conv" in overrides else "int8"
+            need = minimum_memory_mb("q4_0", "matmulnbits", least)
             raise PlanError(
                 f"not enough memory for Kokoro: {available} MB available, at least {need} MB "
-                f"needed (model q4_0, {MIN_PHONEMES}-phoneme passes"
-                + (
-                    ", int8 convolutions)"
-                    if ready
-                    else "; fp32 convolutions: this engine has no int8 path yet)"
-                )
+                f"needed (model q4_0, {MIN_PHONEMES}-phoneme passes, {least} convolutions)"
             )
         # A file already on disk beats a download when it fits: no network, no waiting.
         preferred = chosen
         if preferred not in local_variants:
             for v in sorted(local_variants, key=lambda v: VARIANTS[v].quality_rank):
-                if _fit(v, _linear_for(v, overrides)[0], conv, available, ready, int8_for_memory):
+                if _fit(v, _linear_for(v, overrides)[0], conv, available, int8_for_memory):
                     chosen = v
                     reasons["variant"] = (
                         f"{v}: already on disk ({local_variants[v]}); for this host the plan "
@@ -592,7 +549,7 @@ def make_plan(
                 for v in ("q8_0", "q4_0")
                 if VARIANTS[v].size_mb < VARIANTS[chosen].size_mb
                 and disk >= _disk_need(v)
-                and _fit(v, _linear_for(v, overrides)[0], conv, available, ready, int8_for_memory)
+                and _fit(v, _linear_for(v, overrides)[0], conv, available, int8_for_memory)
             ]
             if not smaller:
                 raise PlanError(
@@ -606,10 +563,9 @@ def make_plan(
             chosen = smaller[0]
 
     linear, bits, reasons["linear"] = _linear_for(chosen, overrides)
-    fit = _fit(chosen, linear, conv, available, ready, int8_for_memory)
+    fit = _fit(chosen, linear, conv, available, int8_for_memory)
     if fit is None:
-        conv_runs = conv if ready else "fp32"
-        need = minimum_memory_mb(chosen, linear, conv_runs)
+        need = minimum_memory_mb(chosen, linear, conv)
         message = (
             f"not enough memory for Kokoro {chosen}: {available} MB available, at least {need} MB "
             "needed"
@@ -617,8 +573,8 @@ def make_plan(
         if not explicit:  # pragma: no cover - auto only picks variants that fit
             raise PlanError(message)
         warnings.append(message + "; continuing because the model was chosen explicitly")
-        serving, loading = predict_memory(chosen, linear, conv_runs, MIN_PHONEMES, MIN_CACHE_MB)
-        fit = _Fit(conv, conv_runs, MIN_PHONEMES, serving, loading, ["phonemes"])
+        serving, loading = predict_memory(chosen, linear, conv, MIN_PHONEMES, MIN_CACHE_MB)
+        fit = _Fit(conv, MIN_PHONEMES, serving, loading, ["phonemes"])
     conv = fit.conv
     if "int8" in fit.levers:
         reasons["conv"] = (
@@ -669,7 +625,7 @@ def make_plan(
         "per second of audio in a pass)"
     )
 
-    rtf, _ = predict_rtf(profile, n_threads, fit.conv_runs, rewrites)
+    rtf, _ = predict_rtf(profile, n_threads, fit.conv, rewrites)
     reasons["speed"] = f"predicted RTF ~{rtf:.2f} with {n_threads} threads ({cls}: {basis})"
     if rtf > 1.0:
         warnings.append(
@@ -682,7 +638,6 @@ def make_plan(
         linear=linear,
         linear_bits=bits,
         conv=conv,
-        conv_runs=fit.conv_runs,
         threads=n_threads,
         inter_op_threads=1,
         allow_spinning=False,
