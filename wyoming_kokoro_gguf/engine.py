@@ -5,7 +5,8 @@ short first piece), phonemes.py turns each piece into model phonemes (<= 510 per
 two ONNX Runtime sessions built by graph.py run the model: stage 1 gives durations and
 features, the host repeats feature rows by the durations, stage 2 gives the waveform.  Each
 piece is yielded as soon as it is done, so callers can stream, and memory stays bounded by one
-pass whatever the length of the text.
+pass (plan.passes of them where the plan computes passes side by side) whatever the length of
+the text.
 
 Thread safety: ORT sessions may run concurrently (and release the GIL), espeak-ng is serialized
 inside phonemes.Phonemizer, and the voice table is only replaced, never mutated in place.
@@ -347,7 +348,9 @@ class Engine:
                 ends_sentence = n == len(chunks) - 1 and chunk.rstrip('”" ')[-1:] in SENTENCE_MARKS
                 yield lambda ids=ids, ends=ends_sentence: self._speak(ids, pack, speed, ends)
 
-    def _speak(self, ids: list[int], pack: np.ndarray, speed: float, ends_sentence: bool):
+    def _speak(
+        self, ids: list[int], pack: np.ndarray, speed: float, ends_sentence: bool
+    ) -> np.ndarray:
         audio = self.infer(ids, pack, speed)
         if self.trim:
             audio = trim_silence(audio, TRAIL_SENTENCE if ends_sentence else TRAIL_CLAUSE)

@@ -375,7 +375,7 @@ def _serve_steps(conn: Any, engine: Any, log: logging.Logger) -> None:
     def start_early(job_id: int, voice: str, speed: float, upcoming: tuple) -> None:
         if any(j != job_id for j in generators) or any(j != job_id and q for j, q in early.items()):
             return  # other requests are being served: their turns come first (round robin)
-        started = early.setdefault(job_id, deque())
+        started = early.get(job_id, deque())
         for text in upcoming[:ahead_limit]:
             request = (text, voice, speed)
             if any(r == request for r, _ in started):
@@ -384,6 +384,8 @@ def _serve_steps(conn: Any, engine: Any, log: logging.Logger) -> None:
             if future is None:
                 break
             started.append((request, future))
+        if started:
+            early[job_id] = started
 
     def drop_early(job_id: int) -> None:
         for _, future in early.pop(job_id, ()):
@@ -417,6 +419,8 @@ def _serve_steps(conn: Any, engine: Any, log: logging.Logger) -> None:
                 if started and started[0][0] == (text, voice, speed):
                     ahead = True
                     entry = (unit_id, _audio_of(started.popleft()[1]))
+                    if not started:
+                        del early[job_id]
                 else:
                     drop_early(job_id)
                     entry = (unit_id, iter(engine.synthesize(text, voice, speed)))
@@ -427,6 +431,8 @@ def _serve_steps(conn: Any, engine: Any, log: logging.Logger) -> None:
                 audio = next(entry[1])
             except StopIteration:
                 generators.pop(job_id, None)
+                if not early.get(job_id):
+                    early.pop(job_id, None)  # nothing started early: forget the job
                 reply: tuple = ("end", job_id, unit_id)
             else:
                 # the job's first audio is out (it ran alone): start the next units now
