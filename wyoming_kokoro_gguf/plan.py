@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .host import INT8_DOT_FEATURES, HostProfile
+from .lowering import MAX_PASSES
 
 # ----------------------------------------------------------------------------- variants
 
@@ -83,7 +84,6 @@ COMFORTABLE_SHARE = 0.5  # "plenty of memory": predicted peak under half of what
 # than one (f16, int8 convs, 2 cores: paragraph RTF 0.269 -> 0.230, 2,000 characters 0.267 ->
 # 0.209), for one more pass's activations (+70 / +118 MB peak).
 AHEAD_PASSES = 2
-MAX_PASSES = 8  # --passes (LoweringPlan allows 1..8)
 # More threads barely help a pass this size (estimate; not measurable on the 2-core machine).
 MAX_THREADS = 8
 THREAD_EFFICIENCY = 0.8  # measured: 2 threads gave 0.70/0.39 = 1.8x over one thread
@@ -162,9 +162,6 @@ class Plan:
             "max_phonemes": self.max_phonemes,
             "mem_arena": self.mem_arena,
             "passes": self.passes,
-            # "conv" was 6% faster with int8 but its other rendering of unvoiced frames raised
-            # the benchmark's word error rate (auto 0.056 -> 0.103, f32 0.065): kept off
-            "stft": "op",
         }
         values = {k: v for k, v in values.items() if k in known}
         values["reasons"] = {k: self.reasons[k] for k in values if k in self.reasons}
@@ -597,23 +594,23 @@ def make_plan(
     second_pass = math.ceil(ACT_MB_PER_AUDIO_S * audio_seconds(fit.max_phonemes))
     forced_passes = parse_count(passes, "--passes", MAX_PASSES)
     if forced_passes is not None:
-        passes = forced_passes
-        fit.serving += (passes - 1) * second_pass
-        reasons["passes"] = f"{passes}: set with --passes"
+        n_passes = forced_passes
+        fit.serving += (n_passes - 1) * second_pass
+        reasons["passes"] = f"{n_passes}: set with --passes"
     elif n_threads < 2:
-        passes = 1
+        n_passes = 1
         reasons["passes"] = "1: one thread leaves no idle core for a second pass"
     elif fit.serving + second_pass > available * COMFORTABLE_SHARE:
-        passes = 1
+        n_passes = 1
         reasons["passes"] = (
             f"1: a second pass at once would need ~{second_pass} MB more, and memory is not "
             "plentiful here"
         )
     else:
-        passes = AHEAD_PASSES
+        n_passes = AHEAD_PASSES
         fit.serving += second_pass
         reasons["passes"] = (
-            f"{passes}: after a text's first pass (alone, for the first audio), two at once use "
+            f"{n_passes}: after a text's first pass (alone, for the first audio), two at once use "
             "the cores one pass leaves idle in its single-threaded ops: 1.17-1.28x faster on 2 "
             f"cores (measured), for ~{second_pass} MB more at the peak"
         )
@@ -645,7 +642,7 @@ def make_plan(
         rewrites=rewrites,
         mem_arena=True,
         max_phonemes=fit.max_phonemes,
-        passes=passes,
+        passes=n_passes,
         cache_mb=cache_mb,
         predicted_peak_mb=serving,
         predicted_load_peak_mb=fit.loading,

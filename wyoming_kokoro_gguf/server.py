@@ -1063,7 +1063,8 @@ def _check_args(args: Any) -> list[tuple[str, str]]:
         raise ValueError("--cache-mb must be 0 (off) or more")
     if args.http_port is not None and not 0 <= int(args.http_port) <= 65535:
         raise ValueError(f"--http-port {args.http_port}: not a port number")
-    from .plan import MAX_PASSES, PlanError, parse_count
+    from .lowering import MAX_PASSES
+    from .plan import PlanError, parse_count
 
     try:
         parse_count(getattr(args, "threads", "auto"), "--threads")
