@@ -393,7 +393,7 @@ def test_passes_ahead_give_the_same_audio_sooner(kokoro_gguf, engine: Engine) ->
     for ours, theirs in zip(got, expected, strict=True):
         np.testing.assert_array_equal(ours, theirs)
     runs = sorted(ahead.last_timings, key=lambda p: p.started)
-    ends = [p.started + p.stage1_s + p.stage2_s for p in runs]
+    ends = [p.ended for p in runs]
     assert runs[1].started >= ends[0]  # the first pass ran alone
     assert runs[2].started < ends[1]  # then two at once
     # Stopping after the first piece: passes not started are dropped.
@@ -405,6 +405,22 @@ def test_passes_ahead_give_the_same_audio_sooner(kokoro_gguf, engine: Engine) ->
     ahead._ahead_pool.submit(lambda: None).result()  # the pool has drained
     assert len(ahead.last_timings) <= 1 + 2
     assert list(ahead.synthesize(SENTENCES[0], VOICE, language="en-us"))
+
+
+def test_passes_ahead_keep_both_workers_busy(kokoro_gguf) -> None:
+    """A short pass that ends before a longer earlier one frees its worker for the next pass
+    at once, without waiting for the longer one to be returned (audio still in order)."""
+    ahead = Engine.load(kokoro_gguf("q4_0"), replace(default_plan(), threads=2, passes=2))
+    long = "The weather tomorrow will be sunny in the morning, with a light breeze from the west, "
+    long += "and rain is expected in the evening over the hills and the coast."
+    text = f"Hello there. {long} Yes. Our train leaves the station at seven."
+    ahead.last_timings.clear()
+    got = list(ahead.synthesize(text, VOICE, language="en-us"))
+    assert len(got) == 4
+    first, slow, short, last = sorted(ahead.last_timings, key=lambda p: p.started)
+    assert slow.frames > 3 * short.frames and short.ended < slow.ended
+    assert last.started < slow.ended  # started on the worker the short pass freed
+    assert [len(a) for a in got][1] == max(len(a) for a in got)  # the long piece came second
 
 
 def test_trim_silence_keeps_speech_and_short_pauses() -> None:

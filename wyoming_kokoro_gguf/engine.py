@@ -69,6 +69,11 @@ class PassTiming:
     stage2_s: float
     audio_s: float
 
+    @property
+    def ended(self) -> float:
+        """time.perf_counter() at the end of the pass."""
+        return self.started + self.stage1_s + self.stage2_s
+
 
 def parse_blend(formula: str) -> list[tuple[str, float]]:
     """``"af_heart:0.7,af_bella:0.3"`` -> [("af_heart", 0.7), ("af_bella", 0.3)].
@@ -359,15 +364,19 @@ class Engine:
     def _run_ahead(self, passes: Iterator[Callable[[], np.ndarray]]) -> Iterator[np.ndarray]:
         """The passes' audio in order, with up to plan.passes of them computing at once.
 
-        The first pass runs alone: it is the one the listener waits on.  When the caller stops
-        early (a cancelled request), passes not started are dropped; a running one finishes.
+        The first pass runs alone: it is the one the listener waits on.  One pass more than the
+        pool's workers is submitted, so a worker whose pass ends before an earlier one (a short
+        sentence after a long one) starts the next at once instead of idling until the earlier
+        one is returned.  When the caller stops early (a cancelled request), passes not started
+        are dropped; a running one finishes.
         """
         first = next(passes, None)
         if first is None:
             return
         audio = first()
         pool = self._ahead_pool
-        in_flight = deque(pool.submit(run) for run in itertools.islice(passes, self.plan.passes))
+        queued = itertools.islice(passes, self.plan.passes + 1)
+        in_flight = deque(pool.submit(run) for run in queued)
         try:
             yield audio
             while in_flight:
