@@ -788,24 +788,29 @@ def test_unix_socket_and_no_streaming(model: Path, voice: str, tmp_path: Path) -
 
 def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voice: str) -> None:
     """The engine process's step loop, on a real engine and a real pipe: with plan.passes=2 a
-    step names the job's next units, which start once the first audio is out; from then on two
-    units compute at once; the audio is the same as one unit at a time."""
+    step names the job's next units, which start once the first audio is out, the next one and
+    the longest of the others first; from then on two units compute at once; the audio is the
+    same as one unit at a time."""
     import multiprocessing
     import threading
     from dataclasses import replace
 
     from wyoming_kokoro_gguf.engine import Engine
     from wyoming_kokoro_gguf.lowering import default_plan
-    from wyoming_kokoro_gguf.server import _serve_steps
+    from wyoming_kokoro_gguf.server import UPCOMING_UNITS, _serve_steps
 
     units = [
         "Good morning.",
         "The front door is locked and the garage is closed.",
-        "The dishwasher finished its cycle an hour ago.",
-        "The washing machine has twenty minutes to go.",
+        "The dishwasher finished its cycle.",
+        "The washing machine has twenty minutes to go and the dryer is done in an hour.",
     ]
     engine = Engine.load(model, replace(default_plan(), threads=2, passes=2))
-    expected = [np.concatenate(list(engine.synthesize(u, voice))) for u in units]
+    expected, frames = [], []
+    for u in units:
+        expected.append(np.concatenate(list(engine.synthesize(u, voice))))
+        frames.append(engine.last_timings[-1].frames)
+    assert len(set(frames)) == len(units)
     ours, theirs = multiprocessing.Pipe()
     worker = threading.Thread(
         target=_serve_steps, args=(theirs, engine, logging.getLogger("test")), daemon=True
@@ -823,7 +828,8 @@ def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voic
     try:
         for i, unit in enumerate(units):
             chunks = []
-            while (reply := step(7, i, unit, tuple(units[i + 1 : i + 3])))[0] == "chunk":
+            upcoming = tuple(units[i + 1 : i + 1 + UPCOMING_UNITS])
+            while (reply := step(7, i, unit, upcoming))[0] == "chunk":
                 chunks.append(reply[3])
             got.append(np.concatenate(chunks))
         timings = list(engine.last_timings)
@@ -842,5 +848,6 @@ def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voic
     assert len(runs) == len(units)
     assert runs[1].started >= ends[0]  # the first unit ran alone
     assert runs[2].started < ends[1]  # then two at once
+    assert [p.frames for p in runs] == [frames[0], frames[1], frames[3], frames[2]]  # longest 2nd
     overlap = sum(min(ends[i], ends[i + 1]) - runs[i + 1].started for i in range(1, 3))
     assert overlap > 0.5 * sum(ends[i] - runs[i].started for i in range(2, 4))

@@ -55,7 +55,9 @@ CHANNELS = 1
 DEFAULT_CACHE_MB = 32.0  # about 11 minutes of 24 kHz int16 speech
 MAX_JOBS = 32  # requests synthesizing at once, all clients together
 MAX_AHEAD = 3  # clauses a request may have ready before its client takes them
-UPCOMING_UNITS = 2  # next units a step names, for engines that start them early (plan.passes)
+# Next units a step names, for engines that start them early (plan.passes): the next one and
+# then the longest of the rest start first, so the last unit does not run alone at the end.
+UPCOMING_UNITS = 3
 MAX_ENGINE_RESTARTS = 3
 # The engine is bulk work; the protocol front end must win the CPU at once to answer describe
 # in time (measured here: describes during synthesis took up to 150 ms at the same priority on a
@@ -359,7 +361,9 @@ def _serve_steps(conn: Any, engine: Any, log: logging.Logger) -> None:
 
     A step also names the job's next units of text: on a plan with passes > 1 the engine starts
     them in the background once the job's first audio is out, so that many units compute at
-    once (the engine's pool bounds it) while the current one is sent.  Only while one request
+    once (the engine's pool bounds it) while the current one is sent.  The next unit starts
+    first, then the longest of the others (longest first: two 5 s units after an 8 s one
+    finish together instead of leaving the 8 s one alone at the end).  Only while one request
     is being served: with several, each step stays one pass, so a newcomer's first audio does
     not wait behind another's work started early.
     """
@@ -376,16 +380,30 @@ def _serve_steps(conn: Any, engine: Any, log: logging.Logger) -> None:
         if any(j != job_id for j in generators) or any(j != job_id and q for j, q in early.items()):
             return  # other requests are being served: their turns come first (round robin)
         started = early.get(job_id, deque())
-        for text in upcoming[:ahead_limit]:
-            request = (text, voice, speed)
-            if any(r == request for r, _ in started):
-                continue
+        requests = [(text, voice, speed) for text in upcoming]
+        todo = [r for r in requests if all(r != s for s, _ in started)]
+        todo.sort(key=lambda r: (r != requests[0], -len(r[0])))  # next, then longest
+        for request in todo:
             future = None if len(started) >= ahead_limit else engine.synthesize_later(*request)
             if future is None:
                 break
             started.append((request, future))
         if started:
             early[job_id] = started
+
+    def take_early(job_id: int, request: tuple, upcoming: tuple) -> Any:
+        """The future of ``request`` if it was started early; cancels the job's early units
+        that are no longer coming (served from the phrase cache instead)."""
+        started = early.pop(job_id, deque())
+        found = None
+        for entry in started:
+            if found is None and entry[0] == request:
+                found = entry[1]
+            elif entry[0][0] not in upcoming:
+                entry[1].cancel()
+            else:
+                early.setdefault(job_id, deque()).append(entry)
+        return found
 
     def drop_early(job_id: int) -> None:
         for _, future in early.pop(job_id, ()):
@@ -415,14 +433,11 @@ def _serve_steps(conn: Any, engine: Any, log: logging.Logger) -> None:
             if entry is None or entry[0] != unit_id:
                 if entry is not None:
                     entry[1].close()
-                started = early.get(job_id)
-                if started and started[0][0] == (text, voice, speed):
+                future = take_early(job_id, (text, voice, speed), upcoming)
+                if future is not None:
                     ahead = True
-                    entry = (unit_id, _audio_of(started.popleft()[1]))
-                    if not started:
-                        del early[job_id]
+                    entry = (unit_id, _audio_of(future))
                 else:
-                    drop_early(job_id)
                     entry = (unit_id, iter(engine.synthesize(text, voice, speed)))
                 generators[job_id] = entry
             if ahead:  # this unit is computing already: keep the next ones going beside it
