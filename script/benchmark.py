@@ -113,6 +113,9 @@ VOICE = "jf_alpha"  # kokoro-onnx (with lang="en-us")
 SERVER_VOICE = "af_jf_alpha"  # the same voice through this server's English alias
 PIPER_VOICE = "en_US-joe-medium"
 MARK_START, MARK_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+# After the texts: this server gives its activation memory back after 3 s idle
+# (server.IDLE_RELEASE_S); the RSS at rest is read this long after the last text.
+REST_WAIT_S = 5.0
 
 
 @dataclass
@@ -126,6 +129,7 @@ class Row:
     peak_rss_mb: float | None = None  # over the whole run, loading included
     load_peak_mb: float | None = None  # VmHWM once ready (loading and warm-up)
     ready_rss_mb: tuple[float, float] | None = None  # VmRSS once ready: main process, children
+    rest_rss_mb: float | None = None  # VmRSS summed, REST_WAIT_S after the last text
     per_text: dict[str, dict[str, float | None]] = field(default_factory=dict)
     note: str = ""
     # 1-minute load average before and after: on a shared machine, the context of the figures.
@@ -314,6 +318,8 @@ def run_server(
         row.peak_rss_mb = max(
             [row.load_peak_mb or 0.0, *(m.get("rss_peak_mb") or 0.0 for m in row.per_text.values())]
         )
+        time.sleep(REST_WAIT_S)  # what a server keeps between announcements
+        row.rest_rss_mb = sum((vm_hwm_bytes(p, "VmRSS") or 0) / 1e6 for p in _tree(proc.pid))
         row.load_avg = (load_before, os.getloadavg()[0])
         if bench is not None:
             print(f"  wyoming-bench against {system} {variant}", flush=True)
@@ -685,15 +691,17 @@ def render_markdown(
         "shared (see the load average): compare rows of one run, not seconds across runs.",
         "",
         "| system | variant | threads | ready (s) | RSS when ready, main + child processes (MB) "
-        "| RSS peak, loading (MB) | RSS peak, whole run (MB) | load average before, after |",
-        "|---|---|---|---|---|---|---|---|",
+        "| RSS peak, loading (MB) | RSS peak, whole run (MB) | RSS at rest after the texts (MB) "
+        "| load average before, after |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         load = "-" if not row.load_avg else f"{row.load_avg[0]:.1f}, {row.load_avg[1]:.1f}"
         split = "-" if not row.ready_rss_mb else " + ".join(f"{x:.0f}" for x in row.ready_rss_mb)
         lines.append(
             f"| {row.system} | {row.variant} | {row.threads} | {fmt(row.load_s, 1)} | {split} | "
-            f"{fmt(row.load_peak_mb, 0)} | {fmt(row.peak_rss_mb, 0)} | {load} |"
+            f"{fmt(row.load_peak_mb, 0)} | {fmt(row.peak_rss_mb, 0)} | {fmt(row.rest_rss_mb, 0)} "
+            f"| {load} |"
         )
     lines += [
         "",
@@ -701,7 +709,8 @@ def render_markdown(
         "warmed up; wyoming-piper: answers describe, its voice loads on the untimed first "
         "request; kokoro-onnx: session created, one warm-up). RSS: VmHWM of the server and "
         "its engine process, summed; per text, the peak while speaking that text (VmHWM reset "
-        "with /proc/PID/clear_refs before it; kokoro-onnx: its one-shot call).",
+        "with /proc/PID/clear_refs before it; kokoro-onnx: its one-shot call). At rest: VmRSS "
+        f"of the server and its children summed, {REST_WAIT_S:.0f} s after the last text.",
         "",
     ]
     texts = list(dict.fromkeys(label for row in rows for label in row.per_text))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import psutil
 import pytest
 
 from wyoming_kokoro_gguf.engine import (
@@ -421,6 +422,23 @@ def test_passes_ahead_keep_both_workers_busy(kokoro_gguf) -> None:
     assert slow.frames > 3 * short.frames and short.ended < slow.ended
     assert last.started < slow.ended  # started on the worker the short pass freed
     assert [len(a) for a in got][1] == max(len(a) for a in got)  # the long piece came second
+
+
+def test_release_memory_gives_the_activations_back(kokoro_gguf) -> None:
+    """ORT's arena keeps a long pass's activations; release_memory hands them back to the
+    system, and the engine speaks the same audio afterwards."""
+    small = Engine.load(kokoro_gguf("q4_0"), replace(default_plan(), threads=2))
+    text = "the cat sat on the mat and looked at the rain falling on the garden " * 3
+    rss_mb = lambda: psutil.Process().memory_info().rss / 2**20  # noqa: E731
+    before = rss_mb()
+    audio = list(small.synthesize(text, VOICE, language="en-us"))
+    assert len(audio) == 1 and len(audio[0]) > 8 * small.sample_rate  # one long pass
+    grown = rss_mb()
+    assert grown - before > 100
+    small.release_memory()
+    assert grown - rss_mb() > 0.6 * (grown - before)
+    again = list(small.synthesize(text, VOICE, language="en-us"))
+    np.testing.assert_array_equal(again[0], audio[0])
 
 
 def test_trim_silence_keeps_speech_and_short_pauses() -> None:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from wyoming.audio import AudioChunk
 from wyoming.client import AsyncTcpClient
@@ -813,7 +814,9 @@ def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voic
     assert len(set(frames)) == len(units)
     ours, theirs = multiprocessing.Pipe()
     worker = threading.Thread(
-        target=_serve_steps, args=(theirs, engine, logging.getLogger("test")), daemon=True
+        target=_serve_steps,
+        args=(theirs, engine, logging.getLogger("test"), 0.5),  # idle_release_s
+        daemon=True,
     )
     worker.start()
     engine.last_timings.clear()
@@ -833,6 +836,10 @@ def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voic
                 chunks.append(reply[3])
             got.append(np.concatenate(chunks))
         timings = list(engine.last_timings)
+        # The job has ended: after idle_release_s the worker gives the activations back.
+        grown = psutil.Process().memory_info().rss
+        time.sleep(1.5)
+        assert grown - psutil.Process().memory_info().rss > 50 * 2**20
         # Two requests at once: nothing starts early, each step is one pass (round robin).
         assert step(8, 0, units[0])[0] == "chunk"  # request 8 is open (not ended)
         assert step(9, 0, units[1], (units[2], units[3]))[0] == "chunk"
