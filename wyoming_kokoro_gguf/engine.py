@@ -217,7 +217,7 @@ class Engine:
         """Give the activation memory of finished passes back to the system; call when idle.
 
         ORT's arena keeps its high-water mark for the life of the session: after a 2,000-
-        character text the engine stayed at ~640 MB instead of ~320 MB until it restarted,
+        character text the engine stayed at ~615 MB instead of ~340 MB until it restarted,
         memory a small board's other services could use.  A tiny pass with arena shrinkage on
         frees the unused regions (shrinking after every pass instead cost 2-7% speed), then
         glibc returns its free pages.
