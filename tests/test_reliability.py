@@ -286,6 +286,16 @@ def test_http_listens_on_loopback_only_by_default(server) -> None:
     assert _listening_addresses(server.proc.pid, server.http_port) == {"127.0.0.1"}
 
 
+def test_the_engine_is_the_servers_only_child_process(server) -> None:
+    """No helper process beside the engine (multiprocessing's resource tracker held 13 MB),
+    and the engine still speaks."""
+    engine_pid = server.health()["engine_pid"]
+    children = psutil.Process(server.proc.pid).children(recursive=True)
+    assert [c.pid for c in children] == [engine_pid], [c.cmdline() for c in children]
+    ex = asyncio.run(synthesize(server.port, "The engine is the only child.", VOICE))
+    assert ex.types()[-1] == "audio-stop" and len(ex.pcm()) > 24000  # over a second of audio
+
+
 @pytest.mark.parametrize(
     "name",
     ["../../../../etc/passwd", "/etc/passwd", f"{VOICE}/../{VOICE}", "..", "voices/af", "\\..\\x"],

@@ -24,10 +24,11 @@ import ctypes
 import dataclasses
 import itertools
 import logging
-import multiprocessing
 import os
 import re
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -44,7 +46,7 @@ from wyoming.event import Event
 from wyoming.info import Attribution, Info, TtsProgram, TtsVoice
 from wyoming.server import AsyncServer, AsyncStdioServer
 
-from . import __version__
+from . import __version__, engine_child
 from .phrase_cache import PhraseCache, make_key
 
 _LOGGER = logging.getLogger(__name__)
@@ -499,6 +501,12 @@ def _audio_of(future: Any) -> Iterator[np.ndarray]:
         future.cancel()
 
 
+def _wait(proc: subprocess.Popen, seconds: float) -> None:
+    """Wait up to ``seconds`` for ``proc`` to end (and reap it if it has)."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(seconds)
+
+
 class EngineProcess:
     """The front end's handle on the engine child process: state, voices, one step at a time."""
 
@@ -549,21 +557,18 @@ class EngineProcess:
         self._spawn()
 
     def _spawn(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe(duplex=True)
-        proc = ctx.Process(
-            target=engine_worker_main,
-            args=(child, self.args, self.blends),
-            name="kokoro-engine",
-            daemon=False,
-        )
-        proc.start()
-        child.close()
-        self._proc, self._conn = proc, parent
+        ours, theirs = socket.socketpair()
+        try:
+            proc = engine_child.start(theirs.fileno())
+        finally:
+            theirs.close()
+        conn = Connection(ours.detach())
+        conn.send((self.args, self.blends))
+        self._proc, self._conn = proc, conn
         self.generation += 1
         threading.Thread(
             target=self._read_loop,
-            args=(parent, proc, self.generation),
+            args=(conn, proc, self.generation),
             name="engine-reader",
             daemon=True,
         ).start()
@@ -584,9 +589,9 @@ class EngineProcess:
                 loop.call_soon_threadsafe(self._on_message, msg, generation)
             except RuntimeError:  # loop closed: the server is gone
                 return
-        proc.join(timeout=10)
+        _wait(proc, 10)
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._on_exit, proc.exitcode, generation)
+            loop.call_soon_threadsafe(self._on_exit, proc.poll(), generation)
 
     def _on_message(self, msg: tuple, generation: int) -> None:
         if generation != self.generation:
@@ -714,16 +719,16 @@ class EngineProcess:
         if proc is None:
             return
         loop = asyncio.get_running_loop()
-        if self._pending is None and proc.is_alive():
+        if self._pending is None and proc.poll() is None:
             with contextlib.suppress(OSError, ValueError):
                 conn.send(("stop",))
-            await loop.run_in_executor(None, proc.join, 0.5)
-        if proc.is_alive():
+            await loop.run_in_executor(None, _wait, proc, 0.5)
+        if proc.poll() is None:
             proc.terminate()  # nothing to save: the engine holds no state worth keeping
-            await loop.run_in_executor(None, proc.join, 3)
-        if proc.is_alive():
+            await loop.run_in_executor(None, _wait, proc, 3)
+        if proc.poll() is None:
             proc.kill()
-            await loop.run_in_executor(None, proc.join, 3)
+            await loop.run_in_executor(None, _wait, proc, 3)
         with contextlib.suppress(OSError):
             conn.close()
 
