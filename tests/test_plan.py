@@ -289,3 +289,23 @@ def test_measure_reports_the_engine_memory(kokoro_gguf):
     assert 0 < result["after_load_mb"] <= result["load_peak_mb"] and result["before_load_mb"] > 0
     assert all(r["audio_s"] > 0 and r["longest_pass_s"] > 0 for r in result["runs"])
     assert model_store.detect_variant(path) == "q4_0"
+
+
+@pytest.mark.parametrize(
+    ("flags", "cpu_model"), [(["asimddp", "asimdhp"], "Cortex-A76"), ([], "Cortex-A72")]
+)
+def test_4gb_boards_run_two_shorter_passes_at_once(flags: list[str], cpu_model: str):
+    """Two full-length passes do not fit comfortably in 4 GB, two piece-length ones do: the plan
+    shortens passes (never below a whole piece of text) instead of giving up the second."""
+    box = host.simulate("aarch64", flags, cores=4, mem_mb=4096, cpu_model=cpu_model)
+    p = plan.make_plan(box)
+    assert p.passes == 2, p.reasons["passes"]
+    assert plan.AHEAD_MIN_PHONEMES <= p.max_phonemes < plan.MAX_PHONEMES
+    assert f"at most {p.max_phonemes} phonemes" in p.reasons["passes"]
+    # the predicted peak counts both passes and stays within the comfortable share
+    act = plan.ACT_MB_PER_AUDIO_S * plan.audio_seconds(p.max_phonemes)
+    assert p.predicted_peak_mb >= 2 * act
+    assert p.predicted_peak_mb <= p.available_mb * plan.COMFORTABLE_SHARE + p.cache_mb
+    # 2 GB stays at one pass: even piece-length passes would not fit comfortably
+    small = plan.make_plan(host.simulate("aarch64", flags, cores=4, mem_mb=2048))
+    assert small.passes == 1 and "not plentiful" in small.reasons["passes"]
