@@ -28,6 +28,7 @@ from typing import Any
 
 from .host import INT8_DOT_FEATURES, HostProfile
 from .lowering import MAX_PASSES
+from .text import MAX_PIECE_CHARS
 
 # ----------------------------------------------------------------------------- variants
 
@@ -84,11 +85,10 @@ COMFORTABLE_SHARE = 0.5  # "plenty of memory": predicted peak under half of what
 # than one (f16, int8 convs, 2 cores: paragraph RTF 0.269 -> 0.230, 2,000 characters 0.267 ->
 # 0.209), for one more pass's activations (+70 / +118 MB peak).
 AHEAD_PASSES = 2
-# Where two full-length passes do not fit comfortably, two passes of at least this many phonemes
-# still may: the text splitter's pieces are at most 220 characters (text.MAX_PIECE_CHARS), ~1.0
-# phoneme per character (measured on the benchmark's long text: 0.96, at most 1.02), so every
-# piece but a single clause longer than that stays one pass.
-AHEAD_MIN_PHONEMES = 240
+# Where two full-length passes do not fit comfortably, two passes long enough for any piece of
+# text still may: pieces are at most MAX_PIECE_CHARS, at ~1.0 phoneme per character (measured on
+# the benchmark's long text: 0.96, at most 1.02), so only a single longer clause is cut sooner.
+AHEAD_MIN_PHONEMES = math.ceil(MAX_PIECE_CHARS * 1.05 / 10) * 10
 # More threads barely help a pass this size (estimate; not measurable on the 2-core machine).
 MAX_THREADS = 8
 THREAD_EFFICIENCY = 0.8  # measured: 2 threads gave 0.70/0.39 = 1.8x over one thread
@@ -605,37 +605,35 @@ def make_plan(
     elif n_threads < 2:
         n_passes = 1
         reasons["passes"] = "1: one thread leaves no idle core for a second pass"
-    elif fit.serving + second_pass > available * COMFORTABLE_SHARE:
-        resident, _ = predict_memory(chosen, linear, fit.conv, 0, MIN_CACHE_MB)
-        shorter = _phonemes_for((available * COMFORTABLE_SHARE - resident) / AHEAD_PASSES)
-        if AHEAD_MIN_PHONEMES <= shorter < fit.max_phonemes:
-            n_passes = AHEAD_PASSES
-            second_pass = math.ceil(ACT_MB_PER_AUDIO_S * audio_seconds(shorter))
-            fit.max_phonemes, fit.serving = shorter, resident + n_passes * second_pass
-            reasons["max_phonemes"] = (
-                f"{shorter}: two passes at once fit comfortably only this long (~"
-                f"{audio_seconds(shorter):.0f} s of audio each); pieces of text are shorter, "
-                "only a clause longer than ~220 characters is cut sooner"
-            )
-            reasons["passes"] = (
-                f"{n_passes}: two passes at once, each at most {shorter} phonemes, use the cores "
-                "one pass leaves idle (1.17-1.28x faster on 2 cores, measured) for "
-                f"~{second_pass} MB more at the peak"
-            )
-        else:
-            n_passes = 1
-            reasons["passes"] = (
-                f"1: a second pass at once would need ~{second_pass} MB more, and memory is not "
-                "plentiful here"
-            )
     else:
         n_passes = AHEAD_PASSES
-        fit.serving += second_pass
-        reasons["passes"] = (
-            f"{n_passes}: after a text's first pass (alone, for the first audio), two at once use "
-            "the cores one pass leaves idle in its single-threaded ops: 1.17-1.28x faster on 2 "
-            f"cores (measured), for ~{second_pass} MB more at the peak"
-        )
+        if fit.serving + second_pass > available * COMFORTABLE_SHARE:
+            resident, _ = predict_memory(chosen, linear, fit.conv, 0, MIN_CACHE_MB)
+            shorter = _phonemes_for((available * COMFORTABLE_SHARE - resident) / AHEAD_PASSES)
+            if AHEAD_MIN_PHONEMES <= shorter < fit.max_phonemes:
+                second_pass = math.ceil(ACT_MB_PER_AUDIO_S * audio_seconds(shorter))
+                fit.max_phonemes = shorter
+                fit.serving = resident + second_pass  # the first pass; the second comes below
+                reasons["max_phonemes"] = (
+                    f"{shorter}: two passes at once fit comfortably only this long (~"
+                    f"{audio_seconds(shorter):.0f} s of audio each); pieces of text are "
+                    f"shorter, only a clause longer than ~{MAX_PIECE_CHARS} characters is cut "
+                    "sooner"
+                )
+            else:
+                n_passes = 1
+                reasons["passes"] = (
+                    f"1: a second pass at once would need ~{second_pass} MB more, and memory is "
+                    "not plentiful here"
+                )
+        if n_passes > 1:
+            fit.serving += second_pass
+            reasons["passes"] = (
+                f"{n_passes}: after a text's first pass (alone, for the first audio), two at once"
+                f" (each at most {fit.max_phonemes} phonemes) use the cores one pass leaves idle "
+                "in its single-threaded ops: 1.17-1.28x faster on 2 cores (measured), for "
+                f"~{second_pass} MB more at the peak"
+            )
     cache_mb, reasons["cache_mb"] = cache_size_mb(available, fit.serving - MIN_CACHE_MB)
     serving = math.ceil(fit.serving - MIN_CACHE_MB + cache_mb)
     reasons["memory"] = (
