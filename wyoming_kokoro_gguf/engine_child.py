@@ -8,6 +8,7 @@ is (args, blends), then the protocol of ``server.engine_worker_main``.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from multiprocessing.connection import Connection
@@ -16,14 +17,21 @@ from typing import Any
 ENTRY = "wyoming_kokoro_gguf.engine_child"
 
 
-def start(fd: int) -> subprocess.Popen:
-    """Start the engine process on socket ``fd`` (inherited; the caller closes its copy)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", ENTRY, str(fd)],
-        pass_fds=(fd,),
-        stdin=subprocess.DEVNULL,  # stdio:// serves Wyoming on the server's stdin and stdout
-        stdout=2,  # whatever the engine prints goes to the log, never into the Wyoming stream
-    )
+def start(args: Any, blends: list[tuple[str, str]]) -> tuple[subprocess.Popen, Connection]:
+    """Start the engine process and hand it (args, blends); its process and the server's end."""
+    ours, theirs = socket.socketpair()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", ENTRY, str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,  # stdio:// serves Wyoming on the server's stdin and stdout
+            stdout=2,  # whatever the engine prints goes to the log, never into the Wyoming stream
+        )
+    finally:
+        theirs.close()
+    conn = Connection(ours.detach())
+    conn.send((args, blends))
+    return proc, conn
 
 
 def main(argv: list[str] | None = None) -> None:

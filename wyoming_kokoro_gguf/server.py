@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,7 +35,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -557,13 +555,7 @@ class EngineProcess:
         self._spawn()
 
     def _spawn(self) -> None:
-        ours, theirs = socket.socketpair()
-        try:
-            proc = engine_child.start(theirs.fileno())
-        finally:
-            theirs.close()
-        conn = Connection(ours.detach())
-        conn.send((self.args, self.blends))
+        proc, conn = engine_child.start(self.args, self.blends)
         self._proc, self._conn = proc, conn
         self.generation += 1
         threading.Thread(
