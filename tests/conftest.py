@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wyoming_kokoro_gguf import pypi_weights
+from wyoming_kokoro_gguf.weights import pypi_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("WKG_TEST_CACHE", ROOT / ".cache" / "test-assets"))
@@ -36,7 +36,7 @@ def kokoro_voices() -> Path:
 def kokoro_gguf(asset_cache: Path, kokoro_onnx: Path, kokoro_voices: Path):
     """Factory: ``kokoro_gguf(type="f32", quantize_convs=False) -> Path`` of the real export
     converted by our converter, cached in asset_cache keyed by type and converter version."""
-    from wyoming_kokoro_gguf import convert
+    from wyoming_kokoro_gguf.weights import convert
 
     def make(type: str = "f32", quantize_convs: bool = False) -> Path:
         tag = f"{type.lower()}{'-qconv' if quantize_convs else ''}"

@@ -1,6 +1,6 @@
 """Build GGUF files the way TTS.cpp writes its Kokoro models (the published Kokoro_GGUF files).
 
-Written from TTS.cpp's sources, independently of ``wyoming_kokoro_gguf.layout``: tensor names as
+Written from TTS.cpp's sources, independently of ``wyoming_kokoro_gguf.weights.layout``: tensor names as
 ``src/models/kokoro/model.cpp`` assigns them, shapes as ``py-gguf/tts_encoders/kokoro_gguf_encoder.py``
 produces them from the PyTorch modules, metadata keys and value types as that encoder writes them,
 and tensor types as ``examples/quantize/quantize_impl.cpp`` leaves them (quantizable tensors in the
@@ -287,7 +287,7 @@ def ttscpp_quantizable(name: str) -> tuple[bool, bool]:
 
 
 def _vocab() -> list[str]:
-    from wyoming_kokoro_gguf.layout import KOKORO_VOCAB
+    from wyoming_kokoro_gguf.weights.layout import KOKORO_VOCAB
 
     return list(KOKORO_VOCAB)
 

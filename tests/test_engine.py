@@ -21,14 +21,14 @@ import onnx
 import psutil
 import pytest
 
-from wyoming_kokoro_gguf.engine import (
+from wyoming_kokoro_gguf.synth.engine import (
     BlendError,
     Engine,
     UnknownVoiceError,
     parse_blend,
     trim_silence,
 )
-from wyoming_kokoro_gguf.lowering import default_plan
+from wyoming_kokoro_gguf.synth.lowering import default_plan
 
 VOICE = "jf_alpha"  # a voice the converted file carries; it speaks English phonemes well
 SENTENCES = [
@@ -73,7 +73,7 @@ def reference(kokoro_onnx: Path):
     """The export, fp32-dequantized, with its rounded durations as an extra output."""
     import onnxruntime as ort
 
-    from wyoming_kokoro_gguf.onnx_source import dequantized_export
+    from wyoming_kokoro_gguf.weights.onnx_source import dequantized_export
 
     model = dequantized_export(kokoro_onnx)
     producers = {o: n for n in model.graph.node for o in n.output}
@@ -168,7 +168,7 @@ def test_stft_as_a_convolution(engine: Engine, engine_stft_conv: Engine, judge) 
     (rounding-noise phases) come out differently, so the speech is as intelligible."""
     from asr import wer
 
-    from wyoming_kokoro_gguf.engine import SAMPLE_RATE, to_int16
+    from wyoming_kokoro_gguf.synth.engine import SAMPLE_RATE, to_int16
 
     for sentence in SENTENCES[:2]:
         tokens, style = _inputs(engine, sentence)
@@ -190,8 +190,8 @@ def test_stft_conv_is_the_stft_op(kokoro_gguf, n_fft: int, hop: int) -> None:
     import onnxruntime as ort
     from onnx import TensorProto
 
-    from wyoming_kokoro_gguf import graph as graph_mod
-    from wyoming_kokoro_gguf.model_file import open_model
+    from wyoming_kokoro_gguf.synth import graph as graph_mod
+    from wyoming_kokoro_gguf.weights.model_file import open_model
 
     model = open_model(kokoro_gguf("f32"))
     signal = np.random.default_rng(3).standard_normal((1, 4003)).astype(np.float32)
@@ -216,9 +216,9 @@ def test_int8_convs_run_as_int8_dot_products(kokoro_gguf, engine_stft_conv: Engi
     to fp32 with the same STFT form."""
     from asr import wer
 
-    from wyoming_kokoro_gguf import graph as graph_mod
-    from wyoming_kokoro_gguf.engine import SAMPLE_RATE, to_int16
-    from wyoming_kokoro_gguf.model_file import open_model
+    from wyoming_kokoro_gguf.synth import graph as graph_mod
+    from wyoming_kokoro_gguf.synth.engine import SAMPLE_RATE, to_int16
+    from wyoming_kokoro_gguf.weights.model_file import open_model
 
     engine = engine_stft_conv
     plan = replace(default_plan(), threads=2, conv="int8", stft="conv")

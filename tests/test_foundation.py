@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from wyoming_kokoro_gguf import __version__, pypi_weights
+from wyoming_kokoro_gguf import __version__
+from wyoming_kokoro_gguf.weights import pypi_weights
 
 
 def test_server_help_lists_flags() -> None:

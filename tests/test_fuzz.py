@@ -1,6 +1,6 @@
 """Protocol robustness (issue 9): the server's Wyoming input under malformed and hostile bytes.
 
-First the bounded event reader (wyoming_kokoro_gguf.limits) on its own, then the real server on
+First the bounded event reader (wyoming_kokoro_gguf.server.limits) on its own, then the real server on
 loopback: crafted cases with the answer each must get, seeded random cases (random bytes,
 mutated valid events, random headers), and floods that claim gigabytes.  Throughout, a good
 client streams like Home Assistant on another connection and must be served every time.
@@ -28,7 +28,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.event import Event, async_write_event
 from wyoming_helpers import model_file, running_server, stream_like_ha
 
-from wyoming_kokoro_gguf.limits import (
+from wyoming_kokoro_gguf.server.limits import (
     ProtocolError,
     ProtocolLimits,
     check_event,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wyoming_kokoro_gguf import host
+from wyoming_kokoro_gguf.host import profile as host
 
 # ---------------------------------------------------------------- sample files (written for tests)
 

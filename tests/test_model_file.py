@@ -12,8 +12,8 @@ import gguf
 import numpy as np
 import pytest
 
-from wyoming_kokoro_gguf import layout, model_file
-from wyoming_kokoro_gguf.model_file import ModelFileError, open_model
+from wyoming_kokoro_gguf.weights import layout, model_file
+from wyoming_kokoro_gguf.weights.model_file import ModelFileError, open_model
 
 ROOT = Path(__file__).resolve().parent.parent
 T = gguf.GGMLQuantizationType
@@ -177,7 +177,7 @@ def test_not_gguf(tmp_path) -> None:
 
 def test_requantize_ttscpp_file(ttscpp_files, tmp_path) -> None:
     """A TTS.cpp F32 file is a valid converter source: re-quantize it, voices kept."""
-    from wyoming_kokoro_gguf import convert
+    from wyoming_kokoro_gguf.weights import convert
 
     src, values = ttscpp_files["no_espeak"]
     out = tmp_path / "q8.gguf"

@@ -6,8 +6,7 @@ import threading
 
 import pytest
 
-from wyoming_kokoro_gguf import layout
-from wyoming_kokoro_gguf.phonemes import (
+from wyoming_kokoro_gguf.synth.phonemes import (
     MAX_PHONEMES,
     Phonemizer,
     keep_known,
@@ -15,6 +14,7 @@ from wyoming_kokoro_gguf.phonemes import (
     split_phonemes,
     to_kokoro,
 )
+from wyoming_kokoro_gguf.weights import layout
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_thread_safe(phonemizer: Phonemizer) -> None:
 
 
 def test_text_without_the_voice_script_is_read_as_english() -> None:
-    from wyoming_kokoro_gguf.phonemes import language_for_text
+    from wyoming_kokoro_gguf.synth.phonemes import language_for_text
 
     assert language_for_text("Turn on the lights.", "ja") == "en-us"
     assert language_for_text("こんにちは", "ja") == "ja"

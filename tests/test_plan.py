@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from wyoming_kokoro_gguf import host, plan
+from wyoming_kokoro_gguf.host import plan
+from wyoming_kokoro_gguf.host import profile as host
 
 PI4_2GB = ["--arch", "aarch64", "--cpu-flags", "fp,asimd,crc32", "--cores", "4", "--mem-mb", "2048"]
 PI4_2GB += ["--cpu-model", "Cortex-A72", "--board", "Raspberry Pi 4 Model B Rev 1.4"]
@@ -276,8 +277,9 @@ def test_small_disk_picks_a_smaller_download_or_refuses():
 
 def test_measure_reports_the_engine_memory(kokoro_gguf):
     """probe --measure is how MEASURED_LOAD_MB was made: it must load the engine for real."""
-    pytest.importorskip("wyoming_kokoro_gguf.engine")
-    from wyoming_kokoro_gguf import model_store, probe
+    pytest.importorskip("wyoming_kokoro_gguf.synth.engine")
+    from wyoming_kokoro_gguf.host import models as model_store
+    from wyoming_kokoro_gguf.host import probe
 
     path = kokoro_gguf("q4_0")
     p = plan.make_plan(

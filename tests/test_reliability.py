@@ -312,7 +312,7 @@ def test_voice_names_cannot_reach_outside_the_model(server, name: str) -> None:
 
 
 def test_voice_blend_names_are_plain_names() -> None:
-    from wyoming_kokoro_gguf.server import parse_blends
+    from wyoming_kokoro_gguf.server.app import parse_blends
 
     for bad in ["../x=af_heart:1", "x=../af_heart:1", "a/b=af_heart:1", "x=af_heart:1,/etc/p:1"]:
         with pytest.raises(ValueError):
@@ -322,8 +322,8 @@ def test_voice_blend_names_are_plain_names() -> None:
 def test_model_names_with_path_parts_are_not_looked_up_in_data_dirs(tmp_path: Path) -> None:
     """A bare --model name is a file name in a data directory; anything else is refused.
     (A name with a slash is an explicit path the administrator gave, checked as a GGUF.)"""
-    from wyoming_kokoro_gguf import model_store
     from wyoming_kokoro_gguf.__main__ import build_parser
+    from wyoming_kokoro_gguf.host import models as model_store
 
     secret = tmp_path / "secret.gguf"
     secret.write_bytes(b"GGUF")
@@ -358,7 +358,7 @@ def test_model_files_are_checked_before_use(tmp_path: Path, model: Path) -> None
     """Structure checks before anything is loaded: the reader refuses a file whose tensor data
     is shorter than its tensor table says, without reading the weights (fast even for big
     files)."""
-    from wyoming_kokoro_gguf.model_file import ModelFileError, open_model
+    from wyoming_kokoro_gguf.weights.model_file import ModelFileError, open_model
 
     bad = tmp_path / "short.gguf"
     _copy_head(model, bad, model.stat().st_size - 1)
@@ -374,7 +374,8 @@ def test_model_files_are_checked_before_use(tmp_path: Path, model: Path) -> None
 def test_a_partial_download_is_never_taken_for_a_model(tmp_path: Path) -> None:
     """An interrupted download keeps only NAME.gguf.part (for resuming: test_download.py::
     test_interrupted_download_resumes_on_next_start); the model search never loads it."""
-    from wyoming_kokoro_gguf import model_store, plan
+    from wyoming_kokoro_gguf.host import models as model_store
+    from wyoming_kokoro_gguf.host import plan
 
     variant = next(iter(plan.VARIANTS.values()))
     part = tmp_path / f"{variant.filename}.part"
@@ -385,7 +386,7 @@ def test_a_partial_download_is_never_taken_for_a_model(tmp_path: Path) -> None:
 
 def test_a_word_without_spaces_is_cut_into_engine_sized_units() -> None:
     """A 10,000-character word becomes units of at most max_chars, whatever the deltas."""
-    from wyoming_kokoro_gguf.handler import TextSegmenter
+    from wyoming_kokoro_gguf.server.handler import TextSegmenter
 
     word = "abcdefghij" * 1000
     seg = TextSegmenter()

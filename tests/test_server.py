@@ -47,9 +47,7 @@ from wyoming_helpers import (
 )
 
 from wyoming_kokoro_gguf import __version__
-from wyoming_kokoro_gguf.handler import TextSegmenter
-from wyoming_kokoro_gguf.phrase_cache import PhraseCache, make_key
-from wyoming_kokoro_gguf.server import (
+from wyoming_kokoro_gguf.server.app import (
     VoiceDesc,
     blend_summary,
     build_info,
@@ -58,6 +56,8 @@ from wyoming_kokoro_gguf.server import (
     voice_description,
     voice_title,
 )
+from wyoming_kokoro_gguf.server.handler import TextSegmenter
+from wyoming_kokoro_gguf.server.phrase_cache import PhraseCache, make_key
 
 DESCRIBE_DEADLINE = 0.050  # issue 5: describe answered in under 50 ms, at any time
 MAX_WER = 0.30
@@ -229,7 +229,7 @@ def model(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture(scope="module")
 def model_voices(model: Path) -> dict:
-    from wyoming_kokoro_gguf.model_file import open_model
+    from wyoming_kokoro_gguf.weights.model_file import open_model
 
     return open_model(model).voices
 
@@ -796,9 +796,9 @@ def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voic
     import threading
     from dataclasses import replace
 
-    from wyoming_kokoro_gguf.engine import Engine
-    from wyoming_kokoro_gguf.lowering import default_plan
-    from wyoming_kokoro_gguf.server import UPCOMING_UNITS, _serve_steps
+    from wyoming_kokoro_gguf.server.app import UPCOMING_UNITS, _serve_steps
+    from wyoming_kokoro_gguf.synth.engine import Engine
+    from wyoming_kokoro_gguf.synth.lowering import default_plan
 
     units = [
         "Good morning.",

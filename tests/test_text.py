@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from wyoming_kokoro_gguf.text import MAX_PIECE_CHARS, normalize, sentences, split_text
+from wyoming_kokoro_gguf.synth.text import MAX_PIECE_CHARS, normalize, sentences, split_text
 
 
 def _words(text: str) -> list[str]:

@@ -52,8 +52,8 @@ def free_port() -> int:
 
 def require_engine() -> None:
     """Skip (with the reason) when the engine module has not landed yet."""
-    if importlib.util.find_spec("wyoming_kokoro_gguf.engine") is None:
-        pytest.skip("wyoming_kokoro_gguf.engine is not available yet (helper B, issue 4)")
+    if importlib.util.find_spec("wyoming_kokoro_gguf.synth.engine") is None:
+        pytest.skip("wyoming_kokoro_gguf.synth.engine is not available yet (helper B, issue 4)")
 
 
 def model_file(request: pytest.FixtureRequest) -> Path:
@@ -64,7 +64,8 @@ def model_file(request: pytest.FixtureRequest) -> Path:
     Built once with the project's converter and cached in asset_cache.
     """
     require_engine()
-    from wyoming_kokoro_gguf import convert, model_store
+    from wyoming_kokoro_gguf.host import models as model_store
+    from wyoming_kokoro_gguf.weights import convert
 
     cache: Path = request.getfixturevalue("asset_cache")
     path = cache / f"kokoro-f32-en-c{convert.CONVERTER_VERSION}.gguf"

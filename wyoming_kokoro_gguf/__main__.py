@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
+from wyoming_kokoro_gguf import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +87,7 @@ def run(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     args = build_parser().parse_args(argv)
     try:
-        from .server import main
+        from wyoming_kokoro_gguf.server.app import main
     except ImportError:
         print("error: the server is not available in this build", file=sys.stderr)
         return 2

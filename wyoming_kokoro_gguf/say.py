@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
     from dataclasses import replace
 
-    from .engine import BlendError, Engine, UnknownVoiceError
-    from .graph import GraphBuildError
-    from .lowering import default_plan
-    from .model_file import ModelFileError
-    from .phonemes import PhonemizerError
+    from wyoming_kokoro_gguf.synth.engine import BlendError, Engine, UnknownVoiceError
+    from wyoming_kokoro_gguf.synth.graph import GraphBuildError
+    from wyoming_kokoro_gguf.synth.lowering import default_plan
+    from wyoming_kokoro_gguf.synth.phonemes import PhonemizerError
+    from wyoming_kokoro_gguf.weights.model_file import ModelFileError
 
     plan = default_plan().with_threads(max(0, args.threads))
     if args.linear:

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from aiohttp import web
 
-from .handler import TextSegmenter
-from .server import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH, RequestError, voice_description
+from wyoming_kokoro_gguf.audio import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
+from wyoming_kokoro_gguf.server.app import RequestError, voice_description
+from wyoming_kokoro_gguf.server.handler import TextSegmenter
 
 if TYPE_CHECKING:
-    from .server import ServerContext
+    from wyoming_kokoro_gguf.server.app import ServerContext
 
 _LOGGER = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"

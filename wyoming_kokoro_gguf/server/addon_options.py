@@ -17,7 +17,7 @@ from typing import Any
 
 import voluptuous as vol
 
-from .plan import VARIANT_NAMES
+from wyoming_kokoro_gguf.host.plan import VARIANT_NAMES
 
 _LOGGER = logging.getLogger(__name__)
 

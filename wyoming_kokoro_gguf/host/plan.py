@@ -26,9 +26,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .host import INT8_DOT_FEATURES, HostProfile
-from .lowering import MAX_PASSES
-from .text import MAX_PIECE_CHARS
+from wyoming_kokoro_gguf.host.profile import INT8_DOT_FEATURES, HostProfile
+from wyoming_kokoro_gguf.synth.lowering import MAX_PASSES
+from wyoming_kokoro_gguf.synth.text import MAX_PIECE_CHARS
 
 # ----------------------------------------------------------------------------- variants
 
@@ -155,7 +155,7 @@ class Plan:
         """The engine's LoweringPlan (lowering.py, helper B) built from this plan."""
         import dataclasses
 
-        from .lowering import LoweringPlan
+        from wyoming_kokoro_gguf.synth.lowering import LoweringPlan
 
         known = {f.name for f in dataclasses.fields(LoweringPlan)}
         values = {

@@ -39,11 +39,12 @@ from wyoming.tts import (
     SynthesizeStopped,
 )
 
-from .limits import ProtocolError, check_event, limits_for, read_event
-from .server import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH, RequestError
+from wyoming_kokoro_gguf.audio import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
+from wyoming_kokoro_gguf.server.app import RequestError
+from wyoming_kokoro_gguf.server.limits import ProtocolError, check_event, limits_for, read_event
 
 if TYPE_CHECKING:
-    from .server import Job, ServerContext
+    from wyoming_kokoro_gguf.server.app import Job, ServerContext
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -32,13 +32,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .lowering import LoweringPlan, default_plan
+from wyoming_kokoro_gguf.audio import SAMPLE_RATE
+from wyoming_kokoro_gguf.synth.lowering import LoweringPlan, default_plan
 
 _LOG = logging.getLogger(__name__)
 
 OPSET = 17
 PREFIX = "kokoro."
-SAMPLE_RATE = 24000
 # SineGen settings of the reference Generator (istftnet.py): harmonics 8, sine_amp 0.1,
 # voiced threshold 10 Hz.
 SINE_AMP = 0.1

@@ -1,0 +1,422 @@
+"""Convert Kokoro weights to a GGUF file in TTS.cpp's layout.
+
+    python -m wyoming_kokoro_gguf.convert SRC -o OUT.gguf --type TYPE [--voices V] [--quantize-convs]
+
+SRC: a kokoro-onnx / onnx-community ONNX export (fp32, fp16 or int8), the reference PyTorch
+checkpoint (.pth, needs the ``torch`` extra), or an existing Kokoro GGUF (re-quantize).
+V: a kokoro-onnx voices file (.bin / .npz), a directory of voice .pt files (``torch`` extra), or
+nothing to keep the voices of a GGUF source.
+
+The output is written to a temporary file next to OUT and renamed when complete, so an interrupted
+conversion never leaves a half-written .gguf; an existing OUT is only replaced with ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gguf
+import numpy as np
+from gguf import GGMLQuantizationType
+
+from wyoming_kokoro_gguf import __version__
+from wyoming_kokoro_gguf.weights import layout, quants
+
+CONVERTER_VERSION = 1  # bump when the converter's output changes (test caches key on it)
+T = GGMLQuantizationType
+
+
+class ConvertError(Exception):
+    """Bad input or an impossible request (one-line message, exit code 2)."""
+
+
+@dataclass
+class Source:
+    """Everything needed to write a Kokoro GGUF."""
+
+    tensors: dict[str, np.ndarray]  # TTS.cpp names (kokoro.*), float32, layout shapes
+    voices: dict[str, np.ndarray]  # name -> float32 [510, 256]
+    vocab: list[str]
+    dims: layout.KokoroDims
+    metadata: dict[str, object] = field(
+        default_factory=dict
+    )  # extra KV to carry over (GGUF source)
+    phonemizer_type: int = layout.PHONEMIZER_ESPEAK
+    description: str = ""
+
+
+@dataclass
+class Report:
+    """What a conversion wrote."""
+
+    path: Path
+    size: int
+    types: dict[str, int]  # type name -> tensor count
+    fallbacks: dict[str, str]  # tensor -> reason it kept another type
+    seconds: float
+
+
+Progress = Callable[[str], None]
+
+
+def _stderr_progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# Sources
+
+
+def read_voices(spec: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Voices from a .bin/.npz archive or a directory of .pt files."""
+    p = Path(spec)
+    if not p.exists():
+        raise ConvertError(f"{p}: no such voices file or directory")
+    if p.is_dir():
+        from wyoming_kokoro_gguf.weights import torch_source
+
+        try:
+            return torch_source.read_voice_dir(p)
+        except torch_source.TorchSourceError as exc:
+            raise ConvertError(str(exc)) from None
+    from wyoming_kokoro_gguf.weights import onnx_source
+
+    try:
+        return onnx_source.read_voices(p)
+    except onnx_source.OnnxSourceError as exc:
+        raise ConvertError(str(exc)) from None
+
+
+def _check_voices(
+    voices: Mapping[str, np.ndarray], dims: layout.KokoroDims
+) -> dict[str, np.ndarray]:
+    out = {}
+    for name, v in voices.items():
+        v = np.asarray(v, dtype=np.float32)
+        if v.ndim == 3 and v.shape[1] == 1:
+            v = v[:, 0, :]
+        if v.ndim != 2 or v.shape[1] != 2 * dims.style:
+            raise ConvertError(
+                f"voice {name} has shape {list(v.shape)}, expected [510, {2 * dims.style}]"
+            )
+        out[name] = np.ascontiguousarray(v)
+    return out
+
+
+def load_source(
+    src: str | os.PathLike[str], voices: str | os.PathLike[str] | None, progress: Progress
+) -> Source:
+    """Read SRC (ONNX, .pth or GGUF) and the voices into a Source."""
+    p = Path(src)
+    if not p.exists():
+        raise ConvertError(f"{p}: no such file")
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+    if magic == b"GGUF":
+        return _load_gguf(p, voices, progress)
+    suffix = p.suffix.lower()
+    if suffix in (".pth", ".pt"):
+        from wyoming_kokoro_gguf.weights import torch_source
+
+        progress(f"reading PyTorch checkpoint {p}")
+        try:
+            state = torch_source.kokoro_state_dict(p)
+        except torch_source.TorchSourceError as exc:
+            raise ConvertError(str(exc)) from None
+        kind = "pytorch"
+    elif suffix == ".onnx" or p.is_file():
+        from wyoming_kokoro_gguf.weights import onnx_source
+
+        progress(f"reading ONNX export {p}")
+        try:
+            state = onnx_source.kokoro_state_dict(p)
+        except onnx_source.OnnxSourceError as exc:
+            raise ConvertError(str(exc)) from None
+        kind = "onnx"
+    else:
+        raise ConvertError(f"{p}: unsupported source (expected .onnx, .pth or .gguf)")
+    if voices is None:
+        raise ConvertError(
+            f"--voices is required for a {kind} source (a voices .bin/.npz or a directory of .pt files)"
+        )
+    dims = layout.KokoroDims(vocab_size=state["bert.embeddings.word_embeddings.weight"].shape[0])
+    tensors = layout.ttscpp_tensors(state)
+    vocab = list(layout.KOKORO_VOCAB)
+    progress(f"reading voices {voices}")
+    vs = _check_voices(read_voices(voices), dims)
+    return Source(
+        tensors=tensors, voices=vs, vocab=vocab, dims=dims, description=f"{kind}:{p.name}"
+    )
+
+
+_OWN_KEYS = ("general.", "tokenizer.ggml.tokens", "kokoro.voices", "wyoming_kokoro_gguf.", "GGUF.")
+
+
+def _load_gguf(p: Path, voices: str | os.PathLike[str] | None, progress: Progress) -> Source:
+    from wyoming_kokoro_gguf.weights.model_file import ModelFileError, open_model
+
+    progress(f"reading GGUF {p}")
+    try:
+        mf = open_model(p)
+    except ModelFileError as exc:
+        raise ConvertError(str(exc)) from None
+    quantized = sorted({mf.tensor_type(n).name for n in mf.tensor_names} - {"F32", "F16"})
+    if quantized:
+        progress(
+            f"note: source is already quantized ({', '.join(quantized)}); re-quantizing adds error"
+        )
+    tensors = {n: mf.tensor(n) for n in mf.tensor_names if not n.startswith(layout.VOICE_PREFIX)}
+    if voices is None:
+        vs = {v: mf.voice_tensor(v) for v in mf.voices}
+    else:
+        vs = _check_voices(read_voices(voices), mf.dims)
+    extra = {k: v for k, v in mf.metadata.items() if not k.startswith(_OWN_KEYS)}
+    src = Source(
+        tensors=tensors,
+        voices=vs,
+        vocab=list(mf.vocab),
+        dims=mf.dims,
+        metadata=extra,
+        phonemizer_type=mf.phonemizer_type,
+        description=f"gguf:{p.name}",
+    )
+    mf.close()
+    return src
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def _add_value(w: gguf.GGUFWriter, key: str, value: object) -> None:
+    if isinstance(value, bool):
+        w.add_bool(key, value)
+    elif isinstance(value, int):
+        w.add_uint32(key, value) if 0 <= value < 2**32 else w.add_int64(key, value)
+    elif isinstance(value, float):
+        w.add_float32(key, value)
+    elif isinstance(value, str):
+        w.add_string(key, value)
+    elif isinstance(value, list):
+        w.add_array(key, value)
+
+
+def _write_metadata(
+    w: gguf.GGUFWriter,
+    src: Source,
+    target: T,
+    quantize_convs: bool,
+    quantize_all: bool,
+    n_params: int,
+) -> None:
+    """KV pairs in TTS.cpp's order and types (kokoro_gguf_encoder.py), plus our provenance keys."""
+    w.add_string("general.name", "kokoro")
+    w.add_string("general.size_label", gguf.size_label(n_params, 0, 0, 0))
+    w.add_type(gguf.GGUFType.MODEL)
+    w.add_uint32("tokenizer.ggml.padding_token_id", 0)
+    w.add_uint32("kokoro.decoder_start_token_id", 0)
+    hp = layout.ttscpp_metadata(src.dims)
+    written = set()
+    for key, value in hp.items():
+        value = src.metadata.get(key, value)
+        _add_value(w, key, value)
+        written.add(key)
+    w.add_uint32("phonemizer.type", int(src.phonemizer_type))
+    w.add_uint32(
+        "phonemizer.phoneme_type",
+        int(src.metadata.get("phonemizer.phoneme_type", layout.PHONEME_TYPE_IPA)),
+    )
+    written |= {"phonemizer.type", "phonemizer.phoneme_type", "tokenizer.ggml.padding_token_id",
+                "kokoro.decoder_start_token_id", "tokenizer.ggml.eos_token_id"}  # fmt: skip
+    for key, value in src.metadata.items():  # e.g. the phonemizer.* rules of no_espeak files
+        if key not in written:
+            _add_value(w, key, value)
+    w.add_file_type(int(quants.FILE_TYPES.get(target, gguf.LlamaFileType.ALL_F32)))
+    w.add_token_list(src.vocab)
+    w.add_uint32("tokenizer.ggml.eos_token_id", 0)
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    if target != T.F32:
+        w.add_uint32("general.quantization_type", int(target))  # as TTS.cpp's quantizer records it
+    w.add_string(
+        "wyoming_kokoro_gguf.converter",
+        f"wyoming_kokoro_gguf {__version__} (converter {CONVERTER_VERSION})",
+    )
+    w.add_string("wyoming_kokoro_gguf.source", src.description)
+    w.add_bool("wyoming_kokoro_gguf.quantize_convs", bool(quantize_convs or quantize_all))
+    w.add_bool("wyoming_kokoro_gguf.quantize_all", bool(quantize_all))
+
+
+def write_gguf(
+    src: Source,
+    out: str | os.PathLike[str],
+    qtype: str | T = "f32",
+    *,
+    quantize_convs: bool = False,
+    quantize_all: bool = False,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> Report:
+    """Write ``src`` as a Kokoro GGUF at ``out`` (temp file + rename)."""
+    t0 = time.monotonic()
+    say = progress or _quiet
+    target = quants.parse_type(qtype) if isinstance(qtype, str) else qtype
+    out_path = Path(out)
+    if out_path.exists() and not force:
+        raise ConvertError(f"{out_path} exists; use --force to overwrite it")
+    if out_path.is_dir():
+        raise ConvertError(f"{out_path} is a directory")
+    if target in quants.K_QUANTS:
+        quants.libggml()  # fail early with the install hint
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+
+    w = gguf.GGUFWriter(path=None, arch=layout.ARCHITECTURE)
+    w.add_array("kokoro.voices", list(src.voices))
+    n_params = sum(int(a.size) for a in src.tensors.values()) + sum(
+        int(v.size) for v in src.voices.values()
+    )
+    _write_metadata(w, src, target, quantize_convs, quantize_all, n_params)
+
+    counts: dict[str, int] = {}
+    fallbacks: dict[str, str] = {}
+    names = list(src.tensors)
+    total = len(names)
+    last = 0.0
+    for i, name in enumerate(names, 1):
+        a = np.ascontiguousarray(src.tensors[name], dtype=np.float32)
+        choice = quants.choose(name, tuple(a.shape), target, quantize_convs, quantize_all)
+        if choice.reason:
+            fallbacks[name] = choice.reason
+        data = quants.quantize(a.reshape(choice.stored_shape), choice.qtype)
+        w.add_tensor(name, data, raw_dtype=choice.qtype)
+        counts[choice.qtype.name] = counts.get(choice.qtype.name, 0) + 1
+        now = time.monotonic()
+        if now - last > 1.0 or i == total:
+            say(f"  tensors {i}/{total} ({target.name})")
+            last = now
+    for name, v in src.voices.items():
+        w.add_tensor(
+            layout.VOICE_PREFIX + name, np.ascontiguousarray(v, dtype=np.float32), raw_dtype=T.F32
+        )
+        counts["F32"] = counts.get("F32", 0) + 1
+
+    # Named, not mkstemp: the writer creates it with the umask's mode (mkstemp's 0600 would make
+    # a model converted by root unreadable to the add-on's unprivileged server).
+    tmp = str(out_path.with_name(f".{out_path.name}.{os.getpid()}.part"))
+    try:
+        say(f"writing {out_path}")
+        w.write_header_to_file(path=Path(tmp))
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file(progress=False)
+        w.close()
+        if out_path.exists() and not force:  # appeared while we were working
+            raise ConvertError(f"{out_path} exists; use --force to overwrite it")
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    size = out_path.stat().st_size
+    say(f"done: {out_path} ({size / 1e6:.1f} MB) in {time.monotonic() - t0:.1f} s")
+    return Report(
+        path=out_path, size=size, types=counts, fallbacks=fallbacks, seconds=time.monotonic() - t0
+    )
+
+
+def convert(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    qtype: str = "f32",
+    *,
+    voices: str | os.PathLike[str] | None = None,
+    quantize_convs: bool = False,
+    quantize_all: bool = False,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> Report:
+    """Convert SRC to a Kokoro GGUF (see module docstring).  Raises ConvertError / QuantError."""
+    say = progress or _quiet
+    target = quants.parse_type(qtype)
+    out_path = Path(out)
+    if out_path.exists() and not force:
+        raise ConvertError(f"{out_path} exists; use --force to overwrite it")
+    if target in quants.K_QUANTS:
+        quants.libggml()
+    source = load_source(src, voices, say)
+    return write_gguf(
+        source,
+        out_path,
+        target,
+        quantize_convs=quantize_convs,
+        quantize_all=quantize_all,
+        force=force,
+        progress=say,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m wyoming_kokoro_gguf.convert",
+        description="Convert Kokoro-82M weights (ONNX export, PyTorch .pth or GGUF) to a GGUF file in TTS.cpp's layout.",
+    )
+    parser.add_argument("src", help="ONNX export (.onnx), PyTorch checkpoint (.pth) or Kokoro GGUF")
+    parser.add_argument("-o", "--output", required=True, help="output .gguf path")
+    parser.add_argument(
+        "--type", default="f32", help=f"tensor type: {', '.join(quants.TYPE_NAMES)} (default f32)"
+    )
+    parser.add_argument(
+        "--voices",
+        help="voices .bin/.npz or a directory of voice .pt files (optional for a GGUF source)",
+    )
+    parser.add_argument(
+        "--quantize-convs",
+        action="store_true",
+        help="also quantize the decoder/generator convolution weights (smaller file; TTS.cpp leaves them F16/F32)",
+    )
+    parser.add_argument(
+        "--quantize-all",
+        action="store_true",
+        help="quantize every weight matrix (also text-encoder/predictor convs and AdaIN style projections; "
+        "convs whose row does not fit a block are stored with rows of several channels): smallest file",
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+    try:
+        report = convert(
+            args.src,
+            args.output,
+            args.type,
+            voices=args.voices,
+            quantize_convs=args.quantize_convs,
+            quantize_all=args.quantize_all,
+            force=args.force,
+            progress=_quiet if args.quiet else _stderr_progress,
+        )
+    except (ConvertError, quants.QuantError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.filename or args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing written", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        types = ", ".join(f"{k} {v}" for k, v in sorted(report.types.items()))
+        print(f"{report.path}: {report.size} bytes; tensors by type: {types}", file=sys.stderr)
+        for name, why in report.fallbacks.items():
+            print(f"  {name}: {why}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
