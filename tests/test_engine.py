@@ -21,13 +21,8 @@ import onnx
 import psutil
 import pytest
 
-from wyoming_kokoro_gguf.synth.engine import (
-    BlendError,
-    Engine,
-    UnknownVoiceError,
-    parse_blend,
-    trim_silence,
-)
+from wyoming_kokoro_gguf.synth.blend import BlendError, parse_blend
+from wyoming_kokoro_gguf.synth.engine import Engine, UnknownVoiceError, trim_silence
 from wyoming_kokoro_gguf.synth.lowering import default_plan
 
 VOICE = "jf_alpha"  # a voice the converted file carries; it speaks English phonemes well

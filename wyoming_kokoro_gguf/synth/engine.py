@@ -31,6 +31,7 @@ import numpy as np
 from wyoming_kokoro_gguf.audio import SAMPLE_RATE, to_int16
 from wyoming_kokoro_gguf.synth import graph as graph_mod
 from wyoming_kokoro_gguf.synth import text as text_mod
+from wyoming_kokoro_gguf.synth.blend import BlendError, parse_blend
 from wyoming_kokoro_gguf.synth.lowering import LoweringPlan, default_plan
 from wyoming_kokoro_gguf.synth.phonemes import (
     MAX_PHONEMES,
@@ -54,10 +55,6 @@ class UnknownVoiceError(KeyError):
         return str(self.args[0]) if self.args else "unknown voice"
 
 
-class BlendError(ValueError):
-    """A blend formula such as ``af_heart:0.7,af_bella:0.3`` is malformed."""
-
-
 @dataclass
 class PassTiming:
     """Where the time of one model pass went (for the CLI and logs)."""
@@ -73,32 +70,6 @@ class PassTiming:
     def ended(self) -> float:
         """time.perf_counter() at the end of the pass."""
         return self.started + self.stage1_s + self.stage2_s
-
-
-def parse_blend(formula: str) -> list[tuple[str, float]]:
-    """``"af_heart:0.7,af_bella:0.3"`` -> [("af_heart", 0.7), ("af_bella", 0.3)].
-
-    Weights are normalized to sum to 1; a voice without ``:weight`` counts 1.  Weights must be
-    finite and non-negative with a positive sum.
-    """
-    parts = []
-    for item in formula.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        name, _, weight = item.partition(":")
-        name = name.strip()
-        try:
-            value = float(weight) if weight.strip() else 1.0
-        except ValueError:
-            raise BlendError(f"bad weight {weight!r} for {name!r} in blend {formula!r}") from None
-        if not name or not math.isfinite(value) or value < 0:
-            raise BlendError(f"bad blend entry {item!r} in {formula!r}")
-        parts.append((name, value))
-    total = sum(w for _, w in parts)
-    if not parts or total <= 0:
-        raise BlendError(f"blend {formula!r} has no voice with a positive weight")
-    return [(n, w / total) for n, w in parts]
 
 
 def _session_options(plan: LoweringPlan):
