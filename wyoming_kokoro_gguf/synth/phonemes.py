@@ -13,6 +13,7 @@ espeak-ng keeps process-global state: every call goes through one lock.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import unicodedata
 from collections.abc import Mapping
@@ -65,6 +66,13 @@ _ENGLISH = {
 }
 _AMERICAN = {"ɜːɹ": "ɜɹ", "ɜː": "ɜɹ", "ː": ""}
 _BRITISH = {"e^ə": "ɛː"}
+
+# Punctuation Kokoro hears, split off here rather than by phonemizer: phonemizer's own
+# punctuation handling cuts a line at the first "." it finds, even a decimal point, and returns
+# the rest as a separate line (so "19.5 °C and ..." lost everything after "19").  A period or
+# comma between two digits stays with the number.
+_MARKS_RE = re.compile(r"((?:(?<![0-9])[.,]|[.,](?![0-9])|[;:!?¡¿—…\"«»“”()])+)")
+_OPENING = "¡¿«“("
 
 # Where a pass may end when a piece is too long, best first.
 _BREAKS = (".!?…", ",;:—", " ")
@@ -194,7 +202,7 @@ class Phonemizer:
             try:
                 backend = EspeakBackend(
                     language,
-                    preserve_punctuation=True,
+                    preserve_punctuation=False,
                     with_stress=True,
                     tie=TIE,
                     language_switch="remove-flags",
@@ -206,12 +214,35 @@ class Phonemizer:
         return backend
 
     def phonemize(self, text: str, language: str) -> str:
-        """Text -> phonemes in the model's vocabulary ('' when nothing is speakable)."""
+        """Text -> phonemes in the model's vocabulary ('' when nothing is speakable).
+
+        Punctuation is split off here, each run of words goes to espeak-ng whole, and every
+        line espeak-ng returns is kept: no word is ever left out.
+        """
         if not text.strip():
             return ""
+        out: list[str] = []
+        for n, part in enumerate(_MARKS_RE.split(text)):
+            if n % 2:  # punctuation: closing marks stick to the word before, opening ones after
+                marks = "".join(part.split())
+                glue = not out or marks[:1] not in _OPENING
+                out.append(marks if glue else " " + marks)
+            elif part.strip():
+                words = self._espeak(part, language)
+                if words:
+                    out.append(words if not out or out[-1][-1:] in _OPENING else " " + words)
+        return keep_known("".join(out), self.vocab)
+
+    def _espeak(self, words: str, language: str) -> str:
+        """One run of words (no punctuation) -> model phonemes."""
         with self._lock:
-            raw = self._backend(language).phonemize([text], strip=True)[0]
-        return keep_known(to_kokoro(raw, language), self.vocab)
+            lines = self._backend(language).phonemize([words], strip=True)
+        phonemes = to_kokoro(" ".join(lines), language)
+        if language.startswith("en"):
+            # espeak leaves the pronoun "I" unstressed, and Kokoro then often does not voice it
+            # at the start of a sentence; misaki's lexicon, which Kokoro learned, stresses it
+            phonemes = " ".join("ˈI" if w == "I" else w for w in phonemes.split())
+        return phonemes
 
     def ids(self, phonemes: str) -> list[int]:
         """Phonemes -> token ids (without the pad tokens the engine adds around them)."""
