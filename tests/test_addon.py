@@ -88,17 +88,43 @@ def test_required_keys_and_identity(config):
         assert config.get(key), key
     assert re.fullmatch(r"[a-z0-9_]+", config["slug"])
     assert config["version"] == __version__  # the add-on installs the package at its version
-    build = load_yaml(ADDON / "build.yaml")
-    assert build["args"]["WYOMING_KOKORO_GGUF_VERSION"] == config["version"]
 
 
 def test_arch_and_build_images(config):
     assert set(config["arch"]) == ARCHS_SUPPORTED
-    build = load_yaml(ADDON / "build.yaml")
-    assert set(build["build_from"]) == set(config["arch"])
-    for arch, image in build["build_from"].items():
-        assert image == f"ghcr.io/home-assistant/{arch}-base-debian:trixie"
-    assert "squash" not in build and "codenotary" not in build
+    # build.yaml is deprecated (the Supervisor warns; the build actions ignore it): the
+    # Dockerfile's BUILD_FROM default is the base image, Home Assistant's multi-arch Debian one.
+    assert not (ADDON / "build.yaml").exists()
+    dockerfile = (ADDON / "Dockerfile").read_text()
+    assert "\nARG BUILD_FROM=ghcr.io/home-assistant/base-debian:trixie\nFROM ${BUILD_FROM}\n" in (
+        "\n" + dockerfile
+    )
+
+
+def test_workflow_publishes_the_images_the_manifest_names(config):
+    """The image workflow builds every arch of the manifest with Home Assistant's current
+    composable build actions and pushes the images `image:` names."""
+    workflow = load_yaml(ROOT / ".github" / "workflows" / "addon.yaml")
+    text = (ROOT / ".github" / "workflows" / "addon.yaml").read_text()
+    assert json.loads(workflow["env"]["ARCHITECTURES"]) == config["arch"]
+    owner = re.match(r"https://github.com/([^/]+)/", config["url"]).group(1)
+    assert config["image"] == f"ghcr.io/{owner}/{{arch}}-{workflow['env']['IMAGE_NAME']}"
+    # prepare-multi-arch-matrix names the images REGISTRY_PREFIX/ARCH-IMAGE_NAME, with the
+    # prefix ghcr.io/<repository owner> by default.
+    assert "registry-prefix" not in text
+    uses = re.findall(r"uses:\s*(\S+)", text)
+    builder = [u for u in uses if u.startswith("home-assistant/builder")]
+    assert {u.split("@")[0] for u in builder} == {
+        "home-assistant/builder/actions/prepare-multi-arch-matrix",
+        "home-assistant/builder/actions/build-image",
+        "home-assistant/builder/actions/publish-multi-arch-manifest",
+    }  # not the deprecated home-assistant/builder action itself
+    assert all(re.fullmatch(r"[^@]+@\d{4}\.\d{2}\.\d+", u) for u in builder), builder
+    build = workflow["jobs"]["build"]["steps"]
+    image_step = next(s for s in build if "build-image" in s.get("uses", ""))
+    assert image_step["with"]["context"] == "./addon"
+    # The wheel of the release goes into the build context before the image is built.
+    assert any("addon/wheels/" in s.get("run", "") for s in build)
 
 
 def test_no_key_set_to_its_default(config):
@@ -115,7 +141,7 @@ def test_wyoming_service_conventions(config):
     assert config["ports"] == {"10200/tcp": None}
     assert "share" in config["map"]
     assert "*.gguf" in config["backup_exclude"] and "*.gguf.part" in config["backup_exclude"]
-    assert "image" not in config  # built on the user's machine from the Dockerfile
+    assert "{arch}" in config["image"]  # prebuilt images (the Supervisor pulls, not builds)
 
 
 def test_options_schema_and_translations_agree(config):
@@ -211,6 +237,84 @@ def test_docs_and_changelog():
     assert f"## {__version__}" in (ADDON / "CHANGELOG.md").read_text()
 
 
+# ---------------------------------------------------------------- releases
+
+
+def _release_versions(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "script" / "release_versions.py"), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_one_version_and_the_addon_in_step():
+    done = _release_versions(ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == __version__
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "wyoming_kokoro_gguf.__version__"
+    }
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        ("addon/config.yaml", "version: {v}", "version: 9.9.9",
+         "addon/config.yaml: version '9.9.9' but the package is '{v}'"),
+        ("addon/CHANGELOG.md", "## {v}", "## 9.9.9\n\n- next\n\n## {v}",
+         "addon/CHANGELOG.md: newest entry is '9.9.9' but the package is '{v}'"),
+        ("pyproject.toml", 'dynamic = ["version"]', 'version = "{v}"',
+         "pyproject.toml: the version must be dynamic"),
+    ],
+)  # fmt: skip
+def test_release_refuses_versions_that_disagree(tmp_path, file, old, new, message):
+    for rel in ("wyoming_kokoro_gguf/__init__.py", "addon/config.yaml", "addon/CHANGELOG.md",
+                "pyproject.toml"):  # fmt: skip
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, tmp_path / rel)
+    path = tmp_path / file
+    v = __version__
+    text = path.read_text()
+    assert old.format(v=v) in text
+    path.write_text(text.replace(old.format(v=v), new.format(v=v), 1))
+    done = _release_versions(tmp_path)
+    assert done.returncode == 1 and done.stdout == ""
+    assert message.format(v=v) in done.stderr, done.stderr
+
+
+def test_release_builds_the_sdist_and_wheel(tmp_path):
+    """script/release builds both files of the version with no deprecation warning; the wheel
+    carries the package data (the HTTP page) and reports the version."""
+    pytest.importorskip("build")
+    out = tmp_path / "dist"
+    done = subprocess.run(
+        [str(ROOT / "script" / "release"), "--worktree", "--outdir", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0 and "Could not find a version that satisfies" in done.stderr:
+        pytest.skip("no package index reachable for the isolated build")
+    assert done.returncode == 0, done.stderr
+    wheel = out / f"wyoming_kokoro_gguf-{__version__}-py3-none-any.whl"
+    assert done.stdout.strip() == str(wheel)
+    assert (out / f"wyoming_kokoro_gguf-{__version__}.tar.gz").is_file()
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read(f"wyoming_kokoro_gguf-{__version__}.dist-info/METADATA").decode()
+    assert "wyoming_kokoro_gguf/server/web/index.html" in names
+    assert f"\nVersion: {__version__}\n" in metadata
+    assert "License-Expression: Apache-2.0" in metadata
+
+
 # ---------------------------------------------------------------- services and image
 
 
@@ -255,10 +359,16 @@ def test_hadolint_passes_on_dockerfile():
 
 def test_dockerfile_has_the_expected_steps():
     text = (ADDON / "Dockerfile").read_text()
-    assert text.startswith("ARG BUILD_FROM\nFROM ${BUILD_FROM}\n")
+    assert text.index("ARG BUILD_FROM=") < text.index("FROM ${BUILD_FROM}\n")
     assert "python3 -m venv .venv" in text
     assert "espeak-ng" in text
-    assert "wyoming_kokoro_gguf @" in text and "v${WYOMING_KOKORO_GGUF_VERSION}" in text
+    # The wheel of the add-on's version (BUILD_VERSION: the Supervisor and the build actions
+    # pass the manifest's version), from the build context or else from the GitHub release.
+    assert "ARG BUILD_VERSION\n" in text and "COPY wheels /usr/src/wheels\n" in text
+    assert 'wheel="wyoming_kokoro_gguf-${BUILD_VERSION:?' in text
+    assert '.venv/bin/pip install --no-cache-dir --progress-bar off "wheels/${wheel}"' in text
+    assert "/releases/download/v${BUILD_VERSION}/${wheel}" in text
+    assert "git" not in re.sub(r"https://github\.com/\S+", "", text).split()  # no git tag
     assert 'ENV PATH="/usr/src/.venv/bin:${PATH}"' in text and "COPY rootfs /" in text
     health = text[text.index("HEALTHCHECK") :]
     assert "wyoming_kokoro_gguf.client" in health and "--list-voices" in health  # a describe
