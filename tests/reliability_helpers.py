@@ -1,4 +1,4 @@
-"""Helpers for the reliability tests (issue 9): process figures and raw Wyoming connections.
+"""Helpers for the reliability tests: process figures and raw Wyoming connections.
 
 The server is C's real server started with tests/wyoming_helpers.ServerProcess; figures are read
 from /proc through psutil (RSS, threads, open files) for the server and its engine child.

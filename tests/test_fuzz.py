@@ -1,4 +1,4 @@
-"""Protocol robustness (issue 9): the server's Wyoming input under malformed and hostile bytes.
+"""Protocol robustness: the server's Wyoming input under malformed and hostile bytes.
 
 First the bounded event reader (wyoming_kokoro_gguf.server.limits) on its own, then the real server on
 loopback: crafted cases with the answer each must get, seeded random cases (random bytes,

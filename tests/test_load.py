@@ -1,4 +1,4 @@
-"""Load, soak and disconnect faults (issue 9), on the real server with the phrase cache off.
+"""Load, soak and disconnect faults, on the real server with the phrase cache off.
 
 --cache-mb 0 makes the engine run for every request (a repeated phrase would otherwise come from
 memory).  Texts are short so that hundreds of requests fit the test budget on a 2-core machine;

@@ -1,4 +1,4 @@
-"""Faults, input limits and security (issue 9), on the real server over loopback.
+"""Faults, input limits and security, on the real server over loopback.
 
 Covered elsewhere (not repeated here): the engine process crashing mid-synthesis
 (test_server.py::test_engine_crash_is_reported_and_the_engine_restarts), a file that is not a
@@ -53,7 +53,7 @@ from wyoming_helpers import (
 )
 
 VOICE = "af_jf_alpha"
-SHUTDOWN_DEADLINE = 2.0  # issue 9: SIGTERM shuts the server down within 2 s
+SHUTDOWN_DEADLINE = 2.0  # SIGTERM shuts the server down within 2 s
 MAX_TEXT = 10_000  # the server's default --max-text-chars
 LONG_TEXT = " ".join(
     f"Sentence number {n} of a long announcement, read to the whole house." for n in range(30)

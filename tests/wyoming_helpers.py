@@ -1,6 +1,6 @@
 """Test helpers: run the real server as a subprocess on loopback and talk Wyoming to it.
 
-Used by test_server.py, test_client.py and test_http.py (helper C).  Nothing here is a mock:
+Used by test_server.py, test_client.py and test_http.py.  Nothing here is a mock:
 the server is `python -m wyoming_kokoro_gguf` with a real converted model.
 """
 
@@ -51,9 +51,9 @@ def free_port() -> int:
 
 
 def require_engine() -> None:
-    """Skip (with the reason) when the engine module has not landed yet."""
+    """Skip (with the reason) when the engine module is not there."""
     if importlib.util.find_spec("wyoming_kokoro_gguf.synth.engine") is None:
-        pytest.skip("wyoming_kokoro_gguf.synth.engine is not available yet (helper B, issue 4)")
+        pytest.skip("wyoming_kokoro_gguf.synth.engine is not available")
 
 
 def model_file(request: pytest.FixtureRequest) -> Path:

@@ -5,8 +5,8 @@ Default policy = TTS.cpp's quantizer (examples/quantize/quantize_impl.cpp) run w
 LSTMs, the predictor's projections) get the requested type, the other "f16 compatible" weights
 (decoder/generator convolutions, embeddings excepted) become F16, and biases, norms, AdaIN
 gamma/beta, Snake alphas and voices stay F32.  That reproduces the published Kokoro_espeak_Q4 /
-_Q5 / _Q8 sizes (178 / 180 / 186 MB against 202 MB for F16, DESIGN.md), which is only consistent
-with the non-quantizable weights stored as F16.
+_Q5 / _Q8 sizes (178 / 180 / 186 MB against 202 MB for F16, docs/PERFORMANCE.md section 7),
+which is only consistent with the non-quantizable weights stored as F16.
 
 ``quantize_convs`` additionally quantizes the decoder and generator convolution weights;
 ``quantize_all`` goes further (every weight matrix: also the text encoder's and the predictor's
