@@ -18,6 +18,8 @@ import threading
 import unicodedata
 from collections.abc import Mapping
 
+from wyoming_kokoro_gguf.synth import g2p
+
 # voice-name prefix -> espeak-ng language (hexgrad/kokoro's pipeline languages)
 PREFIX_LANGUAGES = {
     "a": "en-us",
@@ -221,6 +223,9 @@ class Phonemizer:
         """
         if not text.strip():
             return ""
+        front = self._front_end(language)
+        if front is not None:  # Japanese and Mandarin have front ends of their own (synth/g2p/)
+            return keep_known(front.phonemize(text, language), self.vocab)
         out: list[str] = []
         for n, part in enumerate(_MARKS_RE.split(text)):
             if n % 2:  # punctuation: closing marks stick to the word before, opening ones after
@@ -232,6 +237,13 @@ class Phonemizer:
                 if words:
                     out.append(words if not out or out[-1][-1:] in _OPENING else " " + words)
         return keep_known("".join(out), self.vocab)
+
+    def _front_end(self, language: str) -> g2p.FrontEnd | None:
+        """The language's own front end, or None for espeak-ng; a missing extra is named."""
+        try:
+            return g2p.dedicated(language, lambda words: self.phonemize(words, FALLBACK_LANGUAGE))
+        except g2p.G2PError as err:
+            raise PhonemizerError(str(err)) from err
 
     def _espeak(self, words: str, language: str) -> str:
         """One run of words (no punctuation) -> model phonemes."""
