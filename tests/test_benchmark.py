@@ -103,7 +103,7 @@ def test_peak_rss_counts_the_child_and_resets() -> None:
     assert bench.vm_hwm_bytes(proc.pid) is None
 
 
-def test_texts_match_the_issue() -> None:
+def test_texts_are_the_benchmark_texts() -> None:
     """5 words, 20 words, a 55-word paragraph, and a text of (just under) 2,000 characters."""
     words = {label: len(text.split()) for label, text in bench.TEXTS.items()}
     assert words["5 words"] == 5 and words["20 words"] == 20
@@ -137,6 +137,7 @@ def test_readme_block_is_the_only_change(tmp_path: Path) -> None:
     assert [line for line in before if line.strip()] == [line for line in kept if line.strip()]
 
 
+@pytest.mark.slow
 def test_kokoro_onnx_peer_row(kokoro_onnx: Path, kokoro_voices: Path) -> None:
     """The kokoro-onnx peer measures a real 5-word synthesis and renders as a table row."""
     texts = {"5 words": bench.TEXTS["5 words"]}

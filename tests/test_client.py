@@ -48,6 +48,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield srv
 
 
+@pytest.mark.slow
 def test_list_voices(server) -> None:
     run = _run("--uri", server.uri, "--list-voices", "--json")
     assert run.returncode == 0, run.stderr
@@ -58,6 +59,7 @@ def test_list_voices(server) -> None:
     assert text.returncode == 0 and doc["voices"][0]["name"] in text.stdout
 
 
+@pytest.mark.slow
 def test_one_shot_writes_a_wav_and_prints_the_figures(server, tmp_path: Path) -> None:
     out = tmp_path / "one.wav"
     run = _run("--uri", server.uri, "-o", str(out), "Turn on the porch light, please.")
@@ -70,6 +72,7 @@ def test_one_shot_writes_a_wav_and_prints_the_figures(server, tmp_path: Path) ->
         assert w.getnframes() > 24000
 
 
+@pytest.mark.slow
 def test_stream_like_home_assistant_with_json_figures(server, tmp_path: Path) -> None:
     out = tmp_path / "stream.wav"
     run = _run(
@@ -93,6 +96,7 @@ def test_stream_like_home_assistant_with_json_figures(server, tmp_path: Path) ->
     assert out.stat().st_size > 44 + 2 * 24000
 
 
+@pytest.mark.slow
 def test_server_error_event_exits_1_with_its_text(server) -> None:
     run = _run("--uri", server.uri, "-", stdin="word " * 200)  # 1000 > --max-text-chars 500
     assert run.returncode == 1
@@ -100,6 +104,7 @@ def test_server_error_event_exits_1_with_its_text(server) -> None:
     assert "Traceback" not in run.stderr
 
 
+@pytest.mark.slow
 def test_unknown_voice_exits_1(server) -> None:
     run = _run("--uri", server.uri, "--voice", "no_such_voice", "Hello.")
     assert run.returncode == 1 and "no_such_voice" in run.stderr

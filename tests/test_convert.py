@@ -152,6 +152,7 @@ def test_converter_version_is_int() -> None:
     assert isinstance(convert.CONVERTER_VERSION, int)
 
 
+@pytest.mark.slow
 def test_dequantized_export_runs_fp32(kokoro_onnx, kokoro_gguf, kokoro_voices, fp32_export) -> None:
     """The int8 export rewritten to float ops runs in ORT on exactly the GGUF's f32 weights."""
     import onnxruntime as ort
@@ -335,6 +336,7 @@ def test_kquant_needs_libggml_or_works(tmp_path, kokoro_gguf) -> None:
     assert r.returncode == 0 and "tensors" in r.stderr  # creates the folder, shows progress
 
 
+@pytest.mark.slow
 def test_float_and_fp16_exports_read_the_same(kokoro_onnx, fp32_export) -> None:
     """Float exports (MatMul/Conv/LSTM/Gather on float weights) and fp16 exports (float16 weights
     cast to float) give the same state dict as the int8 export they were made from."""
@@ -371,6 +373,7 @@ def test_float_and_fp16_exports_read_the_same(kokoro_onnx, fp32_export) -> None:
         assert np.array_equal(fp16[name], ref[name].astype(np.float16).astype(np.float32)), name
 
 
+@pytest.mark.slow
 def test_reference_model_roundtrip(kokoro_onnx, kokoro_gguf, fp32_export) -> None:
     """torch_from_ttscpp inverts ttscpp_tensors, and the reference graph fed the f32 GGUF is the
     fp32 rewrite of the export, initializer for initializer."""

@@ -422,6 +422,7 @@ async def test_hub_error_falls_back_to_the_offline_default_for_auto(
         )
 
 
+@pytest.mark.slow
 def test_fresh_offline_start_serves_english_speech(tmp_path, kokoro_onnx, asset_cache):
     """What script/run does on a fresh machine without network: no --model, no model files."""
     import sys

@@ -234,6 +234,7 @@ async def _good_client_loop(port: int, stop: asyncio.Event, results: list[list[s
         i += 1
 
 
+@pytest.mark.slow
 def test_crafted_bad_input_is_refused_and_other_clients_are_served(server) -> None:
     async def scenario() -> tuple[dict[str, str], list[list[str]]]:
         stop = asyncio.Event()
@@ -309,6 +310,7 @@ def _random_cases(seed: int, count: int) -> list[bytes]:
     return cases
 
 
+@pytest.mark.slow
 def test_random_bad_input_never_harms_the_server(server) -> None:
     """Every random case ends closed, answered or waiting for the rest of an event it announced;
     the server stays up, logs no traceback, and serves a good client meanwhile."""
@@ -353,6 +355,7 @@ def test_random_bad_input_never_harms_the_server(server) -> None:
 
 
 @pytest.mark.parametrize("field", ["data_length", "payload_length"])
+@pytest.mark.slow
 def test_a_peer_claiming_gigabytes_cannot_grow_the_server(server, field: str) -> None:
     """The header claims 4 GB and the peer keeps sending: the server's memory stays bounded by
     its limits (it refuses the event at once and closes), whatever the peer sends."""
@@ -384,6 +387,7 @@ def test_a_peer_claiming_gigabytes_cannot_grow_the_server(server, field: str) ->
     assert server.proc.poll() is None and server.health()["state"] == "ready"
 
 
+@pytest.mark.slow
 def test_after_the_fuzz_a_plain_request_still_works(server) -> None:
     async def scenario() -> list[str]:
         async with AsyncTcpClient("127.0.0.1", server.port) as c:

@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 from wyoming_helpers import ServerProcess, model_file, running_server
 
+pytestmark = pytest.mark.slow  # every test here talks to a real server
+
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",

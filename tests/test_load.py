@@ -34,6 +34,8 @@ from wyoming_helpers import (
     synthesize,
 )
 
+pytestmark = pytest.mark.slow  # load and soak on a real server
+
 VOICE = "af_jf_alpha"
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 10

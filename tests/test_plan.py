@@ -275,6 +275,7 @@ def test_small_disk_picks_a_smaller_download_or_refuses():
     assert plan.make_plan(tiny, local_variants={"f16": "/m/f16.gguf"}).variant == "f16"
 
 
+@pytest.mark.slow
 def test_measure_reports_the_engine_memory(kokoro_gguf):
     """probe --measure is how MEASURED_LOAD_MB was made: it must load the engine for real."""
     pytest.importorskip("wyoming_kokoro_gguf.synth.engine")

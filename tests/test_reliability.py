@@ -98,6 +98,7 @@ def _engine_gone(pid: int | None) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_sigterm_when_idle_stops_within_two_seconds(model: Path, tmp_path: Path) -> None:
     srv = ServerProcess(model, tmp_path)
     try:
@@ -112,6 +113,7 @@ def test_sigterm_when_idle_stops_within_two_seconds(model: Path, tmp_path: Path)
     assert "Traceback" not in srv.log()
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_synthesis_stops_within_two_seconds(model: Path, tmp_path: Path) -> None:
     srv = ServerProcess(model, tmp_path)
     try:
@@ -149,6 +151,7 @@ def _copy_head(src: Path, dest: Path, size: int) -> None:
 
 
 @pytest.mark.parametrize("damage", ["empty", "cut in the header", "cut in the weights", "garbled"])
+@pytest.mark.slow
 def test_a_damaged_model_file_stops_the_server_with_one_line(
     model: Path, tmp_path: Path, damage: str
 ) -> None:
@@ -176,6 +179,7 @@ def test_a_damaged_model_file_stops_the_server_with_one_line(
 # ============================================================================ input limits
 
 
+@pytest.mark.slow
 def test_streamed_text_over_the_limit_is_an_error_and_the_stream_still_ends(server) -> None:
     async def scenario() -> tuple[Exchange, Exchange]:
         async with AsyncTcpClient("127.0.0.1", server.port) as c:
@@ -196,6 +200,7 @@ def test_streamed_text_over_the_limit_is_an_error_and_the_stream_still_ends(serv
     assert good.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
 
 
+@pytest.mark.slow
 def test_http_text_over_the_limit_is_a_json_error(server) -> None:
     query = urllib.parse.urlencode({"text": "a" * (MAX_TEXT + 1)})
     url = f"http://127.0.0.1:{server.http_port}/api/tts?{query}"
@@ -218,6 +223,7 @@ ODD_TEXTS = {  # short: each is synthesized for real
 }
 
 
+@pytest.mark.slow
 def test_odd_texts_are_spoken_or_refused_cleanly(server) -> None:
     async def scenario() -> dict[str, list[str]]:
         out = {}
@@ -246,6 +252,7 @@ def test_odd_texts_are_spoken_or_refused_cleanly(server) -> None:
     assert_no_traceback(server)
 
 
+@pytest.mark.slow
 def test_a_ten_thousand_character_word_does_not_stall_the_server(server) -> None:
     """The longest text the default limit lets through, without a single space: the server
     speaks it (first audio arrives), serves another client meanwhile, and drops it cleanly
@@ -282,10 +289,12 @@ def _listening_addresses(pid: int, port: int) -> set[str]:
     return {c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
 
 
+@pytest.mark.slow
 def test_http_listens_on_loopback_only_by_default(server) -> None:
     assert _listening_addresses(server.proc.pid, server.http_port) == {"127.0.0.1"}
 
 
+@pytest.mark.slow
 def test_the_engine_is_the_servers_only_child_process(server) -> None:
     """No helper process beside the engine (multiprocessing's resource tracker held 13 MB),
     and the engine still speaks."""
@@ -300,6 +309,7 @@ def test_the_engine_is_the_servers_only_child_process(server) -> None:
     "name",
     ["../../../../etc/passwd", "/etc/passwd", f"{VOICE}/../{VOICE}", "..", "voices/af", "\\..\\x"],
 )
+@pytest.mark.slow
 def test_voice_names_cannot_reach_outside_the_model(server, name: str) -> None:
     """Voices are the model's voice tensors: a name that looks like a path is unknown (Wyoming
     and HTTP), and nothing is read from the file system for it."""
@@ -354,6 +364,7 @@ def test_addon_runs_the_server_as_a_non_root_user() -> None:
     assert not re.search(r"^USER\s+(root|0)\b", dockerfile, re.M)
 
 
+@pytest.mark.slow
 def test_model_files_are_checked_before_use(tmp_path: Path, model: Path) -> None:
     """Structure checks before anything is loaded: the reader refuses a file whose tensor data
     is shorter than its tensor table says, without reading the weights (fast even for big

@@ -283,6 +283,7 @@ def test_info_lists_every_voice_with_its_language(server, model_voices) -> None:
     assert voices["mix"].languages and voices["mix"].installed
 
 
+@pytest.mark.slow
 def test_one_shot_synthesis_is_intelligible_with_the_right_events(server, voice, judge) -> None:
     ex = asyncio.run(synthesize(server.port, ONE_SHOT, voice))
     assert ex.shape() == ["audio-start", "audio-chunk+", "audio-stop"], ex.types()
@@ -295,6 +296,7 @@ def test_one_shot_synthesis_is_intelligible_with_the_right_events(server, voice,
     assert error <= MAX_WER, heard
 
 
+@pytest.mark.slow
 def test_one_shot_audio_starts_before_the_synthesis_ends(server, voice) -> None:
     """Chunks go out clause by clause: the first arrives while the server is still working."""
     text = long_text("early audio")
@@ -312,6 +314,7 @@ def test_one_shot_audio_starts_before_the_synthesis_ends(server, voice) -> None:
     assert ex.types() == ["audio-start", "audio-chunk"]
 
 
+@pytest.mark.slow
 def test_home_assistant_streaming_sequence(server, voice, judge) -> None:
     async def scenario() -> tuple[Exchange, str]:
         async with AsyncTcpClient("127.0.0.1", server.port) as c:
@@ -332,6 +335,7 @@ def test_home_assistant_streaming_sequence(server, voice, judge) -> None:
     assert 0.75 <= len(ex.pcm()) / len(once) <= 1.33
 
 
+@pytest.mark.slow
 def test_streaming_speaks_a_sentence_before_the_text_is_finished(server, voice) -> None:
     async def scenario() -> Exchange:
         async with AsyncTcpClient("127.0.0.1", server.port) as c:
@@ -407,6 +411,7 @@ def test_empty_text_gives_an_empty_audio_stream(server) -> None:
     assert ex.types() == ["audio-start", "audio-stop"]
 
 
+@pytest.mark.slow
 def test_repeated_phrase_comes_from_the_cache(server, voice) -> None:
     text = "The garage door is open."
     first = asyncio.run(synthesize(server.port, text, voice)).pcm()
@@ -416,6 +421,7 @@ def test_repeated_phrase_comes_from_the_cache(server, voice) -> None:
     assert np.array_equal(first, second)
 
 
+@pytest.mark.slow
 def test_describe_is_fast_while_another_client_synthesizes(server, voice) -> None:
     text = long_text("describe")
 
@@ -447,6 +453,7 @@ def test_describe_is_fast_while_another_client_synthesizes(server, voice) -> Non
     assert max(latencies) < DESCRIBE_DEADLINE, latencies
 
 
+@pytest.mark.slow
 def test_describe_is_fast_while_the_model_loads(model: Path, tmp_path: Path) -> None:
     srv = ServerProcess(model, tmp_path)
     try:
@@ -472,6 +479,7 @@ def test_describe_is_fast_while_the_model_loads(model: Path, tmp_path: Path) -> 
     assert records[-1][2] > 0
 
 
+@pytest.mark.slow
 def test_four_clients_at_once_all_complete(server, voice) -> None:
     texts = [
         "The first client asks about the weather.",
@@ -497,6 +505,7 @@ def test_four_clients_at_once_all_complete(server, voice) -> None:
     assert server.health()["active_jobs"] == 0
 
 
+@pytest.mark.slow
 def test_a_short_request_is_not_starved_by_a_long_one(server, voice) -> None:
     """Round-robin at clause granularity: B's one sentence finishes long before A's ten."""
     text = long_text("fairness")
@@ -518,6 +527,7 @@ def test_a_short_request_is_not_starved_by_a_long_one(server, voice) -> None:
     assert not a_finished  # B's sentence was served while A's ten were still in progress
 
 
+@pytest.mark.slow
 def test_client_disconnecting_mid_stream_leaves_the_server_healthy(server, voice) -> None:
     async def scenario() -> None:
         client = AsyncTcpClient("127.0.0.1", server.port)
@@ -575,6 +585,7 @@ def test_wyoming_bench_runs_without_errors(server, voice, tmp_path: Path) -> Non
     assert "error" not in (run.stdout + run.stderr).lower(), run.stdout + run.stderr
 
 
+@pytest.mark.slow
 def test_zeroconf_registration_is_discoverable(model: Path, tmp_path: Path) -> None:
     """--zeroconf: the service appears as _wyoming._tcp.local. (in a private network namespace
     that has only loopback, so no multicast leaves the machine)."""
@@ -635,6 +646,7 @@ finally:
 """
 
 
+@pytest.mark.slow
 def test_stdio_transport_carries_clean_events(model: Path, voice: str) -> None:
     """--uri stdio://: the engine process must never print onto the event stream."""
     from wyoming.event import async_read_event, async_write_event
@@ -713,6 +725,7 @@ def test_port_in_use_exits_1_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
 
 
+@pytest.mark.slow
 def test_engine_crash_is_reported_and_the_engine_restarts(server, voice) -> None:
     """Killing the engine process mid-synthesis: that client gets an Error (and its audio-stop),
     the engine comes back, and the next request is served."""
@@ -739,6 +752,7 @@ def test_engine_crash_is_reported_and_the_engine_restarts(server, voice) -> None
     assert good.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
 
 
+@pytest.mark.slow
 def test_unix_socket_and_no_streaming(model: Path, voice: str, tmp_path: Path) -> None:
     """--uri unix://PATH works, and --no-streaming stops advertising (and answering) streams."""
     from wyoming.client import AsyncUnixClient
@@ -787,6 +801,7 @@ def test_unix_socket_and_no_streaming(model: Path, voice: str, tmp_path: Path) -
     assert not sock.exists()  # removed on shutdown
 
 
+@pytest.mark.slow
 def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voice: str) -> None:
     """The engine process's step loop, on a real engine and a real pipe: with plan.passes=2 a
     step names the job's next units, which start once the first audio is out, the next one and
