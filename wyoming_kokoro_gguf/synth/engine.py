@@ -30,6 +30,7 @@ import numpy as np
 
 from wyoming_kokoro_gguf.audio import SAMPLE_RATE, to_int16
 from wyoming_kokoro_gguf.synth import graph as graph_mod
+from wyoming_kokoro_gguf.synth import normalize as normalize_mod
 from wyoming_kokoro_gguf.synth import text as text_mod
 from wyoming_kokoro_gguf.synth.blend import BlendError, parse_blend
 from wyoming_kokoro_gguf.synth.lowering import LoweringPlan, default_plan
@@ -336,7 +337,7 @@ class Engine:
         """The text's model passes, in order, as calls giving int16 audio (phonemized lazily)."""
         for piece in text_mod.iter_pieces(text):
             lang = language if fixed else language_for_text(piece, language)
-            phonemes = self._phonemizer.phonemize(piece, lang)
+            phonemes = self._phonemizer.phonemize(normalize_mod.speakable(piece, lang), lang)
             chunks = split_phonemes(phonemes, self.plan.max_phonemes)
             for n, chunk in enumerate(chunks):
                 ids = self._phonemizer.ids(chunk)

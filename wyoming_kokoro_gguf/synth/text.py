@@ -74,6 +74,13 @@ _ABBREVIATIONS = frozenset(
 )
 
 
+# Words that end with a period before a number ("Jan. 9", "No. 5", "Tue. 4"), not a sentence.
+_BEFORE_NUMBER = frozenset(
+    ("jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec")
+    + ("mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri", "sat", "sun", "no", "nr")
+)
+
+
 def _not_an_end(text: str, match: re.Match[str]) -> bool:
     """A period after an abbreviation, or before a lower-case word, does not end a sentence."""
     if not match.group(0).startswith(".") or len(match.group(0).rstrip("\"'”’)]")) > 1:
@@ -84,6 +91,8 @@ def _not_an_end(text: str, match: re.Match[str]) -> bool:
     if word in _ABBREVIATIONS:
         return True
     following = text[match.end() :].lstrip()
+    if word in _BEFORE_NUMBER and following[:1].isdigit():
+        return True  # "Jan. 9", "No. 5": the normalizer reads them together
     return bool(following) and following[0].islower()
 
 
