@@ -1,0 +1,252 @@
+"""Text normalization: table-driven per category and language, and the never-drop invariant."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+
+import pytest
+
+from wyoming_kokoro_gguf.synth import normalize as norm
+from wyoming_kokoro_gguf.synth.phonemes import Phonemizer
+from wyoming_kokoro_gguf.synth.text import split_text
+from wyoming_kokoro_gguf.weights import layout
+
+EN = [
+    # cardinals, decimals, negatives, separators, long numbers
+    ("It is 19.5 °C.", "It is nineteen point five degrees Celsius."),
+    (
+        "1,234,567 items",
+        "one million two hundred thirty-four thousand five hundred sixty-seven items",
+    ),
+    ("-3 °C tonight", "minus three degrees Celsius tonight"),
+    ("code 007", "code zero zero seven"),
+    (
+        "id 12345678901234567890",
+        "id " + " ".join("one two three four five six seven eight nine zero".split() * 2),
+    ),
+    # ordinals, ranges, fractions, percentages
+    ("the 21st and 2nd", "the twenty-first and second"),
+    ("3-5 days", "three to five days"),
+    ("10-20 °C", "ten to twenty degrees Celsius"),
+    ("1/2 cup and 3/4 tank", "one half cup and three quarters tank"),
+    ("humidity is 52%", "humidity is fifty-two percent"),
+    # times
+    ("at 6:45 AM", "at six forty-five A M"),
+    ("at 14:30", "at two thirty P M"),
+    ("at 07:15", "at seven fifteen A M"),
+    ("at 7:05", "at seven oh five"),
+    ("at 6 pm", "at six P M"),
+    # dates
+    ("on 2026-12-02", "on December second, twenty twenty-six"),
+    ("on 12/02/2026", "on December second, twenty twenty-six"),
+    ("on Tue., Mar. 4.", "on Tuesday, March fourth."),
+    ("Jan. 9", "January ninth"),
+    ("9 Jan 2026", "January ninth, twenty twenty-six"),
+    # durations and units, singular and plural
+    ("2 min", "two minutes"),
+    ("1 h 30 min", "one hour thirty minutes"),
+    ("45 s", "forty-five seconds"),
+    ("1 °C", "one degree Celsius"),
+    ("8.7 kWh", "eight point seven kilowatt hours"),
+    ("15 km/h", "fifteen kilometers per hour"),
+    ("850 ppm", "eight hundred fifty parts per million"),
+    ("12 µg/m³", "twelve micrograms per cubic meter"),
+    ("1013 hPa", "one thousand thirteen hectopascals"),
+    ("29.92 inHg", "twenty-nine point nine two inches of mercury"),
+    ("-67 dBm", "minus sixty-seven decibel milliwatts"),
+    ("300 Mbit/s", "three hundred megabits per second"),
+    ("1 ft", "one foot"),
+    ("6 ft", "six feet"),
+    ("230 V, 16 A, 50 Hz", "two hundred thirty volts, sixteen amps, fifty hertz"),
+    ("2 m³", "two cubic meters"),
+    # currencies
+    ("$5.99", "five dollars and ninety-nine cents"),
+    ("$1", "one dollar"),
+    ("€3,50", "three euros and fifty cents"),
+    ("EUR 5", "five euros"),
+    ("£2.50", "two pounds and fifty pence"),
+    ("¥100", "one hundred yen"),
+    # abbreviations and symbols
+    ("Dr. Smith", "Doctor Smith"),
+    ("12 Main St.", "twelve Main Street"),
+    ("St. Louis", "Saint Louis"),
+    ("approx. 5", "approximately five"),
+    ("Mr. and Mrs. Lee", "Mister and Missus Lee"),
+    ("No. 5", "number five"),
+    ("salt & pepper", "salt and pepper"),
+    ("2 + 2", "two plus two"),
+    ("room #4", "room number four"),
+    ("on/off", "on or off"),
+    ("PM2.5", "P M two point five"),
+    # phone numbers, IP addresses, versions
+    ("+1 555-123-4567", "plus one, five five five, one two three, four five six seven"),
+    ("192.168.1.10", "one nine two dot one six eight dot one dot ten"),
+    ("v2.3.1", "version two point three point one"),
+]
+
+EN_GB = [
+    ("at 14:30", "at fourteen thirty"),
+    ("at 14:00", "at fourteen hundred"),
+    ("on 02/12/2026", "on the second of December twenty twenty-six"),
+    ("101 items", "one hundred and one items"),
+    ("2026 items", "two thousand and twenty-six items"),
+]
+
+OTHERS = [
+    ("es", "19,5 °C", "diecinueve coma cinco grados Celsius"),
+    ("es", "19.5 °C", "diecinueve coma cinco grados Celsius"),
+    ("es", "52 %", "cincuenta y dos por ciento"),
+    ("es", "14:30", "catorce y treinta"),
+    ("es", "2026-12-02", "dos de diciembre de dos mil veintiséis"),
+    ("es", "1.234,5", "mil doscientos treinta y cuatro coma cinco"),
+    ("fr-fr", "19,5 °C", "dix-neuf virgule cinq degrés Celsius"),
+    ("fr-fr", "52 %", "cinquante-deux pour cent"),
+    ("fr-fr", "14:30", "quatorze heures trente"),
+    ("fr-fr", "01/12/2026", "premier décembre deux mille vingt-six"),
+    ("fr-fr", "le 2e étage", "le deuxième étage"),
+    ("it", "19,5 °C", "diciannove virgola cinque gradi Celsius"),
+    ("it", "52%", "cinquantadue per cento"),
+    ("it", "07:15", "sette e quindici"),
+    ("it", "2026-12-02", "due dicembre duemilaventisei"),
+    ("pt-br", "19,5 °C", "dezenove vírgula cinco graus Celsius"),
+    ("pt-br", "52%", "cinquenta e dois por cento"),
+    ("pt-br", "14:00", "catorze horas"),
+    ("pt-br", "2026-12-02", "dois de dezembro de dois mil e vinte e seis"),
+    ("pt-br", "R$ 5,50", "cinco reais e cinquenta centavos"),
+    ("hi", "19.5 °C", "उन्नीस दशमलव पाँच डिग्री सेल्सियस"),
+    ("hi", "52%", "बावन प्रतिशत"),
+    ("hi", "14:30", "चौदह बजकर तीस मिनट"),
+    ("hi", "2026-12-02", "दो दिसंबर दो हज़ार छब्बीस"),
+    ("ja", "きおんは19.5°C", "きおんはじゅうきゅうてんごど"),
+    ("ja", "52%", "ごじゅうにパーセント"),
+    ("ja", "14:30", "じゅうよじさんじゅっぷん"),
+    ("ja", "07:09", "しちじきゅうふん"),
+    ("ja", "2026-12-02", "にせんにじゅうろくねんじゅうにがつふつか"),
+    ("cmn", "19.5°C", "十九点五摄氏度"),
+    ("cmn", "52%", "百分之五十二"),
+    ("cmn", "14:05", "十四点零五分"),
+    ("cmn", "2026-12-02", "二〇二六年十二月二日"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), EN)
+def test_english(text: str, expected: str) -> None:
+    assert norm.speakable(text, "en-us") == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), EN_GB)
+def test_british_english(text: str, expected: str) -> None:
+    assert norm.speakable(text, "en-gb") == expected
+
+
+@pytest.mark.parametrize(("language", "text", "expected"), OTHERS)
+def test_other_languages(language: str, text: str, expected: str) -> None:
+    assert norm.speakable(text, language) == expected
+
+
+def test_stages_are_text_and_language_functions() -> None:
+    """Lexicons and SSML plug in as more (text, language) -> text stages."""
+    assert all(callable(stage) for stage in norm.STAGES)
+    assert norm.tidy("a  b ,c", "en-us") == "a b,c"
+
+
+def test_emoji_are_skipped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger=norm.__name__):
+        assert norm.speakable("Lights off 👍🏽 now 😀.", "en-us") == "Lights off now."
+    assert "U+1F44D" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "It is 21.5 degrees today.",
+        "See you Jan. 9 then.",
+        "Ask Dr. Smith now.",
+        "It takes approx. 5 minutes.",
+        "Tue., Mar. 4 works.",
+    ],
+)
+def test_splitter_never_cuts_inside(text: str) -> None:
+    assert split_text(text) == [text]
+
+
+# ------------------------------------------------------------------ never drop a word
+
+
+def _corpus() -> list[str]:
+    """Sentences mixing every hard case; the generated product covers their combinations."""
+    heads = [
+        "I think",
+        "The kitchen is at",
+        "Dr. Smith says approx.",
+        "Tue., Mar. 4: about",
+        "Tell Mrs. Lee it is",
+        "No. 5 reads",
+    ]
+    values = [
+        "19.5 °C",
+        "8.7 kWh",
+        "-3.25",
+        "1,234,567.89",
+        "12345678901234567890",
+        "52%",
+        "15 km/h",
+        "07:15",
+        "2026-12-02",
+        "$5.99",
+        "3-5 min",
+        "850 ppm",
+        "192.168.1.10",
+        "v2.3.1",
+        "1/2",
+        "+1 555-123-4567",
+    ]
+    tails = [
+        "and the humidity is 52%.",
+        "😀 nice!",
+        "with Küche and 東京 lights.",
+        "& the door is open.",
+        "then stop.",
+    ]
+    return [f"{h} {v} {t}" for h, v, t in itertools.product(heads, values, tails)]
+
+
+@pytest.fixture(scope="module")
+def phonemizer() -> Phonemizer:
+    return Phonemizer({t: i for i, t in enumerate(layout.KOKORO_VOCAB) if t})
+
+
+_KNOWN = {w.lower().strip(".") for w in [*norm.LANGS["en"].words, *norm.LANGS["en"].units]}
+_KNOWN |= {"tue", "mar", "st", "km", "h", "min", "ppm", "kwh", "v", "c"}
+
+
+def test_every_word_reaches_the_phonemes(phonemizer: Phonemizer) -> None:
+    """Each input word survives splitting and normalization, and every normalized word gets
+    phonemes: the phoneme string has as many words as the text (espeak reads each one)."""
+    corpus = _corpus()
+    assert len(corpus) >= 400
+    for sentence in corpus:
+        pieces = split_text(sentence)
+        spoken = " ".join(norm.speakable(p, "en-us") for p in pieces)
+        assert not re.search(r"\d", spoken), (sentence, spoken)
+        for word in re.findall(r"[A-Za-zü]{2,}", sentence):
+            if word.lower() not in _KNOWN:
+                assert word in spoken, (sentence, word, spoken)
+        for piece in pieces:
+            words = norm.speakable(piece, "en-us")
+            phonemes = phonemizer.phonemize(words, "en-us")
+            said = [w for w in words.split() if re.search(r"\w", w)]
+            heard = [w for w in phonemes.split() if re.search(r"\w", w)]
+            assert len(heard) >= len(said), (piece, words, phonemes)
+
+
+def test_decimal_point_no_longer_ends_the_phonemes(phonemizer: Phonemizer) -> None:
+    """phonemizer's own punctuation handling cut at the first '.', even a decimal point."""
+    ps = phonemizer.phonemize("The kitchen is at 19.5 °C and the humidity is 52%.", "en-us")
+    assert "hjumˈɪdᵻɾi" in ps and ps.endswith(".")
+
+
+def test_pronoun_i_is_stressed(phonemizer: Phonemizer) -> None:
+    assert phonemizer.phonemize("I think so.", "en-us").startswith("ˈI ")
