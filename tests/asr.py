@@ -238,6 +238,35 @@ def corpus_wer(pairs: list[tuple[str, str]]) -> float:
     return errors / max(total, 1)
 
 
+def _chars(text: str) -> list[str]:
+    """Characters that count for CER: NFKC, lower case, no punctuation, symbols or spaces."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return [ch for ch in text if unicodedata.category(ch)[0] in "LN"]
+
+
+def char_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(edits, reference characters) by Levenshtein on characters: for Japanese and Chinese,
+    which are written without spaces between words."""
+    ref, hyp = _chars(reference), _chars(hypothesis)
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1], len(ref)
+
+
+def corpus_cer(pairs: list[tuple[str, str]]) -> float:
+    """Character error rate over many (reference, hypothesis) pairs."""
+    errors = total = 0
+    for reference, hypothesis in pairs:
+        e, n = char_errors(reference, hypothesis)
+        errors += e
+        total += n
+    return errors / max(total, 1)
+
+
 # ---------------------------------------------------------------- the judge
 
 
@@ -254,8 +283,11 @@ class AsrJudge:
         self._beam_size = beam_size
         self._lock = threading.Lock()
 
-    def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
-        """Text of mono audio (float in [-1, 1] or int16) at any rate; 30 s windows joined."""
+    def transcribe(self, audio: np.ndarray, sample_rate: int, language: str = "en") -> str:
+        """Text of mono audio (float in [-1, 1] or int16) at any rate; 30 s windows joined.
+
+        ``language`` is Whisper's code ("en", "ja", "zh"): the decoder is told which to write.
+        """
         import ctranslate2
 
         audio = np.asarray(audio)
@@ -268,7 +300,7 @@ class AsrJudge:
             with self._lock:
                 result = self._model.generate(
                     ctranslate2.StorageView.from_array(np.ascontiguousarray(features)),
-                    [PROMPT],
+                    [[PROMPT[0], f"<|{language}|>", *PROMPT[2:]]],
                     beam_size=self._beam_size,
                     max_length=224,
                 )[0]

@@ -22,6 +22,7 @@ error rate is lower without them (docs/G2P.md), so they are off by default.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import unicodedata
 from typing import Any
@@ -129,6 +130,11 @@ def reading_phonemes(reading: str, accent: int = 0) -> str:
             sound = _ACCENT + sound
         out.append(sound)
     return "".join(out)
+
+
+def available() -> bool:
+    """Whether the 'ja' extra (pyopenjtalk-plus) is installed."""
+    return importlib.util.find_spec("pyopenjtalk") is not None
 
 
 def _load_openjtalk() -> Any:

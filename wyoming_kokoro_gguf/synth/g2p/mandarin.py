@@ -15,6 +15,7 @@ all but its last as second tones (你好 -> ni↗ xau↓).  Arabic numbers are r
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import re
 import threading
 from collections.abc import Callable
@@ -79,6 +80,11 @@ def third_tone_sandhi(syllables: list[str]) -> list[str]:
         if out[i].endswith("3") and out[i + 1].endswith("3"):
             out[i] = out[i][:-1] + "2"
     return out
+
+
+def available() -> bool:
+    """Whether the 'zh' extra (jieba, pypinyin, cn2an) is installed."""
+    return all(importlib.util.find_spec(name) for name in ("jieba", "pypinyin", "cn2an"))
 
 
 def _load() -> tuple[Any, Any, Any]:
