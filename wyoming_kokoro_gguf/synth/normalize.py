@@ -552,16 +552,18 @@ def times(text: str, language: str) -> str:
     """ "6:45 AM", "14:30", "07:15", "6 pm" -> words."""
 
     def one(m: re.Match[str]) -> str:
+        end = "." if m[0].endswith(("m.", "M.")) else ""  # "a.m." may end the sentence too
         if m[5] is not None:
-            return time_words(int(m[5]), 0, m[6].lower(), language)
+            return time_words(int(m[5]), 0, m[6].lower(), language) + end
         words = time_words(int(m[1]), int(m[2]), m[4] and m[4].lower(), language, m[1][0] == "0")
         if m[3] and int(m[3]):
             sep = table(language).sep
             words += f"{sep}{spell(int(m[3]), language)}{sep}" + (
                 "seconds" if lang_key(language) == "en" else ""
             )
-        return words
+        return words + end
 
+    text = re.sub(r"\b(\d{1,2})\.([0-5]\d)\s?(?=[AaPp]\.?[Mm]\b)", r"\1:\2 ", text)  # "7.15am"
     return _TIME_RE.sub(one, text)
 
 
