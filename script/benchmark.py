@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from wyoming.client import AsyncClient  # noqa: E402
 
 from wyoming_kokoro_gguf import client as wclient  # noqa: E402
+from wyoming_kokoro_gguf.audio import SAMPLE_RATE  # noqa: E402
 
 TEXTS = {
     "5 words": "Turn on the kitchen lights.",
@@ -538,7 +539,7 @@ def quality(
 ) -> dict[str, dict[str, float]]:
     """WER per variant with the ASR judge; SNR and log-spectral distance against f32.
 
-    Each variant runs with the lowering plan its server would use (model_store.resolve).
+    Each variant runs with the engine options its server would use (model_store.resolve).
     """
     sys.path.insert(0, str(ROOT / "tests"))
     import asr  # tests/asr.py: the project's offline Whisper judge
@@ -553,13 +554,13 @@ def quality(
         resolved = model_store.resolve(_resolve_args(name, paths, threads))
         variant = variant_label(name, paths)
         print(f"quality {variant}: {resolved.host_plan.summary()}", flush=True)
-        engine = Engine.load(resolved.path, resolved.plan)
+        engine = Engine.load(resolved.path, resolved.engine_options)
         clips = [
             np.concatenate(list(engine.synthesize(s, SERVER_VOICE))) for s in QUALITY_SENTENCES
         ]
         del engine
         audio[variant] = clips
-        heard = [judge.transcribe(clip, 24000) for clip in clips]
+        heard = [judge.transcribe(clip, SAMPLE_RATE) for clip in clips]
         out[variant] = {"wer": asr.corpus_wer(list(zip(QUALITY_SENTENCES, heard, strict=True)))}
         print(f"  {variant}: WER {out[variant]['wer']:.3f}; heard {heard}", flush=True)
     reference = variant_label("f32", paths)

@@ -284,7 +284,7 @@ def test_model_path_skips_search_and_download(tmp_path, monkeypatch):
     path.write_bytes(GGUF_PAYLOAD)
     resolved = model_store.resolve(cli("--model", str(path), "--data-dir", str(tmp_path / "d")))
     assert resolved.path == path and resolved.host_plan.variant == "q8_0"
-    assert resolved.plan.linear == "matmulnbits"  # the engine's LoweringPlan
+    assert resolved.engine_options.linear == "matmulnbits"
     assert not (tmp_path / "d").exists()
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from wyoming_kokoro_gguf.synth.blend import BlendError, parse_blend
 from wyoming_kokoro_gguf.synth.engine import Engine, UnknownVoiceError, trim_silence
-from wyoming_kokoro_gguf.synth.lowering import default_plan
+from wyoming_kokoro_gguf.synth.lowering import default_options
 
 VOICE = "jf_alpha"  # a voice the converted file carries; it speaks English phonemes well
 SENTENCES = [
@@ -61,7 +61,7 @@ def snr_db(ours: np.ndarray, ref: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def engine(kokoro_gguf) -> Engine:
-    return Engine.load(kokoro_gguf("f32"), default_plan().with_threads(2))
+    return Engine.load(kokoro_gguf("f32"), default_options().with_threads(2))
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def _inputs(engine: Engine, sentence: str, voice: str = VOICE) -> tuple[np.ndarr
 @pytest.fixture(scope="module")
 def engine_reference_ops(kokoro_gguf) -> Engine:
     """The same file with the reference export's op sequence in the decoder (no rewrites)."""
-    return Engine.load(kokoro_gguf("f32"), replace(default_plan().with_threads(2), rewrites=False))
+    return Engine.load(kokoro_gguf("f32"), replace(default_options().with_threads(2), rewrites=False))
 
 
 @pytest.mark.parametrize("speed", [1.0, 1.3])
@@ -134,7 +134,7 @@ def test_durations_and_audio_match_reference(
 @pytest.mark.parametrize("qtype", ["q8_0", "q4_0"])
 def test_quantized_files_stay_close(kokoro_gguf, engine: Engine, reference, qtype: str) -> None:
     """Q8_0/Q4_0 (TTS.cpp's choice of tensors) on the reference alignment: report the SNR."""
-    quant = Engine.load(kokoro_gguf(qtype), default_plan().with_threads(2))
+    quant = Engine.load(kokoro_gguf(qtype), default_options().with_threads(2))
     assert quant.nbits_used > 0  # the Linear blocks really run packed (MatMulNBits)
     snrs, spectral, same = [], [], 0
     for sentence in SENTENCES[:3]:
@@ -156,7 +156,7 @@ def test_quantized_files_stay_close(kokoro_gguf, engine: Engine, reference, qtyp
 @pytest.fixture(scope="module")
 def engine_stft_conv(kokoro_gguf) -> Engine:
     """fp32 with the source's STFT as a strided convolution (what int8 plans run)."""
-    return Engine.load(kokoro_gguf("f32"), replace(default_plan(), threads=2, stft="conv"))
+    return Engine.load(kokoro_gguf("f32"), replace(default_options(), threads=2, stft="conv"))
 
 
 def test_stft_as_a_convolution(engine: Engine, engine_stft_conv: Engine, judge) -> None:
@@ -193,8 +193,8 @@ def test_stft_conv_is_the_stft_op(kokoro_gguf, n_fft: int, hop: int) -> None:
     signal = np.random.default_rng(3).standard_normal((1, 4003)).astype(np.float32)
     out = []
     for form in ("op", "conv"):
-        kg = graph_mod.KokoroGraph(model, replace(default_plan(), stft=form))
-        b = graph_mod._Builder("stft")
+        kg = graph_mod.KokoroGraph(model, replace(default_options(), stft=form))
+        b = graph_mod.Builder("stft")
         x = b.input("x", TensorProto.FLOAT, [1, "S"])
         re, im = kg._stft(b, x, n_fft, hop)
         b.output(re, "re", TensorProto.FLOAT, [1, n_fft // 2 + 1, "F"])
@@ -217,9 +217,9 @@ def test_int8_convs_run_as_int8_dot_products(kokoro_gguf, engine_stft_conv: Engi
     from wyoming_kokoro_gguf.weights.model_file import open_model
 
     engine = engine_stft_conv
-    plan = replace(default_plan(), threads=2, conv="int8", stft="conv")
-    small = Engine.load(kokoro_gguf("f32"), plan)
-    built = graph_mod.KokoroGraph(open_model(kokoro_gguf("f32")), plan).build_stage2()
+    options = replace(default_options(), threads=2, conv="int8", stft="conv")
+    small = Engine.load(kokoro_gguf("f32"), options)
+    built = graph_mod.KokoroGraph(open_model(kokoro_gguf("f32")), options).build_stage2()
     ops = [node.op_type for node in built.graph.node]
     assert small.int8_convs >= 50 and ops.count("QLinearConv") == small.int8_convs
     assert "DequantizeLinear" in ops and not small.notes
@@ -279,7 +279,7 @@ def test_intelligibility_no_worse_than_kokoro_onnx(
     ours_engine = (
         engine
         if qtype == "f32"
-        else Engine.load(kokoro_gguf(qtype), default_plan().with_threads(2))
+        else Engine.load(kokoro_gguf(qtype), default_options().with_threads(2))
     )
     ours = []
     for sentence in SENTENCES:
@@ -382,7 +382,7 @@ def test_passes_ahead_give_the_same_audio_sooner(kokoro_gguf, engine: Engine) ->
     """plan.passes=2: after the first pass (alone), two passes compute at once; the pieces come
     out in order and bit-identical to one-at-a-time; a caller stopping early stops the work."""
     text = " ".join(SENTENCES[:4])
-    ahead = Engine.load(kokoro_gguf("f32"), replace(default_plan(), threads=2, passes=2))
+    ahead = Engine.load(kokoro_gguf("f32"), replace(default_options(), threads=2, passes=2))
     expected = list(engine.synthesize(text, VOICE, language="en-us"))
     ahead.last_timings.clear()
     got = list(ahead.synthesize(text, VOICE, language="en-us"))
@@ -407,7 +407,7 @@ def test_passes_ahead_give_the_same_audio_sooner(kokoro_gguf, engine: Engine) ->
 def test_passes_ahead_keep_both_workers_busy(kokoro_gguf) -> None:
     """A short pass that ends before a longer earlier one frees its worker for the next pass
     at once, without waiting for the longer one to be returned (audio still in order)."""
-    ahead = Engine.load(kokoro_gguf("q4_0"), replace(default_plan(), threads=2, passes=2))
+    ahead = Engine.load(kokoro_gguf("q4_0"), replace(default_options(), threads=2, passes=2))
     long = "The weather tomorrow will be sunny in the morning, with a light breeze from the west, "
     long += "and rain is expected in the evening over the hills and the coast."
     text = f"Hello there. {long} Yes. Our train leaves the station at seven."
@@ -423,7 +423,7 @@ def test_passes_ahead_keep_both_workers_busy(kokoro_gguf) -> None:
 def test_release_memory_gives_the_activations_back(kokoro_gguf) -> None:
     """ORT's arena keeps a long pass's activations; release_memory hands them back to the
     system, and the engine speaks the same audio afterwards."""
-    small = Engine.load(kokoro_gguf("q4_0"), replace(default_plan(), threads=2))
+    small = Engine.load(kokoro_gguf("q4_0"), replace(default_options(), threads=2))
     text = "the cat sat on the mat and looked at the rain falling on the garden " * 3
     rss_mb = lambda: psutil.Process().memory_info().rss / 2**20  # noqa: E731
     before = rss_mb()
@@ -454,7 +454,7 @@ def test_pieces_start_promptly(engine: Engine) -> None:
 
 
 def test_max_phonemes_plan_limits_passes(kokoro_gguf) -> None:
-    small = Engine.load(kokoro_gguf("q4_0"), replace(default_plan(), threads=2, max_phonemes=60))
+    small = Engine.load(kokoro_gguf("q4_0"), replace(default_options(), threads=2, max_phonemes=60))
     text = "the cat sat on the mat and looked at the rain " * 3
     chunks = list(small.synthesize(text, VOICE, language="en-us"))
     passes = small.last_timings[-len(chunks) :]
@@ -497,7 +497,7 @@ def test_loads_ttscpp_files_unchanged(tmp_path: Path, qtype: str) -> None:
 
     path = tmp_path / f"kokoro-{qtype}.gguf"
     fixtures_ttscpp.build(path, qtype)
-    small = Engine.load(path, default_plan().with_threads(2))
+    small = Engine.load(path, default_options().with_threads(2))
     assert len(small.voices) == 50 and small.sample_rate == 24000
     if qtype in ("Q4_0", "Q8_0"):
         assert small.nbits_used > 0

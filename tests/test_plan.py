@@ -10,6 +10,7 @@ import pytest
 
 from wyoming_kokoro_gguf.host import plan
 from wyoming_kokoro_gguf.host import profile as host
+from wyoming_kokoro_gguf.synth.lowering import session_options
 
 PI4_2GB = ["--arch", "aarch64", "--cpu-flags", "fp,asimd,crc32", "--cores", "4", "--mem-mb", "2048"]
 PI4_2GB += ["--cpu-model", "Cortex-A72", "--board", "Raspberry Pi 4 Model B Rev 1.4"]
@@ -240,9 +241,9 @@ def test_int8_is_a_memory_lever():
     assert plan.make_plan(roomy).conv == "fp32"
 
 
-def test_lowering_plan_and_session_options():
+def test_engine_options_and_session_options():
     p = plan.make_plan(pi5())
-    low = p.lowering()
+    low = p.engine_options()
     assert (low.linear, low.conv, low.threads, low.allow_spinning) == ("fp32", "int8", 4, False)
     assert getattr(low, "rewrites", False) is p.rewrites
     assert low.max_phonemes == p.max_phonemes and low.mem_arena == p.mem_arena
@@ -250,14 +251,14 @@ def test_lowering_plan_and_session_options():
     assert low.passes == p.passes == 2
     assert low.stft == "op"  # the reference's STFT op (stft="conv" cost word error rate)
     one_thread = plan.make_plan(pi5(), threads=1)
-    assert one_thread.passes == one_thread.lowering().passes == 1
+    assert one_thread.passes == one_thread.engine_options().passes == 1
     assert "one thread" in one_thread.reasons["passes"]
     forced = plan.make_plan(pi5(), passes="1")
     assert forced.passes == 1 and forced.reasons["passes"] == "1: set with --passes"
     assert forced.predicted_peak_mb < p.predicted_peak_mb  # one pass's activations less
     with pytest.raises(plan.PlanError, match="--passes"):
         plan.make_plan(pi5(), passes="0x")
-    so = p.session_options()
+    so = session_options(low)
     assert so.intra_op_num_threads == 4 and so.inter_op_num_threads == 1
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 

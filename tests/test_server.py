@@ -820,7 +820,7 @@ def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voic
 
     from wyoming_kokoro_gguf.server.app import UPCOMING_UNITS, _serve_steps
     from wyoming_kokoro_gguf.synth.engine import Engine
-    from wyoming_kokoro_gguf.synth.lowering import default_plan
+    from wyoming_kokoro_gguf.synth.lowering import default_options
 
     units = [
         "Good morning.",
@@ -828,7 +828,7 @@ def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voic
         "The dishwasher finished its cycle.",
         "The washing machine has twenty minutes to go and the dryer is done in an hour.",
     ]
-    engine = Engine.load(model, replace(default_plan(), threads=2, passes=2))
+    engine = Engine.load(model, replace(default_options(), threads=2, passes=2))
     expected, frames = [], []
     for u in units:
         expected.append(np.concatenate(list(engine.synthesize(u, voice))))

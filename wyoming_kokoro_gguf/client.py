@@ -38,6 +38,8 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
+from wyoming_kokoro_gguf.audio import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
+
 
 class ClientError(Exception):
     """A failure to report as one line (connection, protocol or a server Error event)."""
@@ -115,59 +117,16 @@ async def synthesize(
 ) -> bytes:
     """Run one synthesis; fill ``result``; return the PCM audio."""
     syn_voice = SynthesizeVoice(name=voice) if voice else None
-    pcm = bytearray()
     writer: asyncio.Task | None = None
     started = time.monotonic()
-
-    async def write_stream() -> None:
-        await client.write_event(SynthesizeStart(voice=syn_voice).event())
-        for delta in split_deltas(text, delta_chars):
-            await client.write_event(SynthesizeChunk(text=delta).event())
-            if delta_delay > 0:
-                await asyncio.sleep(delta_delay)
-        await client.write_event(Synthesize(text=text, voice=syn_voice).event())
-        await client.write_event(SynthesizeStop().event())
-
     if stream:
-        writer = asyncio.create_task(write_stream())
+        writer = asyncio.create_task(
+            _write_stream(client, text, syn_voice, delta_chars, delta_delay)
+        )
     else:
         await client.write_event(Synthesize(text=text, voice=syn_voice).event())
     try:
-        while True:
-            event = await _read(client, timeout, "synthesis")
-            result.events.append(event.type)
-            if AudioStart.is_type(event.type):
-                start = AudioStart.from_event(event)
-                if result.rate and (start.rate, start.width, start.channels) != (
-                    result.rate,
-                    result.width,
-                    result.channels,
-                ):
-                    raise ClientError("the server changed the audio format in the middle")
-                result.rate, result.width, result.channels = start.rate, start.width, start.channels
-            elif AudioChunk.is_type(event.type):
-                chunk = AudioChunk.from_event(event)
-                if not result.rate:
-                    result.rate, result.width, result.channels = (
-                        chunk.rate,
-                        chunk.width,
-                        chunk.channels,
-                    )
-                elif (chunk.rate, chunk.width, chunk.channels) != (
-                    result.rate,
-                    result.width,
-                    result.channels,
-                ):
-                    raise ClientError("audio chunks arrived in different formats")
-                if chunk.audio and result.first_audio_seconds is None:
-                    result.first_audio_seconds = time.monotonic() - started
-                pcm.extend(chunk.audio)
-                result.chunks += 1
-            elif AudioStop.is_type(event.type):
-                if not stream:
-                    break
-            elif SynthesizeStopped.is_type(event.type):
-                break
+        pcm = await _read_audio(client, result, stream, timeout, started)
     finally:
         if writer is not None:
             if writer.done() and not writer.cancelled() and writer.exception() is not None:
@@ -179,15 +138,67 @@ async def synthesize(
         result.audio_seconds = len(pcm) / frame / result.rate
     if result.audio_seconds > 0:
         result.rtf = result.total_seconds / result.audio_seconds
-    return bytes(pcm)
+    return pcm
+
+
+async def _write_stream(
+    client: AsyncClient,
+    text: str,
+    voice: SynthesizeVoice | None,
+    delta_chars: int,
+    delta_delay: float,
+) -> None:
+    """Send the text as Home Assistant streams it: small deltas, then the full text, then stop."""
+    await client.write_event(SynthesizeStart(voice=voice).event())
+    for delta in split_deltas(text, delta_chars):
+        await client.write_event(SynthesizeChunk(text=delta).event())
+        if delta_delay > 0:
+            await asyncio.sleep(delta_delay)
+    await client.write_event(Synthesize(text=text, voice=voice).event())
+    await client.write_event(SynthesizeStop().event())
+
+
+async def _read_audio(
+    client: AsyncClient, result: Result, stream: bool, timeout: float, started: float
+) -> bytes:
+    """Collect the audio until the synthesis ends (audio-stop, or synthesize-stopped when
+    streaming), checking that its format never changes."""
+    pcm = bytearray()
+    while True:
+        event = await _read(client, timeout, "synthesis")
+        result.events.append(event.type)
+        if AudioStart.is_type(event.type):
+            start = AudioStart.from_event(event)
+            _take_format(result, start, "the server changed the audio format in the middle")
+        elif AudioChunk.is_type(event.type):
+            chunk = AudioChunk.from_event(event)
+            _take_format(result, chunk, "audio chunks arrived in different formats")
+            if chunk.audio and result.first_audio_seconds is None:
+                result.first_audio_seconds = time.monotonic() - started
+            pcm.extend(chunk.audio)
+            result.chunks += 1
+        elif AudioStop.is_type(event.type):
+            if not stream:
+                return bytes(pcm)
+        elif SynthesizeStopped.is_type(event.type):
+            return bytes(pcm)
+
+
+def _take_format(result: Result, audio: AudioStart | AudioChunk, changed: str) -> None:
+    """Record the first audio format seen; a different one later is a ClientError."""
+    fmt = (audio.rate, audio.width, audio.channels)
+    if not result.rate:
+        result.rate, result.width, result.channels = fmt
+    elif fmt != (result.rate, result.width, result.channels):
+        raise ClientError(changed)
 
 
 def write_wav(path: Path, pcm: bytes, rate: int, width: int, channels: int) -> None:
-    """Save PCM as a WAV file."""
+    """Save PCM as a WAV file (Kokoro's format where the server did not say)."""
     with wave.open(str(path), "wb") as wav:
-        wav.setframerate(rate or 24000)
-        wav.setsampwidth(width or 2)
-        wav.setnchannels(channels or 1)
+        wav.setframerate(rate or SAMPLE_RATE)
+        wav.setsampwidth(width or SAMPLE_WIDTH)
+        wav.setnchannels(channels or CHANNELS)
         wav.writeframes(pcm)
 
 
@@ -199,63 +210,91 @@ def _voices_of(info: Info) -> tuple[Any, list[Any]]:
     return program, [v for v in program.voices]
 
 
+async def _connect(uri: str, timeout: float) -> AsyncClient:
+    """A connected client, or a ClientError saying why not."""
+    try:
+        client = AsyncClient.from_uri(uri)
+    except ValueError as err:
+        raise ClientError(f"bad --uri {uri!r}: {err}") from None
+    try:
+        await asyncio.wait_for(client.connect(), timeout=timeout)
+    except asyncio.TimeoutError:
+        raise ClientError(f"cannot connect to {uri}: no answer within {timeout:g} s") from None
+    except ConnectionRefusedError:
+        raise ClientError(f"cannot connect to {uri}: connection refused") from None
+    except OSError as err:
+        raise ClientError(f"cannot connect to {uri}: {err.strerror or err}") from None
+    return client
+
+
+def _print_voices(program: Any, voices: list[Any], as_json: bool) -> None:
+    """--list-voices: the program and its voices, as text or JSON."""
+    if not voices:
+        # A server still fetching its model lists none; discovery scripts wait on this.
+        raise ClientError("the server lists no voices yet (is its model still loading?)")
+    if as_json:
+        doc = {
+            "program": program.name,
+            "version": program.version,
+            "streaming": bool(program.supports_synthesize_streaming),
+            "voices": [
+                {
+                    "name": v.name,
+                    "languages": v.languages,
+                    "description": v.description,
+                    "installed": v.installed,
+                }
+                for v in voices
+            ],
+        }
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    streaming = "streaming" if program.supports_synthesize_streaming else "no streaming"
+    print(f"{program.name} {program.version or ''} ({streaming}), {len(voices)} voices:")
+    for v in voices:
+        print(f"  {v.name:<16} {','.join(v.languages):<8} {v.description or ''}")
+
+
+def _check_request(args: argparse.Namespace, program: Any, voices: list[Any]) -> None:
+    """Refuse what the server said it cannot do before sending any text."""
+    if args.voice and args.voice not in {v.name for v in voices}:
+        names = ", ".join(v.name for v in voices)
+        raise ClientError(f"the server has no voice {args.voice!r}; voices: {names}")
+    if args.stream and not program.supports_synthesize_streaming:
+        raise ClientError("the server does not advertise streaming synthesis (drop --stream)")
+
+
+def _print_result(result: Result, as_json: bool) -> None:
+    """The figures of one synthesis, as text or JSON."""
+    if as_json:
+        print(json.dumps(asdict(result), indent=2))
+        return
+    first = (
+        f"{result.first_audio_seconds * 1000:.0f} ms"
+        if result.first_audio_seconds is not None
+        else "-"
+    )
+    rtf = f"{result.rtf:.3f}" if result.rtf is not None else "-"
+    audio_format = f"{result.rate} Hz, {result.width * 8}-bit, {result.channels} ch"
+    print(f"first audio  {first}")
+    print(f"total time   {result.total_seconds:.3f} s")
+    print(f"audio        {result.audio_seconds:.3f} s ({audio_format})")
+    print(f"RTF          {rtf}")
+    print(f"events       {', '.join(result.events)}")
+    if result.output:
+        print(f"wrote        {result.output}")
+
+
 async def run(args: argparse.Namespace) -> int:
     """The client's work; returns the exit code."""
-    try:
-        client = AsyncClient.from_uri(args.uri)
-    except ValueError as err:
-        raise ClientError(f"bad --uri {args.uri!r}: {err}") from None
-    try:
-        await asyncio.wait_for(client.connect(), timeout=args.timeout)
-    except asyncio.TimeoutError:
-        raise ClientError(
-            f"cannot connect to {args.uri}: no answer within {args.timeout:g} s"
-        ) from None
-    except ConnectionRefusedError:
-        raise ClientError(f"cannot connect to {args.uri}: connection refused") from None
-    except OSError as err:
-        raise ClientError(f"cannot connect to {args.uri}: {err.strerror or err}") from None
+    client = await _connect(args.uri, args.timeout)
     try:
         info = await describe(client, min(args.timeout, 10.0))
         program, voices = _voices_of(info)
         if args.list_voices:
-            if not voices:
-                # A server still fetching its model lists none; discovery scripts wait on this.
-                raise ClientError("the server lists no voices yet (is its model still loading?)")
-            if args.json:
-                print(
-                    json.dumps(
-                        {
-                            "program": program.name,
-                            "version": program.version,
-                            "streaming": bool(program.supports_synthesize_streaming),
-                            "voices": [
-                                {
-                                    "name": v.name,
-                                    "languages": v.languages,
-                                    "description": v.description,
-                                    "installed": v.installed,
-                                }
-                                for v in voices
-                            ],
-                        },
-                        indent=2,
-                        ensure_ascii=False,
-                    )
-                )
-            else:
-                streaming = "streaming" if program.supports_synthesize_streaming else "no streaming"
-                print(
-                    f"{program.name} {program.version or ''} ({streaming}), {len(voices)} voices:"
-                )
-                for v in voices:
-                    print(f"  {v.name:<16} {','.join(v.languages):<8} {v.description or ''}")
+            _print_voices(program, voices, args.json)
             return 0
-        if args.voice and args.voice not in {v.name for v in voices}:
-            names = ", ".join(v.name for v in voices)
-            raise ClientError(f"the server has no voice {args.voice!r}; voices: {names}")
-        if args.stream and not program.supports_synthesize_streaming:
-            raise ClientError("the server does not advertise streaming synthesis (drop --stream)")
+        _check_request(args, program, voices)
         result = Result(
             uri=args.uri, voice=args.voice, streaming=bool(args.stream), text_chars=len(args.text)
         )
@@ -277,24 +316,7 @@ async def run(args: argparse.Namespace) -> int:
         write_wav(Path(args.output), pcm, result.rate, result.width, result.channels)
         result.output = str(args.output)
     result.events = _event_log(result.events)
-    if args.json:
-        print(json.dumps(asdict(result), indent=2))
-    else:
-        first = (
-            f"{result.first_audio_seconds * 1000:.0f} ms"
-            if result.first_audio_seconds is not None
-            else "-"
-        )
-        rtf = f"{result.rtf:.3f}" if result.rtf is not None else "-"
-        print(f"first audio  {first}")
-        print(f"total time   {result.total_seconds:.3f} s")
-        print(
-            f"audio        {result.audio_seconds:.3f} s ({result.rate} Hz, {result.width * 8}-bit, {result.channels} ch)"
-        )
-        print(f"RTF          {rtf}")
-        print(f"events       {', '.join(result.events)}")
-        if result.output:
-            print(f"wrote        {result.output}")
+    _print_result(result, args.json)
     return 0
 
 

@@ -11,9 +11,18 @@ import logging
 import sys
 import time
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from wyoming_kokoro_gguf.audio import CHANNELS, SAMPLE_WIDTH
+from wyoming_kokoro_gguf.synth.blend import BlendError
+from wyoming_kokoro_gguf.synth.engine import Engine, UnknownVoiceError
+from wyoming_kokoro_gguf.synth.graph import GraphBuildError
+from wyoming_kokoro_gguf.synth.lowering import default_options
+from wyoming_kokoro_gguf.synth.phonemes import PhonemizerError
+from wyoming_kokoro_gguf.weights.model_file import ModelFileError
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,22 +45,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point: 0 on success, 2 on a bad model file, voice or text."""
     args = _args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
-    from dataclasses import replace
-
-    from wyoming_kokoro_gguf.synth.engine import BlendError, Engine, UnknownVoiceError
-    from wyoming_kokoro_gguf.synth.graph import GraphBuildError
-    from wyoming_kokoro_gguf.synth.lowering import default_plan
-    from wyoming_kokoro_gguf.synth.phonemes import PhonemizerError
-    from wyoming_kokoro_gguf.weights.model_file import ModelFileError
-
-    plan = default_plan().with_threads(max(0, args.threads))
+    options = default_options().with_threads(max(0, args.threads))
     if args.linear:
-        plan = replace(plan, linear=args.linear)
+        options = replace(options, linear=args.linear)
     t0 = time.perf_counter()
     try:
-        engine = Engine.load(args.model, plan)
+        engine = Engine.load(args.model, options)
     except (ModelFileError, GraphBuildError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -76,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t1
     audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
     with wave.open(str(args.output), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
+        out.setnchannels(CHANNELS)
+        out.setsampwidth(SAMPLE_WIDTH)
         out.setframerate(engine.sample_rate)
         out.writeframes(audio.astype("<i2").tobytes())
     seconds = len(audio) / engine.sample_rate

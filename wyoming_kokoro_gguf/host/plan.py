@@ -3,7 +3,7 @@
 Every decision carries a one-line reason so the log (and ``python -m wyoming_kokoro_gguf.probe``)
 explains why a Pi 4 and a desktop run the same model differently.
 
-Where the figures come from (DESIGN.md section 1 unless said otherwise):
+Where the figures come from (docs/PERFORMANCE.md section 7 unless said otherwise):
 - fp32 graph on the 2-core AVX-512 VNNI x86 machine: RTF 0.68-0.71 with 1 thread, ~0.39 with 2.
 - int8 convolutions: 1.7-1.8x faster than fp32 with 2 threads (~2x with 1) on that machine, and
   1.8-2x on a Pi 5 (kokoro-pi), at a quality cost (ASR WER 0.9% -> 2.7-3.6%).
@@ -12,11 +12,13 @@ Where the figures come from (DESIGN.md section 1 unless said otherwise):
   ~17M of the 82M weights (ALBERT, LSTMs, projections), the decoder/generator stay F16/F32.
 - Memory of this project's engine, measured on the 2-core x86 machine with
   ``python -m wyoming_kokoro_gguf.probe --measure FILE`` (ONNX Runtime 1.31, 2 threads; VmRSS /
-  VmHWM; engine of commit 7ce9fd0, 2026-11-22): after load / load peak in MB: f32 419 / 972,
+  VmHWM; the engine that hands the weights to ORT as external initializers and unmaps the file
+  after loading): after load / load peak in MB: f32 419 / 972,
   f16 419 / 829, q8_0 404 / 799, q5_0 420 / 809, q4_0 402 / 789.  Serving adds ~26 MB per
   second of audio in the longest pass (f16, English: 419 -> 774 MB for a 13.6 s pass); the
   kokoro-onnx int8 export grew ~24 MB per second at 1 thread (202 -> 669 MB for 19.6 s).
-  (The engine before 7ce9fd0 held ~1.4 GB after load: every figure below comes from the tool.)
+  (An engine that kept the weights in the graph protobufs held ~1.4 GB after load: every figure
+  below comes from the tool.)
 Estimates that are not measurements are marked "estimate" where they are used.
 """
 
@@ -26,9 +28,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from wyoming_kokoro_gguf.audio import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 from wyoming_kokoro_gguf.host.profile import INT8_DOT_FEATURES, HostProfile
-from wyoming_kokoro_gguf.synth.lowering import MAX_PASSES
+from wyoming_kokoro_gguf.synth.lowering import MAX_PASSES, EngineOptions
 from wyoming_kokoro_gguf.synth.text import MAX_PIECE_CHARS
+from wyoming_kokoro_gguf.weights.layout import MAX_PHONEMES
 
 # ----------------------------------------------------------------------------- variants
 
@@ -75,7 +79,6 @@ MEASURED_LOAD_MB: dict[str, tuple[int, int]] = {
 INT8_CONV_SAVING_MB = (104, 217)
 ACT_MB_PER_AUDIO_S = 26  # measured with this engine (module docstring)
 TOKENS_PER_AUDIO_S = 15  # Kokoro tokens (IPA symbols, stress marks, spaces) per second (estimate)
-MAX_PHONEMES = 510  # Kokoro's longest pass
 # Below this a pass is shorter than a typical clause (~6 s) and phrasing suffers.
 MIN_PHONEMES = 100
 MEMORY_MARGIN = 0.15  # predicted peak must stay under available / (1 + margin)
@@ -96,11 +99,12 @@ THREAD_EFFICIENCY = 0.8  # measured: 2 threads gave 0.70/0.39 = 1.8x over one th
 # sentences; 0.377 -> 0.272 through the server, script/benchmark; the convs alone 1.3-2.2x,
 # Sin/STFT/norms stay fp32); kokoro-pi reported 1.8-2x on a Pi 5.
 INT8_CONV_SPEEDUP = 1.45
-REWRITES_SPEEDUP_ARM = 1.35  # kokoro-pi on a Pi 5; no gain above noise on x86 (DESIGN.md)
+REWRITES_SPEEDUP_ARM = 1.35  # kokoro-pi on a Pi 5; no gain above noise on x86 (PERFORMANCE.md)
 # Below this, fp32 is fast enough: a typical first clause (~1.5 s of speech) is ready in under
 # ~0.45 s.  Above it, int8 dot products (where the CPU has them) are worth their clarity cost.
 TARGET_RTF = 0.3
-CACHE_MB_PER_AUDIO_S = 24000 * 2 / (1 << 20)  # 24 kHz 16-bit mono: ~21 s of audio per MB
+# 24 kHz 16-bit mono: ~21 s of audio per MB
+CACHE_MB_PER_AUDIO_S = SAMPLE_RATE * SAMPLE_WIDTH * CHANNELS / (1 << 20)
 
 # Single-thread fp32 real-time factor by core class.
 CORE_CLASSES: dict[str, tuple[float, str]] = {
@@ -151,14 +155,9 @@ class Plan:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def lowering(self) -> Any:
-        """The engine's LoweringPlan (lowering.py, helper B) built from this plan."""
-        import dataclasses
-
-        from wyoming_kokoro_gguf.synth.lowering import LoweringPlan
-
-        known = {f.name for f in dataclasses.fields(LoweringPlan)}
-        values = {
+    def engine_options(self) -> EngineOptions:
+        """The engine's options (synth/lowering.py) for this plan, with their reasons."""
+        values: dict[str, Any] = {
             "linear": self.linear,
             "conv": self.conv,
             "threads": self.threads,
@@ -168,23 +167,8 @@ class Plan:
             "mem_arena": self.mem_arena,
             "passes": self.passes,
         }
-        values = {k: v for k, v in values.items() if k in known}
-        values["reasons"] = {k: self.reasons[k] for k in values if k in self.reasons}
-        return LoweringPlan(**values)
-
-    def session_options(self) -> Any:
-        """onnxruntime.SessionOptions for this plan (threads, no spinning, arena)."""
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = self.inter_op_threads
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.enable_cpu_mem_arena = self.mem_arena
-        spin = "1" if self.allow_spinning else "0"
-        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
-        return so
+        reasons = {k: self.reasons[k] for k in values if k in self.reasons}
+        return EngineOptions(**values, reasons=reasons)
 
     def summary(self) -> str:
         """One line for the log."""
@@ -397,6 +381,28 @@ def _linear_for(variant: str, overrides: dict[str, str]) -> tuple[str, int | Non
     return "fp32", None, f"fp32: {why}"
 
 
+@dataclass
+class _Planning:
+    """What every step of make_plan reads, and the reasons and warnings the steps write."""
+
+    profile: HostProfile
+    overrides: dict[str, str]  # from --quant
+    available: int  # MB
+    local_variants: dict[str, str]
+    reasons: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def int8_for_memory(self) -> bool:
+        """int8 convolutions may be chosen to save memory unless --quant set the convolutions."""
+        return "conv" not in self.overrides
+
+    def fit(self, variant: str, conv: str) -> _Fit | None:
+        """The least-compromised configuration of a variant here, with its default lowering."""
+        linear = _linear_for(variant, self.overrides)[0]
+        return _fit(variant, linear, conv, self.available, self.int8_for_memory)
+
+
 def make_plan(
     profile: HostProfile,
     *,
@@ -416,246 +422,33 @@ def make_plan(
         ('custom' when unknown); the plan then only decides how to run it.
     passes: 'auto' or how many model passes of a text may compute at once (--passes).
     """
-    reasons: dict[str, str] = {}
-    warnings: list[str] = []
-    overrides = parse_quant(quant)
-    local_variants = dict(local_variants or {})
-    available = profile.effective_mem_available_mb
-
-    # Threads ------------------------------------------------------------------------------
-    forced_threads = parse_count(threads, "--threads")
-    if forced_threads is not None:
-        n_threads = forced_threads
-        reasons["threads"] = f"{n_threads}: set with --threads"
-        if n_threads > profile.usable_cores:
-            warnings.append(
-                f"--threads {n_threads} is more than the {profile.usable_cores} usable cores: "
-                "threads will wait for each other"
-            )
-    else:
-        n_threads = max(1, min(profile.usable_cores, MAX_THREADS))
-        capped = " (capped at 8)" if profile.usable_cores > MAX_THREADS else ""
-        reasons["threads"] = f"{n_threads}: one per usable core{capped}"
-    reasons["allow_spinning"] = (
-        "off: ORT's busy-wait burned 5-7% CPU per call at equal speed, and this box is shared"
+    ctx = _Planning(
+        profile, parse_quant(quant), profile.effective_mem_available_mb, dict(local_variants or {})
     )
-    reasons["inter_op_threads"] = "1: the graph is one chain of ops, run sequentially"
+    n_threads = _plan_threads(ctx, threads)
     rewrites = True
-    if profile.arch == "aarch64":
-        reasons["rewrites"] = (
-            "on: exact rewrites (2-D convs, InstanceNormalization) ran 1.35x faster on a Pi 5 "
-            "(kokoro-pi); same maths, different rounding"
-        )
-    else:
-        reasons["rewrites"] = (
-            "on: exact rewrites (2-D convs, InstanceNormalization) ran 1.22-1.3x faster on x86 "
-            "(2 threads, interleaved A/B, helper B); audio ~109 dB SNR from the reference"
-        )
-
-    # Convolutions: fp32, or int8 where int8 dot products are fast and fp32 is too slow -------
-    rtf_fp32, basis = predict_rtf(profile, n_threads, "fp32", rewrites)
-    rtf_int8, _ = predict_rtf(profile, n_threads, "int8", rewrites)
-    cls = core_class(profile)
-    if "conv" in overrides:
-        conv = overrides["conv"]
-        reasons["conv"] = f"{conv}: set with --quant"
-    elif profile.int8_dot and rtf_fp32 > TARGET_RTF:
-        conv = "int8"
-        dot = ", ".join(f for f in profile.features if f in INT8_DOT_FEATURES)
-        reasons["conv"] = (
-            f"int8: fp32 would run at RTF ~{rtf_fp32:.2f} here ({cls}) and int8 dot products "
-            f"({dot}) bring it to ~{rtf_int8:.2f}, at a small clarity cost (same ASR word error "
-            "rate, ~5.6 dB log-spectral distance from fp32; kokoro-onnx's int8 export: 6-12 dB)"
-        )
-    elif profile.int8_dot:
-        conv = "fp32"
-        reasons["conv"] = (
-            f"fp32: predicted RTF ~{rtf_fp32:.2f} keeps up, so int8 (~{rtf_int8:.2f} with the "
-            "int8 dot products here) is not worth its clarity cost; --quant int8 to use it"
-        )
-    else:
-        conv = "fp32"
-        reasons["conv"] = (
-            f"fp32: no fast int8 dot products on this CPU ({cls}: no VNNI/dotprod), so int8 "
-            "convolutions would not pay for their clarity cost"
-        )
-    int8_for_memory = "conv" not in overrides
-
-    # Variant ------------------------------------------------------------------------------
+    ctx.reasons["rewrites"] = _rewrites_reason(profile)
+    conv = _plan_conv(ctx, n_threads, rewrites)
+    chosen = _plan_variant(ctx, model, model_path, path_variant, conv)
+    linear, bits, ctx.reasons["linear"] = _linear_for(chosen, ctx.overrides)
     explicit = model_path is not None or model != "auto"
-    fit: _Fit | None
-    if model_path is not None:
-        chosen = path_variant if path_variant in VARIANTS else "custom"
-        reasons["variant"] = f"{chosen}: the file given with --model"
-    elif model != "auto":
-        if model not in VARIANTS:
-            raise PlanError(
-                f"unknown model variant {model!r}: use auto, {', '.join(VARIANT_NAMES)} or a .gguf path"
-            )
-        chosen = model
-        reasons["variant"] = f"{chosen}: set with --model"
-    else:
-        chosen = ""
-        candidates: list[tuple[str, _Fit]] = []
-        for v in ("f16", "q8_0", "q4_0"):
-            f = _fit(v, _linear_for(v, overrides)[0], conv, available, int8_for_memory)
-            if f is not None:
-                candidates.append((v, f))
-        comfortable = [
-            (v, f)
-            for v, f in candidates
-            if not f.levers and f.serving <= available * COMFORTABLE_SHARE
-        ]
-        if comfortable and comfortable[0][0] == "f16":
-            chosen, fit = comfortable[0]
-            reasons["variant"] = (
-                f"f16: plenty of memory (predicted peak {fit.serving} of {available} MB); the "
-                "same weights as f32 in 202 instead of 351 MB, computed in fp32 either way"
-            )
-        elif any(v == "q8_0" for v, _ in candidates):
-            chosen = "q8_0"
-            q8_mb, f16_mb = MEASURED_LOAD_MB["q8_0"][0], MEASURED_LOAD_MB["f16"][0]
-            reasons["variant"] = (
-                f"q8_0: memory is limited ({available} MB available): 8-bit Linear weights stay "
-                f"packed ({q8_mb} MB after load against {f16_mb} MB for f16), near-lossless"
-            )
-        elif candidates:
-            chosen = candidates[-1][0]
-            reasons["variant"] = (
-                f"q4_0: memory is tight ({available} MB available): 4-bit Linear weights, the "
-                "smallest footprint"
-            )
-        else:
-            least = conv if "conv" in overrides else "int8"
-            need = minimum_memory_mb("q4_0", "matmulnbits", least)
-            raise PlanError(
-                f"not enough memory for Kokoro: {available} MB available, at least {need} MB "
-                f"needed (model q4_0, {MIN_PHONEMES}-phoneme passes, {least} convolutions)"
-            )
-        # A file already on disk beats a download when it fits: no network, no waiting.
-        preferred = chosen
-        if preferred not in local_variants:
-            for v in sorted(local_variants, key=lambda v: VARIANTS[v].quality_rank):
-                if _fit(v, _linear_for(v, overrides)[0], conv, available, int8_for_memory):
-                    chosen = v
-                    reasons["variant"] = (
-                        f"{v}: already on disk ({local_variants[v]}); for this host the plan "
-                        f"would fetch {preferred} (--model {preferred} to get it)"
-                    )
-                    break
-
-        # The download must fit on the disk too (the file is written once, plus a little slack).
-        disk = profile.disk_free_mb
-        if chosen not in local_variants and disk is not None and disk < _disk_need(chosen):
-            smaller = [
-                v
-                for v in ("q8_0", "q4_0")
-                if VARIANTS[v].size_mb < VARIANTS[chosen].size_mb
-                and disk >= _disk_need(v)
-                and _fit(v, _linear_for(v, overrides)[0], conv, available, int8_for_memory)
-            ]
-            if not smaller:
-                raise PlanError(
-                    f"not enough disk space for a Kokoro model in {profile.data_dir or 'the data dir'}: "
-                    f"{disk} MB free, at least {_disk_need('q4_0')} MB needed"
-                )
-            reasons["variant"] = (
-                f"{smaller[0]}: only {disk} MB free on the disk, too little for {chosen} "
-                f"({VARIANTS[chosen].size_mb} MB)"
-            )
-            chosen = smaller[0]
-
-    linear, bits, reasons["linear"] = _linear_for(chosen, overrides)
-    fit = _fit(chosen, linear, conv, available, int8_for_memory)
-    if fit is None:
-        need = minimum_memory_mb(chosen, linear, conv)
-        message = (
-            f"not enough memory for Kokoro {chosen}: {available} MB available, at least {need} MB "
-            "needed"
-        )
-        if not explicit:  # pragma: no cover - auto only picks variants that fit
-            raise PlanError(message)
-        warnings.append(message + "; continuing because the model was chosen explicitly")
-        serving, loading = predict_memory(chosen, linear, conv, MIN_PHONEMES, MIN_CACHE_MB)
-        fit = _Fit(conv, MIN_PHONEMES, serving, loading, ["phonemes"])
-    conv = fit.conv
-    if "int8" in fit.levers:
-        reasons["conv"] = (
-            f"int8: needed for memory ({available} MB available); costs some clarity "
-            "(~5.6 dB log-spectral distance from fp32, same ASR word error rate)"
-            + ("" if profile.int8_dot else "; no speed gain without VNNI/dotprod")
-        )
-    if "phonemes" in fit.levers:
-        reasons["max_phonemes"] = (
-            f"{fit.max_phonemes}: shorter passes (~{audio_seconds(fit.max_phonemes):.0f} s of audio) "
-            f"keep activations (~{ACT_MB_PER_AUDIO_S} MB per second of audio) within memory"
-        )
-    else:
-        reasons["max_phonemes"] = f"{MAX_PHONEMES}: Kokoro's longest pass; memory allows it"
-    reasons["mem_arena"] = (
-        "on: with ORT's arena off, glibc kept the freed activations and the peak while speaking "
-        "rose from 568 to 1393 MB (measured, f32, 2,000-character text)"
-    )
-    second_pass = math.ceil(ACT_MB_PER_AUDIO_S * audio_seconds(fit.max_phonemes))
-    forced_passes = parse_count(passes, "--passes", MAX_PASSES)
-    if forced_passes is not None:
-        n_passes = forced_passes
-        fit.serving += (n_passes - 1) * second_pass
-        reasons["passes"] = f"{n_passes}: set with --passes"
-    elif n_threads < 2:
-        n_passes = 1
-        reasons["passes"] = "1: one thread leaves no idle core for a second pass"
-    else:
-        n_passes = AHEAD_PASSES
-        if fit.serving + second_pass > available * COMFORTABLE_SHARE:
-            resident, _ = predict_memory(chosen, linear, fit.conv, 0, MIN_CACHE_MB)
-            shorter = _phonemes_for((available * COMFORTABLE_SHARE - resident) / AHEAD_PASSES)
-            if AHEAD_MIN_PHONEMES <= shorter < fit.max_phonemes:
-                second_pass = math.ceil(ACT_MB_PER_AUDIO_S * audio_seconds(shorter))
-                fit.max_phonemes = shorter
-                fit.serving = resident + second_pass  # the first pass; the second comes below
-                reasons["max_phonemes"] = (
-                    f"{shorter}: two passes at once fit comfortably only this long (~"
-                    f"{audio_seconds(shorter):.0f} s of audio each); pieces of text are "
-                    f"shorter, only a clause longer than ~{MAX_PIECE_CHARS} characters is cut "
-                    "sooner"
-                )
-            else:
-                n_passes = 1
-                reasons["passes"] = (
-                    f"1: a second pass at once would need ~{second_pass} MB more, and memory is "
-                    "not plentiful here"
-                )
-        if n_passes > 1:
-            fit.serving += second_pass
-            reasons["passes"] = (
-                f"{n_passes}: after a text's first pass (alone, for the first audio), two at once"
-                f" (each at most {fit.max_phonemes} phonemes) use the cores one pass leaves idle "
-                "in its single-threaded ops: 1.17-1.28x faster on 2 cores (measured), for "
-                f"~{second_pass} MB more at the peak"
-            )
-    cache_mb, reasons["cache_mb"] = cache_size_mb(available, fit.serving - MIN_CACHE_MB)
+    fit = _plan_fit(ctx, chosen, linear, conv, explicit)
+    n_passes = _plan_passes(ctx, chosen, linear, fit, n_threads, passes)
+    available = ctx.available
+    cache_mb, ctx.reasons["cache_mb"] = cache_size_mb(available, fit.serving - MIN_CACHE_MB)
     serving = math.ceil(fit.serving - MIN_CACHE_MB + cache_mb)
-    reasons["memory"] = (
+    key = memory_key(chosen, linear)
+    ctx.reasons["memory"] = (
         f"predicted peak {serving} MB serving, {fit.loading} MB while loading, of {available} MB "
-        f"available (measured with this engine: {memory_key(chosen, linear)} "
-        f"{MEASURED_LOAD_MB[memory_key(chosen, linear)][0]} MB after load, +{ACT_MB_PER_AUDIO_S} MB "
-        "per second of audio in a pass)"
+        f"available (measured with this engine: {key} {MEASURED_LOAD_MB[key][0]} MB after load, "
+        f"+{ACT_MB_PER_AUDIO_S} MB per second of audio in a pass)"
     )
-
-    rtf, _ = predict_rtf(profile, n_threads, fit.conv, rewrites)
-    reasons["speed"] = f"predicted RTF ~{rtf:.2f} with {n_threads} threads ({cls}: {basis})"
-    if rtf > 1.0:
-        warnings.append(
-            f"this CPU is predicted to synthesize slower than real time (RTF ~{rtf:.1f}): audio "
-            "starts after the first clause, but long answers finish late"
-        )
-    fetch = model_path is None and chosen not in local_variants
+    rtf = _plan_speed(ctx, n_threads, fit.conv, rewrites)
     return Plan(
         variant=chosen,
         linear=linear,
         linear_bits=bits,
-        conv=conv,
+        conv=fit.conv,
         threads=n_threads,
         inter_op_threads=1,
         allow_spinning=False,
@@ -668,8 +461,274 @@ def make_plan(
         predicted_load_peak_mb=fit.loading,
         available_mb=available,
         predicted_rtf=round(rtf, 3),
-        reasons=reasons,
-        warnings=warnings,
-        model_path=model_path or local_variants.get(chosen),
-        fetch=fetch,
+        reasons=ctx.reasons,
+        warnings=ctx.warnings,
+        model_path=model_path or ctx.local_variants.get(chosen),
+        fetch=model_path is None and chosen not in ctx.local_variants,
     )
+
+
+def _plan_threads(ctx: _Planning, threads: str | int | None) -> int:
+    """Threads: one per usable core (at most MAX_THREADS), or --threads; no spinning."""
+    profile, reasons = ctx.profile, ctx.reasons
+    forced_threads = parse_count(threads, "--threads")
+    if forced_threads is not None:
+        n_threads = forced_threads
+        reasons["threads"] = f"{n_threads}: set with --threads"
+        if n_threads > profile.usable_cores:
+            ctx.warnings.append(
+                f"--threads {n_threads} is more than the {profile.usable_cores} usable cores: "
+                "threads will wait for each other"
+            )
+    else:
+        n_threads = max(1, min(profile.usable_cores, MAX_THREADS))
+        capped = " (capped at 8)" if profile.usable_cores > MAX_THREADS else ""
+        reasons["threads"] = f"{n_threads}: one per usable core{capped}"
+    reasons["allow_spinning"] = (
+        "off: ORT's busy-wait burned 5-7% CPU per call at equal speed, and this box is shared"
+    )
+    reasons["inter_op_threads"] = "1: the graph is one chain of ops, run sequentially"
+    return n_threads
+
+
+def _rewrites_reason(profile: HostProfile) -> str:
+    """The exact graph rewrites are always on; what they were measured to gain on this arch."""
+    if profile.arch == "aarch64":
+        return (
+            "on: exact rewrites (2-D convs, InstanceNormalization) ran 1.35x faster on a Pi 5 "
+            "(kokoro-pi); same maths, different rounding"
+        )
+    return (
+        "on: exact rewrites (2-D convs, InstanceNormalization) ran 1.22-1.3x faster on x86 "
+        "(2 threads, interleaved A/B); audio ~109 dB SNR from the reference"
+    )
+
+
+def _plan_conv(ctx: _Planning, n_threads: int, rewrites: bool) -> str:
+    """Convolutions: fp32, or int8 where int8 dot products are fast and fp32 is too slow."""
+    profile = ctx.profile
+    rtf_fp32, _ = predict_rtf(profile, n_threads, "fp32", rewrites)
+    rtf_int8, _ = predict_rtf(profile, n_threads, "int8", rewrites)
+    cls = core_class(profile)
+    if "conv" in ctx.overrides:
+        conv = ctx.overrides["conv"]
+        why = f"{conv}: set with --quant"
+    elif profile.int8_dot and rtf_fp32 > TARGET_RTF:
+        conv = "int8"
+        dot = ", ".join(f for f in profile.features if f in INT8_DOT_FEATURES)
+        why = (
+            f"int8: fp32 would run at RTF ~{rtf_fp32:.2f} here ({cls}) and int8 dot products "
+            f"({dot}) bring it to ~{rtf_int8:.2f}, at a small clarity cost (same ASR word error "
+            "rate, ~5.6 dB log-spectral distance from fp32; kokoro-onnx's int8 export: 6-12 dB)"
+        )
+    elif profile.int8_dot:
+        conv = "fp32"
+        why = (
+            f"fp32: predicted RTF ~{rtf_fp32:.2f} keeps up, so int8 (~{rtf_int8:.2f} with the "
+            "int8 dot products here) is not worth its clarity cost; --quant int8 to use it"
+        )
+    else:
+        conv = "fp32"
+        why = (
+            f"fp32: no fast int8 dot products on this CPU ({cls}: no VNNI/dotprod), so int8 "
+            "convolutions would not pay for their clarity cost"
+        )
+    ctx.reasons["conv"] = why
+    return conv
+
+
+def _plan_variant(
+    ctx: _Planning, model: str, model_path: str | None, path_variant: str | None, conv: str
+) -> str:
+    """Variant: the file given, the variant asked for, or (auto) the best that fits here."""
+    if model_path is not None:
+        chosen = path_variant if path_variant in VARIANTS else "custom"
+        ctx.reasons["variant"] = f"{chosen}: the file given with --model"
+        return chosen
+    if model != "auto":
+        if model not in VARIANTS:
+            raise PlanError(
+                f"unknown model variant {model!r}: use auto, {', '.join(VARIANT_NAMES)} or a .gguf path"
+            )
+        ctx.reasons["variant"] = f"{model}: set with --model"
+        return model
+    chosen = _auto_variant(ctx, conv)
+    chosen = _prefer_local(ctx, chosen, conv)
+    return _fit_disk(ctx, chosen, conv)
+
+
+def _auto_variant(ctx: _Planning, conv: str) -> str:
+    """f16 with plenty of memory, else q8_0, else q4_0; PlanError when none fits."""
+    available = ctx.available
+    candidates: list[tuple[str, _Fit]] = []
+    for v in ("f16", "q8_0", "q4_0"):
+        f = ctx.fit(v, conv)
+        if f is not None:
+            candidates.append((v, f))
+    comfortable = [
+        (v, f) for v, f in candidates if not f.levers and f.serving <= available * COMFORTABLE_SHARE
+    ]
+    if comfortable and comfortable[0][0] == "f16":
+        fit = comfortable[0][1]
+        ctx.reasons["variant"] = (
+            f"f16: plenty of memory (predicted peak {fit.serving} of {available} MB); the "
+            "same weights as f32 in 202 instead of 351 MB, computed in fp32 either way"
+        )
+        return "f16"
+    if any(v == "q8_0" for v, _ in candidates):
+        q8_mb, f16_mb = MEASURED_LOAD_MB["q8_0"][0], MEASURED_LOAD_MB["f16"][0]
+        ctx.reasons["variant"] = (
+            f"q8_0: memory is limited ({available} MB available): 8-bit Linear weights stay "
+            f"packed ({q8_mb} MB after load against {f16_mb} MB for f16), near-lossless"
+        )
+        return "q8_0"
+    if candidates:
+        ctx.reasons["variant"] = (
+            f"q4_0: memory is tight ({available} MB available): 4-bit Linear weights, the "
+            "smallest footprint"
+        )
+        return candidates[-1][0]
+    least = conv if "conv" in ctx.overrides else "int8"
+    need = minimum_memory_mb("q4_0", "matmulnbits", least)
+    raise PlanError(
+        f"not enough memory for Kokoro: {available} MB available, at least {need} MB "
+        f"needed (model q4_0, {MIN_PHONEMES}-phoneme passes, {least} convolutions)"
+    )
+
+
+def _prefer_local(ctx: _Planning, preferred: str, conv: str) -> str:
+    """A file already on disk beats a download when it fits: no network, no waiting."""
+    local = ctx.local_variants
+    if preferred in local:
+        return preferred
+    for v in sorted(local, key=lambda v: VARIANTS[v].quality_rank):
+        if ctx.fit(v, conv):
+            ctx.reasons["variant"] = (
+                f"{v}: already on disk ({local[v]}); for this host the plan "
+                f"would fetch {preferred} (--model {preferred} to get it)"
+            )
+            return v
+    return preferred
+
+
+def _fit_disk(ctx: _Planning, chosen: str, conv: str) -> str:
+    """The download must fit on the disk too (the file is written once, plus a little slack)."""
+    disk = ctx.profile.disk_free_mb
+    if chosen in ctx.local_variants or disk is None or disk >= _disk_need(chosen):
+        return chosen
+    smaller = [
+        v
+        for v in ("q8_0", "q4_0")
+        if VARIANTS[v].size_mb < VARIANTS[chosen].size_mb
+        and disk >= _disk_need(v)
+        and ctx.fit(v, conv)
+    ]
+    if not smaller:
+        raise PlanError(
+            f"not enough disk space for a Kokoro model in {ctx.profile.data_dir or 'the data dir'}: "
+            f"{disk} MB free, at least {_disk_need('q4_0')} MB needed"
+        )
+    ctx.reasons["variant"] = (
+        f"{smaller[0]}: only {disk} MB free on the disk, too little for {chosen} "
+        f"({VARIANTS[chosen].size_mb} MB)"
+    )
+    return smaller[0]
+
+
+def _plan_fit(ctx: _Planning, chosen: str, linear: str, conv: str, explicit: bool) -> _Fit:
+    """Memory: the chosen variant's configuration (int8 or shorter passes where needed)."""
+    available, reasons = ctx.available, ctx.reasons
+    fit = _fit(chosen, linear, conv, available, ctx.int8_for_memory)
+    if fit is None:
+        need = minimum_memory_mb(chosen, linear, conv)
+        message = (
+            f"not enough memory for Kokoro {chosen}: {available} MB available, at least {need} MB "
+            "needed"
+        )
+        if not explicit:  # pragma: no cover - auto only picks variants that fit
+            raise PlanError(message)
+        ctx.warnings.append(message + "; continuing because the model was chosen explicitly")
+        serving, loading = predict_memory(chosen, linear, conv, MIN_PHONEMES, MIN_CACHE_MB)
+        fit = _Fit(conv, MIN_PHONEMES, serving, loading, ["phonemes"])
+    if "int8" in fit.levers:
+        reasons["conv"] = (
+            f"int8: needed for memory ({available} MB available); costs some clarity "
+            "(~5.6 dB log-spectral distance from fp32, same ASR word error rate)"
+            + ("" if ctx.profile.int8_dot else "; no speed gain without VNNI/dotprod")
+        )
+    if "phonemes" in fit.levers:
+        reasons["max_phonemes"] = (
+            f"{fit.max_phonemes}: shorter passes (~{audio_seconds(fit.max_phonemes):.0f} s of audio) "
+            f"keep activations (~{ACT_MB_PER_AUDIO_S} MB per second of audio) within memory"
+        )
+    else:
+        reasons["max_phonemes"] = f"{MAX_PHONEMES}: Kokoro's longest pass; memory allows it"
+    reasons["mem_arena"] = (
+        "on: with ORT's arena off, glibc kept the freed activations and the peak while speaking "
+        "rose from 568 to 1393 MB (measured, f32, 2,000-character text)"
+    )
+    return fit
+
+
+def _plan_passes(
+    ctx: _Planning,
+    chosen: str,
+    linear: str,
+    fit: _Fit,
+    n_threads: int,
+    passes: str | int | None,
+) -> int:
+    """Passes at once after a text's first: two where a core is idle and memory allows.
+
+    Adds the extra passes' activations to ``fit.serving``; may shorten ``fit.max_phonemes`` so
+    that two passes fit comfortably."""
+    reasons, available = ctx.reasons, ctx.available
+    second_pass = math.ceil(ACT_MB_PER_AUDIO_S * audio_seconds(fit.max_phonemes))
+    forced_passes = parse_count(passes, "--passes", MAX_PASSES)
+    if forced_passes is not None:
+        fit.serving += (forced_passes - 1) * second_pass
+        reasons["passes"] = f"{forced_passes}: set with --passes"
+        return forced_passes
+    if n_threads < 2:
+        reasons["passes"] = "1: one thread leaves no idle core for a second pass"
+        return 1
+    if fit.serving + second_pass > available * COMFORTABLE_SHARE:
+        resident, _ = predict_memory(chosen, linear, fit.conv, 0, MIN_CACHE_MB)
+        shorter = _phonemes_for((available * COMFORTABLE_SHARE - resident) / AHEAD_PASSES)
+        if not AHEAD_MIN_PHONEMES <= shorter < fit.max_phonemes:
+            reasons["passes"] = (
+                f"1: a second pass at once would need ~{second_pass} MB more, and memory is "
+                "not plentiful here"
+            )
+            return 1
+        second_pass = math.ceil(ACT_MB_PER_AUDIO_S * audio_seconds(shorter))
+        fit.max_phonemes = shorter
+        fit.serving = resident + second_pass  # the first pass; the second comes below
+        reasons["max_phonemes"] = (
+            f"{shorter}: two passes at once fit comfortably only this long (~"
+            f"{audio_seconds(shorter):.0f} s of audio each); pieces of text are "
+            f"shorter, only a clause longer than ~{MAX_PIECE_CHARS} characters is cut "
+            "sooner"
+        )
+    fit.serving += second_pass
+    reasons["passes"] = (
+        f"{AHEAD_PASSES}: after a text's first pass (alone, for the first audio), two at once"
+        f" (each at most {fit.max_phonemes} phonemes) use the cores one pass leaves idle "
+        "in its single-threaded ops: 1.17-1.28x faster on 2 cores (measured), for "
+        f"~{second_pass} MB more at the peak"
+    )
+    return AHEAD_PASSES
+
+
+def _plan_speed(ctx: _Planning, n_threads: int, conv: str, rewrites: bool) -> float:
+    """Predicted real-time factor, with a warning when slower than real time."""
+    profile = ctx.profile
+    rtf, basis = predict_rtf(profile, n_threads, conv, rewrites)
+    cls = core_class(profile)
+    ctx.reasons["speed"] = f"predicted RTF ~{rtf:.2f} with {n_threads} threads ({cls}: {basis})"
+    if rtf > 1.0:
+        ctx.warnings.append(
+            f"this CPU is predicted to synthesize slower than real time (RTF ~{rtf:.1f}): audio "
+            "starts after the first clause, but long answers finish late"
+        )
+    return rtf

@@ -16,6 +16,7 @@ from typing import Any
 from wyoming_kokoro_gguf.host import models as model_store
 from wyoming_kokoro_gguf.host import plan
 from wyoming_kokoro_gguf.host import profile as host
+from wyoming_kokoro_gguf.synth.engine import Engine
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,11 +196,9 @@ def measure(
     texts: tuple[str, ...] = (SHORT_TEXT, LONG_TEXT),
 ) -> dict[str, Any]:
     """Memory and speed of the engine on one model file, as the plan runs it."""
-    from wyoming_kokoro_gguf.synth.engine import Engine
-
     before = _memory_mb()
     started = time.monotonic()
-    engine = Engine.load(path, model_plan.lowering())
+    engine = Engine.load(path, model_plan.engine_options())
     load_s = time.monotonic() - started
     loaded = _memory_mb()
     names = list(engine.voices)

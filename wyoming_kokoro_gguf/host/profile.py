@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import onnxruntime as ort
+
 # Instruction-set features that matter for the kernels ONNX Runtime (MLAS) picks.
 X86_FEATURES = (
     "sse4_2",
@@ -412,10 +414,7 @@ def usable_cores(
 
 
 def _ort_info() -> tuple[str, list[str]]:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return "", []
+    """ONNX Runtime's version and execution providers."""
     return ort.__version__, list(ort.get_available_providers())
 
 

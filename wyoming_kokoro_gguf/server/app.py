@@ -222,13 +222,13 @@ class ResolvedModel:
     """A model file ready to load: the engine's lowering plan and the host plan behind it."""
 
     path: Path
-    plan: Any = None  # lowering.LoweringPlan for Engine.load (None: the engine's default)
+    plan: Any = None  # lowering.EngineOptions for Engine.load (None: the engine's default)
     host_plan: Any = None  # plan.Plan: the reasons, the cache size, predictions (for /health)
 
     def lowering(self) -> Any:
-        """The engine's LoweringPlan."""
-        if self.plan is not None and hasattr(self.plan, "lowering"):
-            return self.plan.lowering()  # given a host plan where a lowering plan was expected
+        """The engine's EngineOptions."""
+        if self.plan is not None and hasattr(self.plan, "engine_options"):
+            return self.plan.engine_options()  # a host plan was given
         return self.plan
 
     def description(self) -> Any:
@@ -267,7 +267,9 @@ def resolve_model(args: Any) -> ResolvedModel:
     if isinstance(result, tuple):
         return ResolvedModel(Path(result[0]), result[1] if len(result) > 1 else None)
     return ResolvedModel(
-        Path(result.path), getattr(result, "plan", None), getattr(result, "host_plan", None)
+        Path(result.path),
+        getattr(result, "engine_options", None),
+        getattr(result, "host_plan", None),
     )
 
 
@@ -379,7 +381,7 @@ def _serve_steps(
     generators: dict[int, tuple[int, Any]] = {}
     # job id -> units started early, in order: ((text, voice, speed), Future of their audio)
     early: dict[int, deque[tuple[tuple, Any]]] = {}
-    ahead_limit = getattr(getattr(engine, "plan", None), "passes", 1)
+    ahead_limit = getattr(getattr(engine, "options", None), "passes", 1)
 
     def start_early(job_id: int, voice: str, speed: float, upcoming: tuple) -> None:
         if any(j != job_id for j in generators) or any(j != job_id and q for j, q in early.items()):

@@ -5,7 +5,7 @@ short first piece), phonemes.py turns each piece into model phonemes (<= 510 per
 two ONNX Runtime sessions built by graph.py run the model: stage 1 gives durations and
 features, the host repeats feature rows by the durations, stage 2 gives the waveform.  Each
 piece is yielded as soon as it is done, so callers can stream, and memory stays bounded by one
-pass (plan.passes of them where the plan computes passes side by side) whatever the length of
+pass (options.passes of them where the options compute passes side by side) whatever the length of
 the text.
 
 Thread safety: ORT sessions may run concurrently (and release the GIL), espeak-ng is serialized
@@ -14,6 +14,9 @@ inside phonemes.Phonemizer, and the voice table is only replaced, never mutated 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import itertools
 import logging
 import math
@@ -27,21 +30,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from wyoming_kokoro_gguf.audio import SAMPLE_RATE, to_int16
-from wyoming_kokoro_gguf.synth import graph as graph_mod
 from wyoming_kokoro_gguf.synth import normalize as normalize_mod
 from wyoming_kokoro_gguf.synth import text as text_mod
 from wyoming_kokoro_gguf.synth.blend import BlendError, parse_blend
-from wyoming_kokoro_gguf.synth.lowering import LoweringPlan, default_plan
+from wyoming_kokoro_gguf.synth.graph import KokoroGraph
+from wyoming_kokoro_gguf.synth.lowering import EngineOptions, default_options, session_options
 from wyoming_kokoro_gguf.synth.phonemes import (
-    MAX_PHONEMES,
     Phonemizer,
     language_for_text,
     language_for_voice,
     split_phonemes,
 )
-from wyoming_kokoro_gguf.weights.layout import VoiceInfo
+from wyoming_kokoro_gguf.weights.layout import MAX_PHONEMES, VoiceInfo
+from wyoming_kokoro_gguf.weights.model_file import open_model
 
 _LOG = logging.getLogger(__name__)
 
@@ -73,36 +77,14 @@ class PassTiming:
         return self.started + self.stage1_s + self.stage2_s
 
 
-def _session_options(plan: LoweringPlan):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = plan.threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry(
-        "session.intra_op.allow_spinning", "1" if plan.allow_spinning else "0"
-    )
-    options.enable_cpu_mem_arena = plan.mem_arena
-    # Memory patterns only pay for repeated identical shapes; every pass here has its own
-    # length, and the planned blocks raised the peak while speaking (491 -> 438 MB, same speed).
-    options.enable_mem_pattern = False
-    # Flush denormals to zero: the vocoder's decaying signals hit them (~6% faster, same audio
-    # within the SNR the tests check).
-    options.add_session_config_entry("session.set_denormal_as_zero", "1")
-    options.log_severity_level = 3
-    return options
-
-
 class Engine:
     """Kokoro on ONNX Runtime for one model file.  Create with ``Engine.load``."""
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model, stage1, stage2, plan: LoweringPlan, notes: list[str]) -> None:
+    def __init__(self, model, stage1, stage2, options: EngineOptions, notes: list[str]) -> None:
         self.model = model
-        self.plan = plan
+        self.options = options
         self.notes = notes
         self._stage1 = stage1
         self._stage2 = stage2
@@ -113,38 +95,34 @@ class Engine:
         self._phonemizer = Phonemizer(model.phoneme_to_id)
         self.last_timings: list[PassTiming] = []
         self.nbits_used = 0  # Linear weights running packed in MatMulNBits
-        self.int8_convs = 0  # int8 dot-product convolutions (plan conv="int8")
+        self.int8_convs = 0  # int8 dot-product convolutions (conv="int8")
         self.conv_ratios: np.ndarray | None = None  # their calibrated output ranges
         self.style_width = 256  # decoder | predictor halves of a voice's style row
         # Trim each piece's silences (Kokoro pads ~0.3 s before and ~0.7 s after): pieces are
         # played back to back, and a shorter lead makes the first audio come sooner.
         self.trim = True
-        # passes of a text computed ahead of the one being returned (plan.passes > 1)
+        # passes of a text computed ahead of the one being returned (options.passes > 1)
         self._ahead_pool = (
-            ThreadPoolExecutor(plan.passes, thread_name_prefix="kokoro-pass")
-            if plan.passes > 1
+            ThreadPoolExecutor(options.passes, thread_name_prefix="kokoro-pass")
+            if options.passes > 1
             else None
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], plan: LoweringPlan | None = None) -> Engine:
+    def load(cls, path: str | os.PathLike[str], options: EngineOptions | None = None) -> Engine:
         """Open a Kokoro GGUF file and build its ONNX Runtime sessions."""
-        import onnxruntime as ort
-
-        from wyoming_kokoro_gguf.weights.model_file import open_model
-
-        plan = plan or default_plan()
+        options = options or default_options()
         model = open_model(Path(path))
-        builder = graph_mod.KokoroGraph(model, plan, external=True)
+        builder = KokoroGraph(model, options, external=True)
 
         def session(build) -> ort.InferenceSession:
             data = build().SerializeToString()  # the proto itself is dropped right here
-            options = _session_options(plan)
+            so = session_options(options)
             names = list(builder.external)
             values = [ort.OrtValue.ortvalue_from_numpy(builder.external[n]) for n in names]
-            options.add_external_initializers(names, values)
-            sess = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-            del values, options
+            so.add_external_initializers(names, values)
+            sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+            del values, so
             builder.external = {}
             _release_heap()
             return sess
@@ -152,7 +130,7 @@ class Engine:
         # one stage at a time, so only one graph's protobuf copy of the weights exists at once
         stage1 = session(builder.build_stage1)
         ratios = None
-        if plan.conv == "int8":  # size each int8 conv's output range on real speech first
+        if options.conv == "int8":  # size each int8 conv's output range on real speech first
             calibration = session(lambda: builder.build_stage2(calibrate=True))
             ratios, builder.conv_gains = _calibrate_int8(
                 model,
@@ -171,7 +149,7 @@ class Engine:
         model.close()
         model = open_model(Path(path))
         _release_heap()
-        engine = cls(model, stage1, stage2, plan, builder.notes)
+        engine = cls(model, stage1, stage2, options, builder.notes)
         engine.nbits_used = builder.nbits_used
         engine.int8_convs = builder.int8_convs
         engine.conv_ratios = ratios
@@ -194,9 +172,7 @@ class Engine:
         frees the unused regions (shrinking after every pass instead cost 2-7% speed), then
         glibc returns its free pages.
         """
-        if self.plan.mem_arena:
-            import onnxruntime as ort
-
+        if self.options.mem_arena:
             shrink = ort.RunOptions()
             shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
             self._tiny_pass(shrink)
@@ -286,7 +262,7 @@ class Engine:
     def synthesize_later(
         self, text: str, voice: str, speed: float = 1.0
     ) -> Future[list[np.ndarray]] | None:
-        """Start synthesizing ``text`` in the background, or None when the plan runs one pass
+        """Start synthesizing ``text`` in the background, or None when the options run one pass
         at a time: the server computes a request's next sentence while the current one is
         being sent.  Its passes run one after another; errors come out of the future."""
         pool = self._ahead_pool
@@ -338,12 +314,14 @@ class Engine:
         for piece in text_mod.iter_pieces(text):
             lang = language if fixed else language_for_text(piece, language)
             phonemes = self._phonemizer.phonemize(normalize_mod.speakable(piece, lang), lang)
-            chunks = split_phonemes(phonemes, self.plan.max_phonemes)
+            chunks = split_phonemes(phonemes, self.options.max_phonemes)
             for n, chunk in enumerate(chunks):
                 ids = self._phonemizer.ids(chunk)
                 if not ids or not any(ch.isalpha() for ch in chunk):
                     continue  # nothing speakable (only punctuation or spaces)
-                ends_sentence = n == len(chunks) - 1 and chunk.rstrip('”" ')[-1:] in SENTENCE_MARKS
+                ends_sentence = (
+                    n == len(chunks) - 1 and chunk.rstrip('”" ')[-1:] in text_mod.SENTENCE_END
+                )
                 yield lambda ids=ids, ends=ends_sentence: self._speak(ids, pack, speed, ends)
 
     def _speak(
@@ -355,7 +333,7 @@ class Engine:
         return to_int16(audio)
 
     def _run_ahead(self, passes: Iterator[Callable[[], np.ndarray]]) -> Iterator[np.ndarray]:
-        """The passes' audio in order, with up to plan.passes of them computing at once.
+        """The passes' audio in order, with up to options.passes of them computing at once.
 
         The first pass runs alone: it is the one the listener waits on.  One pass more than the
         pool's workers is submitted, so a worker whose pass ends before an earlier one (a short
@@ -368,7 +346,7 @@ class Engine:
             return
         audio = first()
         pool = self._ahead_pool
-        queued = itertools.islice(passes, self.plan.passes + 1)
+        queued = itertools.islice(passes, self.options.passes + 1)
         in_flight = deque(pool.submit(run) for run in queued)
         try:
             yield audio
@@ -438,7 +416,6 @@ SILENCE_DBFS = -60.0
 LEAD_KEEP = 0.05
 TRAIL_SENTENCE = 0.35
 TRAIL_CLAUSE = 0.15
-SENTENCE_MARKS = (".", "!", "?", "…")
 
 
 # Calibration speech for int8 convolutions: voiced and unvoiced sounds, a question's rise.
@@ -476,7 +453,7 @@ def _calibrate_int8(
     style_width: int,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Per int8 conv, the output/input range ratio its requantization uses, and its output
-    channels' gains (graph._int8_conv).
+    channels' gains (Layers._int8_conv in graph/layers.py).
 
     Starts from ratios that cannot clip but are so coarse that small outputs round to zero:
     shrinks those (x1/16), widens any that clipped (x4), and re-measures the rest at 1.25x
@@ -545,12 +522,6 @@ def trim_silence(audio: np.ndarray, trail_keep: float, lead_keep: float = LEAD_K
 
 def _release_heap() -> None:
     """Return freed heap pages to the OS (glibc keeps them otherwise): load peaks are large."""
-    import gc
-
     gc.collect()
-    try:
-        import ctypes
-
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass

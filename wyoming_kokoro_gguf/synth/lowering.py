@@ -1,22 +1,26 @@
-"""How GGUF tensors become ONNX Runtime initializers and operators (the lowering plan).
+"""The engine's options: how GGUF tensors become ONNX Runtime operators, and how the sessions run.
 
 Why a separate object: the same graph builder serves a Raspberry Pi and an AVX-512 desktop;
-only the choices below differ, and host planning (plan.py) fills them in with its reasons.
+only the choices below differ, and the host plan (host/plan.py) fills them in with its reasons.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import onnxruntime as ort
+
+from wyoming_kokoro_gguf.weights.layout import MAX_PHONEMES
+
 LINEAR_CHOICES = ("fp32", "matmulnbits")
 CONV_CHOICES = ("fp32", "int8")
 STFT_CHOICES = ("op", "conv")
-MAX_PASSES = 8  # most model passes of one text computing at once (LoweringPlan.passes)
+MAX_PASSES = 8  # most model passes of one text computing at once (EngineOptions.passes)
 
 
 @dataclass(frozen=True)
-class LoweringPlan:
-    """Per group of tensors, how they are lowered; plus the ORT session threading options.
+class EngineOptions:
+    """Per group of tensors, how they are lowered; the ORT session options; pass lengths.
 
     linear: "fp32" dequantizes every Linear weight to a MatMul; "matmulnbits" keeps GGUF
         Q4_0/Q8_0 Linear blocks as com.microsoft MatMulNBits (4/8-bit, block 32, the GGUF block
@@ -24,20 +28,21 @@ class LoweringPlan:
     conv: "fp32" (Conv with fused bias); "int8" runs the decoder's and generator's residual
         convolutions (~90% of the MACs) as int8 dot products: per-channel int8 weights,
         activations quantized per call, output ranges and per-channel gains calibrated at load
-        (graph._int8_conv, engine._calibrate_int8).  Fast where the CPU has int8 dot products
+        (graph/layers.py, engine._calibrate_int8).  Fast where the CPU has int8 dot products
         (VNNI, Arm dotprod): ~1.45x faster here (2 threads); audio ~15-16 dB waveform SNR and
         ~5.6 dB log-spectral distance from fp32 (kokoro-onnx's int8 export: 6-12 dB LSD from
         its fp32), the same ASR word error rate on the benchmark's 12 sentences.
     threads: intra-op threads for ONNX Runtime (0 = all cores).
     allow_spinning: ORT's busy-wait between ops; off by default because a Home Assistant box
-        shares its CPU (spinning burned 5-7% CPU per call at equal speed, DESIGN.md section 1).
+        shares its CPU (spinning burned 5-7% CPU per call at equal speed, docs/PERFORMANCE.md
+        section 7).
     rewrites: run the decoder/generator with numerically exact rewrites (height-1 2-D convs,
         InstanceNormalization, multiply by 1/sqrt 2) instead of the reference export's op
         sequence.  Same maths, other rounding: audio ~109 dB SNR from the fp32 export instead of
         ~125 dB (the F0 path always follows the reference exactly); 1.2-1.3x faster here (2
         threads, interleaved runs, tests/test_engine.py sentences), kokoro-pi measured 1.35x
         on a Pi 5.
-    max_phonemes: longest model pass (Kokoro's limit is 510); lower caps the activation memory
+    max_phonemes: longest model pass (at most Kokoro's MAX_PHONEMES); lower caps the activation memory
         of one pass (about 1 s of audio per 12 phonemes) on small hosts.
     mem_arena: ORT's CPU arena keeps activation buffers between passes (a little faster);
         off hands them back after each pass (memory-tight hosts).
@@ -60,7 +65,7 @@ class LoweringPlan:
     threads: int = 0
     allow_spinning: bool = False
     rewrites: bool = True
-    max_phonemes: int = 510
+    max_phonemes: int = MAX_PHONEMES
     mem_arena: bool = True
     stft: str = "op"
     passes: int = 1
@@ -71,8 +76,10 @@ class LoweringPlan:
             raise ValueError(f"linear must be one of {LINEAR_CHOICES}, not {self.linear!r}")
         if self.conv not in CONV_CHOICES:
             raise ValueError(f"conv must be one of {CONV_CHOICES}, not {self.conv!r}")
-        if not 16 <= self.max_phonemes <= 510:
-            raise ValueError(f"max_phonemes must be within 16..510, not {self.max_phonemes}")
+        if not 16 <= self.max_phonemes <= MAX_PHONEMES:
+            raise ValueError(
+                f"max_phonemes must be within 16..{MAX_PHONEMES}, not {self.max_phonemes}"
+            )
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, not {self.threads}")
         if self.stft not in STFT_CHOICES:
@@ -80,14 +87,14 @@ class LoweringPlan:
         if not 1 <= self.passes <= MAX_PASSES:
             raise ValueError(f"passes must be within 1..{MAX_PASSES}, not {self.passes}")
 
-    def with_threads(self, threads: int) -> LoweringPlan:
+    def with_threads(self, threads: int) -> EngineOptions:
         """A copy with another thread count."""
         return replace(self, threads=threads)
 
 
-def default_plan() -> LoweringPlan:
+def default_options() -> EngineOptions:
     """fp32 everywhere except GGUF Q4_0/Q8_0 Linear blocks, which stay packed (MatMulNBits)."""
-    return LoweringPlan(
+    return EngineOptions(
         reasons={
             "linear": "Q4_0/Q8_0 Linear weights run packed in MatMulNBits (block 32 = GGUF block)",
             "conv": "fp32 convolutions: full quality on every host",
@@ -96,3 +103,24 @@ def default_plan() -> LoweringPlan:
             "rewrites": "on: exact 2-D conv / InstanceNormalization forms, faster, same maths",
         }
     )
+
+
+def session_options(options: EngineOptions) -> ort.SessionOptions:
+    """ONNX Runtime session options for the engine's two sessions under ``options``."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = options.threads
+    so.inter_op_num_threads = 1  # the graph is one chain of ops, run sequentially
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry(
+        "session.intra_op.allow_spinning", "1" if options.allow_spinning else "0"
+    )
+    so.enable_cpu_mem_arena = options.mem_arena
+    # Memory patterns only pay for repeated identical shapes; every pass here has its own
+    # length, and the planned blocks raised the peak while speaking (491 -> 438 MB, same speed).
+    so.enable_mem_pattern = False
+    # Flush denormals to zero: the vocoder's decaying signals hit them (~6% faster, same audio
+    # within the SNR the tests check).
+    so.add_session_config_entry("session.set_denormal_as_zero", "1")
+    so.log_severity_level = 3
+    return so

@@ -421,22 +421,22 @@ def is_one(text: str, language: str) -> bool:
 NUM = r"(?<![0-9A-Za-zÀ-ÿ.,])(?:(?<![\d])[-−])?\d+(?:[,.\u202f]\d+)*"
 _END = r"(?![0-9A-Za-zÀ-ÿ/°])"
 _UNIT_WORDS = sorted({u for lang in LANGS.values() for u in lang.units}, key=len, reverse=True)
-# Units that are also words or letters ("5 in the box", "plan 2 A") need no word after them.
-_AMBIGUOUS_UNITS = {"in", "A", "K", "d"}
+# Units that are also ordinary words or letters need something other than a word after them.
+_AMBIGUOUS_UNITS = {"in", "m", "s", "A", "K", "d", "g", "l", "h", "V", "W", "L"}
 _UNIT_RE = re.compile(rf"({NUM})\s?(°\s?[CF]|{'|'.join(re.escape(u) for u in _UNIT_WORDS)}){_END}")
 _TIME_RE = re.compile(
     r"(?<![\d:.])([01]?\d|2[0-4]):([0-5]\d)(?::([0-5]\d))?(?![\d:])"
     r"(?:\s?([AaPp])\.?\s?[Mm]\b\.?)?|(?<![\d:.])(1[0-2]|0?\d)\s?([AaPp])\.?[Mm]\b\.?"
 )
 _ISO_DATE_RE = re.compile(r"(?<![\d-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\d-])")
-_NUM_DATE_RE = re.compile(r"(?<![\d/.])(\d{1,2})([/.])(\d{1,2})\2(\d{4})(?![\d/]|\.\d)")
-_IP_RE = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\d|\.\d)")
+_NUM_DATE_RE = re.compile(r"(?<![\d/.])(\d{1,2})([/.])(\d{1,2})\2(\d{4})(?![\d/.])")
+_IP_RE = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
 _VERSION_RE = re.compile(r"(?<![\w.])(v|V|version )?(\d+(?:\.\d+){2,3}|(?<=[vV])\d+(?:\.\d+)?)\b")
 _PHONE_RE = re.compile(
     r"(?<![\w.])(\+\d{1,3}[\s.-]?)?(\(\d{2,4}\)\s?)?\d{2,4}(?:[\s.-]\d{2,5}){1,3}(?!\w|\.\d)"
 )
 _RANGE_RE = re.compile(rf"({NUM})\s?[-–]\s?(\d+(?:[.,]\d+)?)(?![\d:])")
-_FRACTION_RE = re.compile(r"(?<![\w/.])(\d{1,2})[/⁄]([2-9]|1[0-2])(?![\w/]|\.\d)")
+_FRACTION_RE = re.compile(r"(?<![\w/.])(\d{1,2})[/⁄]([2-9]|1[0-2])(?![\w/.])")
 _EMOJI = frozenset({"So", "Cs", "Co", "Cn"})
 _JOINERS = "\u200d\ufe0e\ufe0f\u20e3"
 

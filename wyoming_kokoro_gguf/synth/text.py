@@ -13,10 +13,10 @@ import re
 import unicodedata
 from collections.abc import Iterator
 
-# Characters that end a sentence / a clause.  Kept with the piece they end, so the model still
-# sees the punctuation that shapes its intonation.
+# Characters that end a sentence (the one list: the engine reads it too, for the pause after a
+# piece).  Kept with the piece they end, so the model still sees the punctuation that shapes its
+# intonation.
 SENTENCE_END = ".!?…。！？"
-CLAUSE_END = ",;:—–，、；："
 
 _QUOTES = {
     "\u2018": "'",

@@ -26,7 +26,8 @@ import numpy as np
 from gguf import GGMLQuantizationType
 
 from wyoming_kokoro_gguf import __version__
-from wyoming_kokoro_gguf.weights import layout, quants
+from wyoming_kokoro_gguf.weights import layout, onnx_source, quants, torch_source
+from wyoming_kokoro_gguf.weights.model_file import ModelFileError, open_model
 
 CONVERTER_VERSION = 1  # bump when the converter's output changes (test caches key on it)
 T = GGMLQuantizationType
@@ -83,14 +84,10 @@ def read_voices(spec: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     if not p.exists():
         raise ConvertError(f"{p}: no such voices file or directory")
     if p.is_dir():
-        from wyoming_kokoro_gguf.weights import torch_source
-
         try:
             return torch_source.read_voice_dir(p)
         except torch_source.TorchSourceError as exc:
             raise ConvertError(str(exc)) from None
-    from wyoming_kokoro_gguf.weights import onnx_source
-
     try:
         return onnx_source.read_voices(p)
     except onnx_source.OnnxSourceError as exc:
@@ -126,8 +123,6 @@ def load_source(
         return _load_gguf(p, voices, progress)
     suffix = p.suffix.lower()
     if suffix in (".pth", ".pt"):
-        from wyoming_kokoro_gguf.weights import torch_source
-
         progress(f"reading PyTorch checkpoint {p}")
         try:
             state = torch_source.kokoro_state_dict(p)
@@ -135,8 +130,6 @@ def load_source(
             raise ConvertError(str(exc)) from None
         kind = "pytorch"
     elif suffix == ".onnx" or p.is_file():
-        from wyoming_kokoro_gguf.weights import onnx_source
-
         progress(f"reading ONNX export {p}")
         try:
             state = onnx_source.kokoro_state_dict(p)
@@ -163,8 +156,6 @@ _OWN_KEYS = ("general.", "tokenizer.ggml.tokens", "kokoro.voices", "wyoming_koko
 
 
 def _load_gguf(p: Path, voices: str | os.PathLike[str] | None, progress: Progress) -> Source:
-    from wyoming_kokoro_gguf.weights.model_file import ModelFileError, open_model
-
     progress(f"reading GGUF {p}")
     try:
         mf = open_model(p)

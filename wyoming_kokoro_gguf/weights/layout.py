@@ -20,7 +20,9 @@ import numpy as np
 ARCHITECTURE = "kokoro"
 PREFIX = "kokoro."
 VOICE_PREFIX = "kokoro.voice_tensors."
-VOICE_ROWS = 510  # one style row per phoneme count (reference implementation: row n-1)
+# Kokoro's longest model pass in phonemes: 512 positions minus the two pad tokens.
+MAX_PHONEMES = 510
+VOICE_ROWS = MAX_PHONEMES  # one style row per phoneme count (reference implementation: row n-1)
 
 # phonemizer.type values written by TTS.cpp's converter (TTS_PHONEMIZER / ESPEAK_PHONEMIZER).
 PHONEMIZER_TTS = 0

@@ -14,16 +14,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import gguf
 import numpy as np
+from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
 
 from wyoming_kokoro_gguf.weights import layout
 from wyoming_kokoro_gguf.weights.layout import KokoroDims, VoiceInfo
-
-try:  # gguf-py is a hard dependency; keep the import error readable anyway
-    import gguf
-    from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
-except ImportError as exc:  # pragma: no cover
-    raise ImportError("the 'gguf' package is required (pip install gguf)") from exc
 
 
 class ModelFileError(Exception):

@@ -28,6 +28,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from wyoming_kokoro_gguf.weights import layout
+from wyoming_kokoro_gguf.weights.model_file import open_model
 
 
 class OnnxSourceError(Exception):
@@ -615,8 +616,6 @@ def reference_model(
     """The kokoro-onnx graph in fp32 running a GGUF's weights (dequantized): an independent
     reference for any GGUF type, e.g. to hear what a quantization does to the audio.
     ``fp32`` may pass a ready ``dequantized_export(onnx_path)`` (it is not modified)."""
-    from wyoming_kokoro_gguf.weights.model_file import open_model
-
     mf = open_model(gguf_path)
     base = kokoro_state_dict(onnx_path)
     params = layout.torch_from_ttscpp(mf.tensor, mf.dims, base)
