@@ -99,7 +99,7 @@ THREAD_EFFICIENCY = 0.8  # measured: 2 threads gave 0.70/0.39 = 1.8x over one th
 # sentences; 0.377 -> 0.272 through the server, script/benchmark; the convs alone 1.3-2.2x,
 # Sin/STFT/norms stay fp32); kokoro-pi reported 1.8-2x on a Pi 5.
 INT8_CONV_SPEEDUP = 1.45
-REWRITES_SPEEDUP_ARM = 1.35  # kokoro-pi on a Pi 5; no gain above noise on x86 (PERFORMANCE.md)
+REWRITES_SPEEDUP_ARM = 1.35  # kokoro-pi on a Pi 5; no gain above noise on x86 (docs/PERFORMANCE.md)
 # Below this, fp32 is fast enough: a typical first clause (~1.5 s of speech) is ready in under
 # ~0.45 s.  Above it, int8 dot products (where the CPU has them) are worth their clarity cost.
 TARGET_RTF = 0.3

@@ -45,7 +45,7 @@ from wyoming_kokoro_gguf.synth.phonemes import (
     split_phonemes,
 )
 from wyoming_kokoro_gguf.weights.layout import MAX_PHONEMES, VoiceInfo
-from wyoming_kokoro_gguf.weights.model_file import open_model
+from wyoming_kokoro_gguf.weights.model_file import KokoroModelFile, open_model
 
 _LOG = logging.getLogger(__name__)
 
@@ -82,7 +82,14 @@ class Engine:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model, stage1, stage2, options: EngineOptions, notes: list[str]) -> None:
+    def __init__(
+        self,
+        model: KokoroModelFile,
+        stage1: ort.InferenceSession,
+        stage2: ort.InferenceSession,
+        options: EngineOptions,
+        notes: list[str],
+    ) -> None:
         self.model = model
         self.options = options
         self.notes = notes
@@ -374,7 +381,7 @@ class Engine:
         style: np.ndarray,
         speed: float,
         durations: np.ndarray | None = None,
-        run_options=None,
+        run_options: ort.RunOptions | None = None,
     ) -> np.ndarray:
         """Both stages for padded tokens [1, n] and a style row [1, 256] -> float32 audio.
 

@@ -5,9 +5,14 @@ Tensor names are TTS.cpp's GGUF layout without the ``kokoro.`` prefix (see weigh
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from wyoming_kokoro_gguf.weights.model_file import KokoroModelFile
 
 OPSET = 17
 PREFIX = "kokoro."
@@ -38,7 +43,7 @@ class Builder:
         self._count += 1
         return f"{hint}_{self._count}"
 
-    def shared(self, key: str, make) -> str:
+    def shared(self, key: str, make: Callable[[], np.ndarray]) -> str:
         """One initializer per key (ALBERT reuses one layer's weights 12 times: store them once)."""
         name = self._shared.get(key)
         if name is None:
@@ -68,7 +73,7 @@ class Builder:
             self.inits.append(numpy_helper.from_array(array, name))
         return name
 
-    def const(self, value, dtype=np.float32) -> str:
+    def const(self, value: Any, dtype: type = np.float32) -> str:
         # one initializer per use: ORT's extended optimizers may rewrite a shared one in place
         return self.init("c", np.asarray(value, dtype=dtype))
 
@@ -108,7 +113,7 @@ class Builder:
 class Weights:
     """Tensor access by TTS.cpp name without the ``kokoro.`` prefix."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model: KokoroModelFile) -> None:
         self.model = model
         self.names = set(model.tensor_names)
 
@@ -130,7 +135,7 @@ class Weights:
     def raw(self, name: str) -> np.ndarray:
         return np.asarray(self.model.raw_tensor(PREFIX + name))
 
-    def hparam(self, key: str, default):
+    def hparam(self, key: str, default: Any) -> Any:
         hp = self.model.hparams
         for k in (PREFIX + key, key):
             if k in hp:

@@ -11,10 +11,13 @@ from wyoming_kokoro_gguf.synth.graph.builder import Weights
 from wyoming_kokoro_gguf.synth.graph.decoder import Decoder
 from wyoming_kokoro_gguf.synth.graph.text_stage import TextStage
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions, default_options
+from wyoming_kokoro_gguf.weights.model_file import KokoroModelFile
 
 
 @dataclass
 class BuiltGraphs:
+    """Both stages of one model file, with notes on what the lowering did."""
+
     stage1: onnx.ModelProto
     stage2: onnx.ModelProto
     notes: list[str]
@@ -24,7 +27,9 @@ class BuiltGraphs:
 class KokoroGraph(TextStage, Decoder):
     """Builds both stages for one model file and one set of engine options."""
 
-    def __init__(self, model, options: EngineOptions | None = None, external: bool = False) -> None:
+    def __init__(
+        self, model: KokoroModelFile, options: EngineOptions | None = None, external: bool = False
+    ) -> None:
         """``external``: keep weights out of the protobufs; after each build_stage*, the arrays
         are in ``self.external`` for SessionOptions.add_external_initializers (saves two
         copies of the weights while loading)."""
@@ -54,11 +59,12 @@ class KokoroGraph(TextStage, Decoder):
         self.fast_decoder = bool(self.options.rewrites)
 
     def build(self) -> BuiltGraphs:
+        """Both stages at once (Engine.load builds them one at a time, to save memory)."""
         stage1 = self.build_stage1()
         stage2 = self.build_stage2()
         return BuiltGraphs(stage1, stage2, list(self.notes), self.nbits_used)
 
 
-def build(model, options: EngineOptions | None = None) -> BuiltGraphs:
+def build(model: KokoroModelFile, options: EngineOptions | None = None) -> BuiltGraphs:
     """Both stages for a model file (an object with the model_file.KokoroModelFile API)."""
     return KokoroGraph(model, options).build()
