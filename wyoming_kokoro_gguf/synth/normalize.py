@@ -339,7 +339,11 @@ def _rbnf(key: str):  # -> unicode_rbnf.RbnfEngine
 
 
 def spell(n: int, language: str, purpose: str = "cardinal", feminine: bool = False) -> str:
-    """An integer in words ("cardinal", "ordinal" or "year"), in the language's own rules."""
+    """An integer in words, in the language's own rules.
+
+    ``purpose``: "cardinal" (the form before a noun: "un grado"), "numbering" (counting and
+    digits: "uno"), "ordinal" or "year".
+    """
     from unicode_rbnf import FormatPurpose
 
     key = lang_key(language)
@@ -354,10 +358,11 @@ def spell(n: int, language: str, purpose: str = "cardinal", feminine: bool = Fal
         return "マイナス" + word if n < 0 else word
     kinds = {"cardinal": FormatPurpose.CARDINAL, "ordinal": FormatPurpose.ORDINAL}
     kinds["year"] = FormatPurpose.YEAR if key == "en" else FormatPurpose.CARDINAL
+    kinds["numbering"] = FormatPurpose.CARDINAL
     result = _rbnf(key).format_number(n, kinds[purpose])
     gender = "feminine" if feminine else "masculine"
     text = result.text_by_ruleset.get(f"spellout-{purpose}-{gender}", result.text)
-    if key == "en" and language.lower() == "en-gb" and purpose == "cardinal":
+    if key == "en" and language.lower() == "en-gb" and purpose in ("cardinal", "numbering"):
         text = _british_and(text)
     return text.replace(",", "")
 
@@ -371,13 +376,17 @@ def _british_and(words: str) -> str:
 
 def digits(text: str, language: str) -> str:
     """Digits read one by one ("0612" -> "zero six one two")."""
-    return table(language).sep.join(spell(int(d), language) for d in text if d.isdigit())
+    return table(language).sep.join(
+        spell(int(d), language, "numbering") for d in text if d.isdigit()
+    )
 
 
-def decimal(whole: str, fraction: str, language: str, negative: bool = False) -> str:
+def decimal(
+    whole: str, fraction: str, language: str, negative: bool = False, purpose: str = "numbering"
+) -> str:
     """ "19", "5" -> "nineteen point five"; the fraction is read digit by digit."""
     lang = table(language)
-    words = spell(int(whole or "0"), language)
+    words = spell(int(whole or "0"), language, "numbering" if fraction else purpose)
     if fraction:
         words = lang.sep.join([words, lang.point, digits(fraction, language)])
     return lang.sep.join([lang.minus, words]) if negative else words
@@ -400,12 +409,12 @@ def parse_number(text: str, language: str) -> tuple[bool, str, str]:
     return negative, whole, fraction
 
 
-def number_words(text: str, language: str) -> str:
+def number_words(text: str, language: str, purpose: str = "numbering") -> str:
     """A written number in words; leading zeros and very long numbers digit by digit."""
     negative, whole, fraction = parse_number(text, language)
     if len(whole) > 1 and whole.startswith("0") and not fraction:
         return digits(whole, language)
-    return decimal(whole, fraction, language, negative)
+    return decimal(whole, fraction, language, negative, purpose)
 
 
 def is_one(text: str, language: str) -> bool:
@@ -421,22 +430,22 @@ def is_one(text: str, language: str) -> bool:
 NUM = r"(?<![0-9A-Za-zÀ-ÿ.,])(?:(?<![\d])[-−])?\d+(?:[,.\u202f]\d+)*"
 _END = r"(?![0-9A-Za-zÀ-ÿ/°])"
 _UNIT_WORDS = sorted({u for lang in LANGS.values() for u in lang.units}, key=len, reverse=True)
-# Units that are also ordinary words or letters need something other than a word after them.
-_AMBIGUOUS_UNITS = {"in", "m", "s", "A", "K", "d", "g", "l", "h", "V", "W", "L"}
+# Units that are also words or letters ("5 in the box", "plan 2 A") need no word after them.
+_AMBIGUOUS_UNITS = {"in", "A", "K", "d"}
 _UNIT_RE = re.compile(rf"({NUM})\s?(°\s?[CF]|{'|'.join(re.escape(u) for u in _UNIT_WORDS)}){_END}")
 _TIME_RE = re.compile(
     r"(?<![\d:.])([01]?\d|2[0-4]):([0-5]\d)(?::([0-5]\d))?(?![\d:])"
     r"(?:\s?([AaPp])\.?\s?[Mm]\b\.?)?|(?<![\d:.])(1[0-2]|0?\d)\s?([AaPp])\.?[Mm]\b\.?"
 )
 _ISO_DATE_RE = re.compile(r"(?<![\d-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\d-])")
-_NUM_DATE_RE = re.compile(r"(?<![\d/.])(\d{1,2})([/.])(\d{1,2})\2(\d{4})(?![\d/.])")
-_IP_RE = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
+_NUM_DATE_RE = re.compile(r"(?<![\d/.])(\d{1,2})([/.])(\d{1,2})\2(\d{4})(?![\d/]|\.\d)")
+_IP_RE = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\d|\.\d)")
 _VERSION_RE = re.compile(r"(?<![\w.])(v|V|version )?(\d+(?:\.\d+){2,3}|(?<=[vV])\d+(?:\.\d+)?)\b")
 _PHONE_RE = re.compile(
     r"(?<![\w.])(\+\d{1,3}[\s.-]?)?(\(\d{2,4}\)\s?)?\d{2,4}(?:[\s.-]\d{2,5}){1,3}(?!\w|\.\d)"
 )
 _RANGE_RE = re.compile(rf"({NUM})\s?[-–]\s?(\d+(?:[.,]\d+)?)(?![\d:])")
-_FRACTION_RE = re.compile(r"(?<![\w/.])(\d{1,2})[/⁄]([2-9]|1[0-2])(?![\w/.])")
+_FRACTION_RE = re.compile(r"(?<![\w/.])(\d{1,2})[/⁄]([2-9]|1[0-2])(?![\w/]|\.\d)")
 _EMOJI = frozenset({"So", "Cs", "Co", "Cn"})
 _JOINERS = "\u200d\ufe0e\ufe0f\u20e3"
 
@@ -470,7 +479,7 @@ def _money_words(amount: str, code: str, language: str) -> str:
     lang = table(language)
     unit, units, cent, cents = lang.money[code]
     negative, whole, fraction = parse_number(amount, language)
-    main = decimal(whole, "", language, negative)
+    main = decimal(whole, "", language, negative, "cardinal")
     words = f"{main} {units if not is_one(whole, language) else unit}"
     fraction = (fraction + "0")[:2] if fraction else ""
     if fraction and int(fraction) and cent:
@@ -564,7 +573,8 @@ def times(text: str, language: str) -> str:
         return words + end
 
     text = re.sub(r"\b(\d{1,2})\.([0-5]\d)\s?(?=[AaPp]\.?[Mm]\b)", r"\1:\2 ", text)  # "7.15am"
-    return _TIME_RE.sub(one, text)
+    text = _TIME_RE.sub(one, text)
+    return re.sub(r"(मिनट|बजे) बजे", r"\1", text) if lang_key(language) == "hi" else text
 
 
 _JA_DAYS = tuple(
@@ -673,7 +683,7 @@ def addresses(text: str, language: str) -> str:
 
     def version(m: re.Match[str]) -> str:
         said = f"{sep}{table(language).point}{sep}".join(
-            spell(int(p), language) for p in m[2].split(".")
+            spell(int(p), language, "numbering") for p in m[2].split(".")
         )
         return ("version " if m[1] and lang_key(language) == "en" else "") + said
 
@@ -709,7 +719,7 @@ def units(text: str, language: str) -> str:
             return m[0]
         if unit not in lang.units and lang_key(language) != "en":
             return f"{number_words(m[1], language)} {unit}"
-        words = number_words(m[1], language)
+        words = number_words(m[1], language, "cardinal")  # before a noun: "un grado"
         return _template(entry, is_one(m[1], language)).format(n=words)
 
     return _UNIT_RE.sub(one, text)
