@@ -487,13 +487,17 @@ def check_service(image: Image, service: Service) -> None:
 
     uid = passwd_uid(image.root, service.user)
     tree = psutil.Process(service.proc.pid).children(recursive=True)
-    pythons = [p for p in tree if "python" in p.name()]
+    pythons = [
+        p for p in tree if "python" in p.name() or "wyoming_kokoro_gguf" in " ".join(p.cmdline())
+    ]
     if not pythons:
         raise Failed("no server process found")
     uids = {p.uids().effective for p in pythons}
     if uids != {uid}:
         raise Failed(f"server processes run as uids {uids}, not {service.user} ({uid})")
-    say(f"the server's processes ({len(pythons)}) run as {service.user} (uid {uid})")
+    say(
+        f"the server's processes ({len(pythons)}: {sorted(p.name() for p in pythons)}) run as {service.user} (uid {uid})"
+    )
     health = image.dockerfile.healthcheck
     if health:
         port_cmd = [w.replace(":10200", f":{service.port}") for w in health]
@@ -546,6 +550,20 @@ def serve_and_check(
         service.stop()
 
 
+def heard(wav: Path) -> dict:
+    """What the offline Whisper judge (tests/asr.py) hears, and the word error rate; a note
+    instead when the judge is not installed."""
+    try:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from asr import AsrJudge, wer
+
+        pcm, rate = read_wav(wav)
+        text = AsrJudge(CACHE / "asr").transcribe(pcm, rate)
+    except Exception as err:  # an optional extra: never fails the check
+        return {"asr": f"unavailable ({type(err).__name__}: {err})"[:200]}
+    return {"heard": text, "wer": round(wer(SENTENCE, text), 3)}
+
+
 def snr_db(ref: np.ndarray, other: np.ndarray) -> float:
     a = ref.astype(np.float64)
     b = other.astype(np.float64)
@@ -578,6 +596,7 @@ def check(arch: str, fresh: bool, worktree: bool) -> dict:
     if arch == "amd64":
         result, wav = serve_and_check(image, arch, real, "real", SENTENCE, timings, 600)
         report["real"] = result
+        report.update(heard(wav))
     else:
         serve_and_check(image, arch, tiny, "tiny", TINY_SENTENCE, timings, 1800)
         result, wav = serve_and_check(image, arch, real, "real", SENTENCE, timings, 2400)
@@ -592,6 +611,7 @@ def check(arch: str, fresh: bool, worktree: bool) -> dict:
         if len(ref) != len(pcm):
             raise Failed(f"arm64 audio has {len(pcm)} samples, amd64 {len(ref)}: not equal")
         report["snr_db"] = round(snr_db(ref, pcm), 1)
+        report.update(heard(wav))
         say(f"arm64 vs amd64: {len(pcm)} samples each, SNR {report['snr_db']} dB")
     report["steps"] = {name: round(took, 1) for name, took in timings.steps}
     report["total_s"] = round(time.monotonic() - start_time, 1)
@@ -621,6 +641,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     (CACHE / f"report-{args.arch}.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
+    if "heard" in report:
+        say(f"Whisper hears {report['heard']!r} (WER {report['wer']})")
     say(f"{args.arch}: passed in {report['total_s']:.0f} s")
     return 0
 
