@@ -169,6 +169,19 @@ _EN_WORDS = {
     "×": "times",
 }
 
+
+def _units(spec: str) -> dict[str, str | tuple[str, str]]:
+    """Compact unit tables: "W=vatio|vatios; Hz=hercios" -> {"W": ("{n} vatio", "{n} vatios"),
+    "Hz": "{n} hercios"}; a word with its own "{n}" ("{n}瓦") or "{f}" (the number in the
+    feminine: "{f} hora") is kept as written."""
+    out: dict[str, str | tuple[str, str]] = {}
+    for item in spec.split(";"):
+        symbol, _, words = item.strip().partition("=")
+        forms = [w if "{" in w else "{n} " + w for w in words.split("|")]
+        out[symbol] = forms[0] if len(forms) == 1 else (forms[0], forms[1])
+    return out
+
+
 LANGS: dict[str, Lang] = {
     "en": Lang(
         "point",
@@ -204,8 +217,17 @@ LANGS: dict[str, Lang] = {
             "%": "{n} por ciento",
             "km/h": "{n} kilómetros por hora",
             "kWh": "{n} kilovatios hora",
+            **_units(
+                "W=vatio|vatios; kW=kilovatio|kilovatios; Wh=vatio hora|vatios hora;"
+                " V=voltio|voltios; A=amperio|amperios; Hz=hercios; hPa=hectopascales;"
+                " mm=milímetro|milímetros; cm=centímetro|centímetros; m=metro|metros;"
+                " km=kilómetro|kilómetros; m/s=metros por segundo; L=litro|litros;"
+                " l=litro|litros; m3=metro cúbico|metros cúbicos; kg=kilogramo|kilogramos;"
+                " g=gramo|gramos; s=segundo|segundos; ppm=partes por millón;"
+                " dB=decibelio|decibelios; lx=lux; GB=gigabytes; MB=megabytes"
+            ),
             "min": ("{n} minuto", "{n} minutos"),
-            "h": ("{n} hora", "{n} horas"),
+            "h": ("{f} hora", "{f} horas"),
         },
         {"€": ("euro", "euros", "céntimo", "céntimos"), "$": ("dólar", "dólares", "", "")},
         {"Sr.": "señor", "Sra.": "señora", "Dr.": "doctor", "&": "y"},
@@ -223,9 +245,18 @@ LANGS: dict[str, Lang] = {
             "°": ("{n} degré", "{n} degrés"),
             "%": "{n} pour cent",
             "km/h": "{n} kilomètres heure",
-            "kWh": "{n} kilowattheures",
-            "min": "{n} minutes",
-            "h": ("{n} heure", "{n} heures"),
+            "kWh": ("{n} kilowattheure", "{n} kilowattheures"),
+            **_units(
+                "W=watt|watts; kW=kilowatt|kilowatts; Wh=wattheure|wattheures; V=volt|volts;"
+                " A=ampère|ampères; Hz=hertz; hPa=hectopascals; mm=millimètre|millimètres;"
+                " cm=centimètre|centimètres; m=mètre|mètres; km=kilomètre|kilomètres;"
+                " m/s=mètres par seconde; L=litre|litres; l=litre|litres;"
+                " m3=mètre cube|mètres cubes; kg=kilogramme|kilogrammes; g=gramme|grammes;"
+                " s={f} seconde|{f} secondes; ppm=parties par million; dB=décibel|décibels; lx=lux;"
+                " GB=gigaoctets; MB=mégaoctets"
+            ),
+            "min": ("{f} minute", "{f} minutes"),
+            "h": ("{f} heure", "{f} heures"),
         },
         {"€": ("euro", "euros", "centime", "centimes"), "$": ("dollar", "dollars", "", "")},
         {"M.": "monsieur", "Mme": "madame", "Dr": "docteur", "&": "et"},
@@ -244,8 +275,15 @@ LANGS: dict[str, Lang] = {
             "%": "{n} per cento",
             "km/h": "{n} chilometri orari",
             "kWh": "{n} chilowattora",
+            **_units(
+                "W=watt; kW=kilowatt; Wh=wattora; V=volt; A=ampere; Hz=hertz; hPa=ettopascal;"
+                " mm=millimetro|millimetri; cm=centimetro|centimetri; m=metro|metri;"
+                " km=chilometro|chilometri; m/s=metri al secondo; L=litro|litri; l=litro|litri;"
+                " m3=metro cubo|metri cubi; kg=chilogrammo|chilogrammi; g=grammo|grammi;"
+                " s=secondo|secondi; ppm=parti per milione; dB=decibel; lx=lux; GB=gigabyte"
+            ),
             "min": ("{n} minuto", "{n} minuti"),
-            "h": ("{n} ora", "{n} ore"),
+            "h": ("{f} ora", "{f} ore"),
         },
         {"€": ("euro", "euro", "centesimo", "centesimi"), "$": ("dollaro", "dollari", "", "")},
         {"Sig.": "signor", "Dott.": "dottor", "&": "e"},
@@ -264,8 +302,17 @@ LANGS: dict[str, Lang] = {
             "%": "{n} por cento",
             "km/h": "{n} quilômetros por hora",
             "kWh": "{n} quilowatts-hora",
+            **_units(
+                "W=watt|watts; kW=quilowatt|quilowatts; Wh=watt-hora|watts-hora; V=volt|volts;"
+                " A=ampere|amperes; Hz=hertz; hPa=hectopascais; mm=milímetro|milímetros;"
+                " cm=centímetro|centímetros; m=metro|metros; km=quilômetro|quilômetros;"
+                " m/s=metros por segundo; L=litro|litros; l=litro|litros;"
+                " m3=metro cúbico|metros cúbicos; kg=quilo|quilos; g=grama|gramas;"
+                " s=segundo|segundos; ppm=partes por milhão; dB=decibel|decibéis; lx=lux;"
+                " GB=gigabytes"
+            ),
             "min": ("{n} minuto", "{n} minutos"),
-            "h": ("{n} hora", "{n} horas"),
+            "h": ("{f} hora", "{f} horas"),
         },
         {
             "R$": ("real", "reais", "centavo", "centavos"),
@@ -288,6 +335,11 @@ LANGS: dict[str, Lang] = {
             "%": "{n} प्रतिशत",
             "km/h": "{n} किलोमीटर प्रति घंटा",
             "min": "{n} मिनट",
+            **_units(
+                "W=वाट; kW=किलोवाट; kWh=किलोवाट घंटा; V=वोल्ट; A=एम्पियर; km=किलोमीटर;"
+                " m=मीटर; cm=सेंटीमीटर; mm=मिलीमीटर; L=लीटर; kg=किलोग्राम; g=ग्राम;"
+                " s=सेकंड; h=घंटे"
+            ),
         },
         {"₹": ("रुपया", "रुपये", "पैसा", "पैसे")},
     ),
@@ -299,7 +351,13 @@ LANGS: dict[str, Lang] = {
         "いちがつ にがつ さんがつ しがつ ごがつ ろくがつ しちがつ はちがつ くがつ じゅうがつ"
         " じゅういちがつ じゅうにがつ",
         "げつようび かようび すいようび もくようび きんようび どようび にちようび",
-        {"°C": "{n}ど", "°F": "かし{n}ど", "°": "{n}ど", "%": "{n}パーセント"},
+        {
+            **{"°C": "{n}ど", "°F": "かし{n}ど", "°": "{n}ど", "%": "{n}パーセント"},
+            **_units(
+                "W={n}ワット; kW={n}キロワット; kWh={n}キロワットアワー; km={n}キロメートル;"
+                " kg={n}キログラム; km/h=じそく{n}キロ; s={n}びょう; h={n}じかん"
+            ),
+        },
         {"¥": ("えん", "えん", "", ""), "円": ("えん", "えん", "", "")},
         sep="",
     ),
@@ -310,7 +368,13 @@ LANGS: dict[str, Lang] = {
         "{a}到{b}",
         "一月 二月 三月 四月 五月 六月 七月 八月 九月 十月 十一月 十二月",
         "星期一 星期二 星期三 星期四 星期五 星期六 星期日",
-        {"°C": "{n}摄氏度", "°F": "{n}华氏度", "°": "{n}度", "%": "百分之{n}"},
+        {
+            **{"°C": "{n}摄氏度", "°F": "{n}华氏度", "°": "{n}度", "%": "百分之{n}"},
+            **_units(
+                "W={n}瓦; kW={n}千瓦; kWh={n}千瓦时; km={n}公里; m={n}米; kg={n}公斤;"
+                " km/h=每小时{n}公里; s={n}秒; min={n}分钟; h={n}小时"
+            ),
+        },
         {"¥": ("元", "元", "", ""), "￥": ("元", "元", "", "")},
         sep="",
     ),
@@ -382,11 +446,16 @@ def digits(text: str, language: str) -> str:
 
 
 def decimal(
-    whole: str, fraction: str, language: str, negative: bool = False, purpose: str = "numbering"
+    whole: str,
+    fraction: str,
+    language: str,
+    negative: bool = False,
+    purpose: str = "numbering",
+    feminine: bool = False,
 ) -> str:
     """ "19", "5" -> "nineteen point five"; the fraction is read digit by digit."""
     lang = table(language)
-    words = spell(int(whole or "0"), language, "numbering" if fraction else purpose)
+    words = spell(int(whole or "0"), language, "numbering" if fraction else purpose, feminine)
     if fraction:
         words = lang.sep.join([words, lang.point, digits(fraction, language)])
     return lang.sep.join([lang.minus, words]) if negative else words
@@ -409,12 +478,14 @@ def parse_number(text: str, language: str) -> tuple[bool, str, str]:
     return negative, whole, fraction
 
 
-def number_words(text: str, language: str, purpose: str = "numbering") -> str:
+def number_words(
+    text: str, language: str, purpose: str = "numbering", feminine: bool = False
+) -> str:
     """A written number in words; leading zeros and very long numbers digit by digit."""
     negative, whole, fraction = parse_number(text, language)
     if len(whole) > 1 and whole.startswith("0") and not fraction:
         return digits(whole, language)
-    return decimal(whole, fraction, language, negative, purpose)
+    return decimal(whole, fraction, language, negative, purpose, feminine)
 
 
 def is_one(text: str, language: str) -> bool:
@@ -719,8 +790,10 @@ def units(text: str, language: str) -> str:
             return m[0]
         if unit not in lang.units and lang_key(language) != "en":
             return f"{number_words(m[1], language)} {unit}"
-        words = number_words(m[1], language, "cardinal")  # before a noun: "un grado"
-        return _template(entry, is_one(m[1], language)).format(n=words)
+        template = _template(entry, is_one(m[1], language))
+        # the form before a noun: "un grado", "una hora" ("{f}": a feminine noun)
+        words = number_words(m[1], language, "cardinal", feminine="{f}" in template)
+        return template.format(n=words, f=words)
 
     return _UNIT_RE.sub(one, text)
 
