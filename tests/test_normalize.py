@@ -251,16 +251,6 @@ def test_every_word_reaches_the_phonemes(phonemizer: Phonemizer) -> None:
             assert len(heard) >= len(said), (piece, words, phonemes)
 
 
-def test_decimal_point_no_longer_ends_the_phonemes(phonemizer: Phonemizer) -> None:
-    """phonemizer's own punctuation handling cut at the first '.', even a decimal point."""
-    ps = phonemizer.phonemize("The kitchen is at 19.5 °C and the humidity is 52%.", "en-us")
-    assert "hjumˈɪdᵻɾi" in ps and ps.endswith(".")
-
-
-def test_pronoun_i_is_stressed(phonemizer: Phonemizer) -> None:
-    assert phonemizer.phonemize("I think so.", "en-us").startswith("ˈI ")
-
-
 # ------------------------------------------------------------------ heard end to end
 
 HARD = [

@@ -123,3 +123,13 @@ def test_text_without_the_voice_script_is_read_as_english() -> None:
     assert language_for_text("नमस्ते", "hi") == "hi"
     assert language_for_text("Hola, ¿qué tal?", "es") == "es"  # Latin-script languages stay
     assert language_for_text("...", "ja") == "ja"
+
+
+def test_decimal_point_no_longer_ends_the_phonemes(phonemizer: Phonemizer) -> None:
+    """phonemizer's own punctuation handling cut at the first '.', even a decimal point."""
+    ps = phonemizer.phonemize("The kitchen is at 19.5 °C and the humidity is 52%.", "en-us")
+    assert "hjumˈɪdᵻɾi" in ps and ps.endswith(".")
+
+
+def test_pronoun_i_is_stressed(phonemizer: Phonemizer) -> None:
+    assert phonemizer.phonemize("I think so.", "en-us").startswith("ˈI ")
