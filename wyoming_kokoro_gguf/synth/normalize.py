@@ -784,6 +784,8 @@ def units(text: str, language: str) -> str:
 
     def one(m: re.Match[str]) -> str:
         unit = re.sub(r"°\s", "°", m[2])
+        if unit == "min" and lang_key(language) == "ja" and m[1].isdigit():
+            return _ja_counter(int(m[1]), "ふん")  # "ごふん", "じゅっぷん": sound changes
         entry = lang.units.get(unit) or english.get(unit)
         after = text[m.end() : m.end() + 2]
         if entry is None or (unit in _AMBIGUOUS_UNITS and re.match(r"\s?[^\W\d]", after)):
