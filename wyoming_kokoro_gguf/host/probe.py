@@ -22,7 +22,7 @@ from wyoming_kokoro_gguf.synth.engine import Engine
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m wyoming_kokoro_gguf.probe",
-        description="Show the host profile and the model/lowering plan (optionally for a simulated host).",
+        description="Show the host profile and the plan: model and how to run it (optionally for a simulated host).",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     sim = parser.add_argument_group("simulate another host (any of these switches simulation on)")

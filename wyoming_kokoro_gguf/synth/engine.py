@@ -2,11 +2,10 @@
 
 Pipeline per request: text.py cuts the text into pieces (sentences, long ones at clauses, a
 short first piece), phonemes.py turns each piece into model phonemes (<= 510 per pass), then
-two ONNX Runtime sessions built by graph.py run the model: stage 1 gives durations and
+two ONNX Runtime sessions built by synth/graph run the model: stage 1 gives durations and
 features, the host repeats feature rows by the durations, stage 2 gives the waveform.  Each
 piece is yielded as soon as it is done, so callers can stream, and memory stays bounded by one
-pass (options.passes of them where the options compute passes side by side) whatever the length of
-the text.
+pass (options.passes of them where passes run side by side), whatever the length of the text.
 
 Thread safety: ORT sessions may run concurrently (and release the GIL), espeak-ng is serialized
 inside phonemes.Phonemizer, and the voice table is only replaced, never mutated in place.
