@@ -588,6 +588,7 @@ def _resolve_args(variant: str, paths: dict[str, Any], threads: int) -> SimpleNa
         local_files_only=True,
         quant=REFERENCE_QUANT.get(variant, "auto"),
         threads=str(threads),
+        passes="auto",
     )
 
 

@@ -408,7 +408,7 @@ def test_every_option_maps_to_the_server(tmp_path):
     assert args.voice_blend == ["warm_mix=af_heart:0.7,af_bella:0.3", "duo=am_adam:1"]
     assert args.no_streaming is True and args.debug is True
     # The server's own parsing accepts what the mapping produces.
-    from wyoming_kokoro_gguf.server.app import parse_blends
+    from wyoming_kokoro_gguf.server.config import parse_blends
 
     assert parse_blends(args.voice_blend)[0] == ("warm_mix", "af_heart:0.7,af_bella:0.3")
     assert plan.parse_count(args.threads, "--threads") == 3

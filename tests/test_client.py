@@ -119,7 +119,7 @@ def test_list_voices_fails_while_a_server_has_none(tmp_path: Path) -> None:
     from wyoming.info import Describe
     from wyoming.server import AsyncEventHandler, AsyncTcpServer
 
-    from wyoming_kokoro_gguf.server.app import build_info
+    from wyoming_kokoro_gguf.server.info import build_info
 
     class Empty(AsyncEventHandler):
         async def handle_event(self, event):  # type: ignore[no-untyped-def]

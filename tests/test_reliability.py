@@ -322,7 +322,7 @@ def test_voice_names_cannot_reach_outside_the_model(server, name: str) -> None:
 
 
 def test_voice_blend_names_are_plain_names() -> None:
-    from wyoming_kokoro_gguf.server.app import parse_blends
+    from wyoming_kokoro_gguf.server.config import parse_blends
 
     for bad in ["../x=af_heart:1", "x=../af_heart:1", "a/b=af_heart:1", "x=af_heart:1,/etc/p:1"]:
         with pytest.raises(ValueError):
@@ -397,7 +397,7 @@ def test_a_partial_download_is_never_taken_for_a_model(tmp_path: Path) -> None:
 
 def test_a_word_without_spaces_is_cut_into_engine_sized_units() -> None:
     """A 10,000-character word becomes units of at most max_chars, whatever the deltas."""
-    from wyoming_kokoro_gguf.server.handler import TextSegmenter
+    from wyoming_kokoro_gguf.server.segmenter import TextSegmenter
 
     word = "abcdefghij" * 1000
     seg = TextSegmenter()

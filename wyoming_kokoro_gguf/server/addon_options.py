@@ -9,6 +9,7 @@ traceback in the add-on log.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import re
@@ -18,11 +19,12 @@ from typing import Any
 import voluptuous as vol
 
 from wyoming_kokoro_gguf.host.plan import VARIANT_NAMES
+from wyoming_kokoro_gguf.synth.blend import EXAMPLE, BlendError, canonical_formula
 
 _LOGGER = logging.getLogger(__name__)
 
+# Stricter than the --voice-blend names: the add-on's form shows the name as typed.
 BLEND_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-_BLEND_PART = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*:\s*([0-9]*\.?[0-9]+)\s*$")
 MAX_THREADS = 64
 
 
@@ -44,15 +46,12 @@ def _threads(value: Any) -> str:
 
 def _formula(value: Any) -> str:
     """'af_heart:0.7,af_bella:0.3': voices with weights above 0 (voices are checked at load)."""
-    if not isinstance(value, str) or not value.strip():
-        raise vol.Invalid("expected VOICE:WEIGHT,... such as af_heart:0.7,af_bella:0.3")
-    parts = []
-    for part in value.split(","):
-        match = _BLEND_PART.match(part)
-        if not match or float(match.group(2)) <= 0:
-            raise vol.Invalid(f"{part.strip()!r} is not VOICE:WEIGHT with a weight above 0")
-        parts.append(f"{match.group(1)}:{match.group(2)}")
-    return ",".join(parts)
+    if not isinstance(value, str):
+        raise vol.Invalid(f"expected VOICE:WEIGHT,... such as {EXAMPLE}")
+    try:
+        return canonical_formula(value)
+    except BlendError as err:
+        raise vol.Invalid(str(err)) from None
 
 
 def _speed(value: Any) -> float:
@@ -167,7 +166,7 @@ def load(path: str | Path) -> dict[str, Any]:
     return validate(data)
 
 
-def to_args(options: dict[str, Any], args: Any) -> Any:
+def to_args(options: dict[str, Any], args: argparse.Namespace) -> argparse.Namespace:
     """Set the server arguments from validated options (the add-on's settings win)."""
     args.voice = options["voice"]
     args.speed = options["speed"]
@@ -176,13 +175,13 @@ def to_args(options: dict[str, Any], args: Any) -> Any:
     args.quant = CONVOLUTIONS[options["convolutions"]]
     args.voice_blend = [f"{b['name']}={b['formula']}" for b in options["voice_blends"]]
     args.no_streaming = not options["streaming"]
-    args.debug = bool(options["debug_logging"]) or bool(getattr(args, "debug", False))
+    args.debug = bool(options["debug_logging"]) or bool(args.debug)
     return args
 
 
-def apply(args: Any) -> Any:
+def apply(args: argparse.Namespace) -> argparse.Namespace:
     """When args.addon_options names a file, read it and map it onto args (returned)."""
-    path = getattr(args, "addon_options", None)
+    path = args.addon_options
     if not path:
         return args
     options = load(path)

@@ -18,17 +18,15 @@ import logging
 import time
 import wave
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from aiohttp import web
 
 from wyoming_kokoro_gguf.audio import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
-from wyoming_kokoro_gguf.server.app import RequestError, voice_description
-from wyoming_kokoro_gguf.server.handler import TextSegmenter
-
-if TYPE_CHECKING:
-    from wyoming_kokoro_gguf.server.app import ServerContext
+from wyoming_kokoro_gguf.server.context import ServerContext
+from wyoming_kokoro_gguf.server.errors import RequestError
+from wyoming_kokoro_gguf.server.segmenter import TextSegmenter
+from wyoming_kokoro_gguf.server.voices import voice_description
 
 _LOGGER = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"

@@ -1,0 +1,147 @@
+"""Cuts text that arrives in pieces (a stream of deltas) into units worth synthesizing now.
+
+Shared by the Wyoming handler and the HTTP API: the unit is what the scheduler hands the
+engine and what the phrase cache keys on.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SENTENCE_END = ".!?…。！？"
+_CLAUSE_END = ",;:，；：、"
+_CLOSERS = "\"'”’»)]}」』"
+# Words whose trailing period does not end a sentence.
+_ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "no", "nr", "fig", "approx"}
+    | {"dept", "est", "inc", "ltd", "co", "mt", "ave", "e.g", "i.e", "cf", "al"}
+    | {"jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"}
+)
+_WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+_CLAUSE_MARK = re.compile(f"[{re.escape(_CLAUSE_END)}](?=\\s)")
+
+
+class TextSegmenter:
+    """Cuts text that arrives in arbitrary pieces into units worth synthesizing now.
+
+    A unit ends at a sentence end (. ! ? … and CJK marks, with closing quotes) followed by
+    white space and a word that does not start in lower case, or at a line break.  A period
+    after a known abbreviation or a single initial does not end a sentence, and "3.5" never
+    splits because a split needs white space after the mark, which only the next piece of text
+    can show.  When no sentence ends for a while, the text is cut at a clause mark (, ; :) so
+    the first audio is not held back by a long sentence: after ``first_clause_chars`` for the
+    first unit, ``clause_chars`` later, and at a word boundary after ``max_chars`` when there is
+    no punctuation at all.
+    """
+
+    def __init__(
+        self, first_clause_chars: int = 60, clause_chars: int = 150, max_chars: int = 300
+    ) -> None:
+        self._buf = ""
+        self._scan_from = 0
+        self._emitted = 0
+        self.first_clause_chars = first_clause_chars
+        self.clause_chars = clause_chars
+        self.max_chars = max_chars
+
+    def feed(self, text: str) -> list[str]:
+        """Add a piece of text; return the units it completed."""
+        self._buf += text
+        return self._drain(final=False)
+
+    def finish(self) -> list[str]:
+        """The end of the text: return every remaining unit."""
+        units = self._drain(final=True)
+        rest = self._buf.strip()
+        self._buf = ""
+        self._scan_from = 0
+        if rest:
+            units.append(rest)
+        return [u for u in units if u]
+
+    def _take(self, end: int) -> str:
+        unit = self._buf[:end].strip()
+        self._buf = self._buf[end:]
+        self._scan_from = 0
+        if unit:
+            self._emitted += 1
+        return unit
+
+    def _drain(self, final: bool) -> list[str]:
+        units: list[str] = []
+        while True:
+            cut = self._sentence_cut(final)
+            if cut is None:
+                cut = self._clause_cut()
+            if cut is None:
+                break
+            unit = self._take(cut)
+            if unit:
+                units.append(unit)
+        return units
+
+    def _sentence_cut(self, final: bool) -> int | None:
+        buf = self._buf
+        n = len(buf)
+        i = self._scan_from
+        while i < n:
+            ch = buf[i]
+            if ch == "\n" and buf[:i].strip():
+                return i + 1
+            if ch in _SENTENCE_END:
+                j = i + 1
+                while j < n and (buf[j] in _SENTENCE_END or buf[j] in _CLOSERS):
+                    j += 1
+                if j >= n:
+                    if final:
+                        return n
+                    self._scan_from = i  # wait for the next piece to see what follows
+                    return None
+                if ch in "。！？":
+                    return j
+                if buf[j].isspace() and not self._is_abbreviation(buf, i, ch):
+                    k = j
+                    while k < n and buf[k].isspace():
+                        k += 1
+                    if k >= n and not final:
+                        self._scan_from = i  # is the next word lower case ("5 p.m. today")?
+                        return None
+                    if k >= n or not buf[k].islower():
+                        return j
+                i = j
+                continue
+            i += 1
+        self._scan_from = n
+        return None
+
+    @staticmethod
+    def _is_abbreviation(buf: str, i: int, ch: str) -> bool:
+        if ch != ".":
+            return False
+        m = _WORD_BEFORE.search(buf[:i])
+        if not m:
+            return False
+        word = m.group(1).lower()
+        if len(word) == 1 and word.isalpha() and m.group(1).isupper():
+            return True  # an initial: "J. R. R. Tolkien"
+        return word in _ABBREVIATIONS
+
+    def _clause_cut(self) -> int | None:
+        buf = self._buf
+        limit = self.first_clause_chars if self._emitted == 0 else self.clause_chars
+        if len(buf.strip()) < limit:
+            return None
+        best = None
+        for m in _CLAUSE_MARK.finditer(buf):
+            if len(buf[: m.end()].strip()) >= min(limit, 40):
+                best = m.end()
+        if best is not None:
+            return best
+        if len(buf) >= self.max_chars:
+            space = buf.rfind(" ", 0, self.max_chars)
+            if space > 0:
+                return space
+            # No space at all (a 10,000-character "word"): cut it anyway, so one unit stays one
+            # engine pass and a client's next request or another client's turn is not held back.
+            return self.max_chars
+        return None
