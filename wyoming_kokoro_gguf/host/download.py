@@ -18,9 +18,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 try:
     import fcntl
@@ -28,6 +26,9 @@ except ImportError:  # Windows: no advisory locks; downloads are not serialized 
     fcntl = None  # type: ignore[assignment]
 
 from wyoming_kokoro_gguf.host.plan import VARIANTS
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,10 +41,6 @@ KNOWN_SHA256: dict[str, str] = {}
 DISK_RESERVE_BYTES = 16 << 20  # leave this much free after a download
 CHUNK_BYTES = 1 << 20
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-# A connection that cannot even be opened in time (a firewall dropping packets) means offline too.
-_CONNECT_TIMEOUTS: tuple[type[BaseException], ...] = tuple(
-    t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
-)
 
 
 class DownloadError(RuntimeError):
@@ -288,6 +285,14 @@ async def _fetch_unlocked(
     connect_timeout: float,
     read_timeout: float,
 ) -> Path:
+    # aiohttp is imported here, not at the top: the engine process resolves its model through
+    # this module and loads the HTTP client only when it really downloads.
+    import aiohttp
+
+    # A connection that cannot even be opened in time (a firewall dropping packets) is offline too.
+    connect_timeouts: tuple[type[BaseException], ...] = tuple(
+        t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
+    )
     sha256 = (sha256 or KNOWN_SHA256.get(dest.name) or "").lower() or None
     own_session = session is None
     if session is None:
@@ -307,7 +312,7 @@ async def _fetch_unlocked(
             resumed = part.exists() and part.stat().st_size > 0
             try:
                 total, want_sha, digest = await _attempt(session, url, dest, expected_size, sha256)
-            except (aiohttp.ClientConnectorError, *_CONNECT_TIMEOUTS) as err:
+            except (aiohttp.ClientConnectorError, *connect_timeouts) as err:
                 raise OfflineError(
                     f"cannot reach {_host(url)} to download {dest.name}: {_reason(err)}"
                 ) from None
