@@ -36,11 +36,11 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -264,6 +264,20 @@ class _Synthesis:
     speed: float
 
 
+class _Running(NamedTuple):
+    """The unit a job is at, and the generator of its audio."""
+
+    unit_id: int
+    audio: Generator[np.ndarray, None, None]
+
+
+class _Early(NamedTuple):
+    """A unit started in the background before its step came."""
+
+    synthesis: _Synthesis
+    future: Future
+
+
 class _StepLoop:
     """Advances one request's unit generator per ``Step``; one generator per job id.
 
@@ -284,9 +298,8 @@ class _StepLoop:
         self.engine = engine
         self.log = log
         self.idle_release_s = idle_release_s
-        self.generators: dict[int, tuple[int, Iterator[np.ndarray]]] = {}  # job -> (unit, audio)
-        # job id -> units started early, in order, with the future of their audio
-        self.early: dict[int, deque[tuple[_Synthesis, Future]]] = {}
+        self.generators: dict[int, _Running] = {}  # job id -> its unit in progress
+        self.early: dict[int, deque[_Early]] = {}  # job id -> units started early, in order
         self.ahead_limit = engine.options.passes
         self.released = True  # nothing to give back before the first request
 
@@ -323,10 +336,10 @@ class _StepLoop:
 
     def _cancel(self, job_id: int) -> None:
         self._drop_early(job_id)
-        entry = self.generators.pop(job_id, None)
-        if entry is not None:
+        running = self.generators.pop(job_id, None)
+        if running is not None:
             with contextlib.suppress(Exception):
-                entry[1].close()  # type: ignore[attr-defined]
+                running.audio.close()
 
     def _step(self, msg: Step) -> StepReply:
         """The next audio of ``msg``'s unit, its end, or why it failed."""
@@ -346,22 +359,22 @@ class _StepLoop:
 
     def _advance(self, msg: Step) -> StepReply:
         job_id, synthesis = msg.job_id, _Synthesis(msg.text, msg.voice, msg.speed)
-        entry = self.generators.get(job_id)
+        running = self.generators.get(job_id)
         ahead = False
-        if entry is None or entry[0] != msg.unit_id:
-            if entry is not None:
-                entry[1].close()  # type: ignore[attr-defined]
+        if running is None or running.unit_id != msg.unit_id:
+            if running is not None:
+                running.audio.close()
             future = self._take_early(job_id, synthesis, msg.upcoming)
             if future is not None:
                 ahead = True
-                entry = (msg.unit_id, _audio_of(future))
+                running = _Running(msg.unit_id, _audio_of(future))
             else:
-                entry = (msg.unit_id, iter(self.engine.synthesize(*_args(synthesis))))
-            self.generators[job_id] = entry
+                running = _Running(msg.unit_id, _generate(self.engine, synthesis))
+            self.generators[job_id] = running
         if ahead:  # this unit is computing already: keep the next ones going beside it
             self._start_early(job_id, msg)
         try:
-            audio = next(entry[1])
+            audio = next(running.audio)
         except StopIteration:
             self.generators.pop(job_id, None)
             if not self.early.get(job_id):
@@ -383,15 +396,17 @@ class _StepLoop:
             return  # other requests are being served: their turns come first (round robin)
         started = self.early.get(job_id, deque())
         wanted = [_Synthesis(text, msg.voice, msg.speed) for text in msg.upcoming]
-        todo = [s for s in wanted if all(s != done for done, _ in started)]
+        todo = [s for s in wanted if all(s != early.synthesis for early in started)]
         todo.sort(key=lambda s: (s != wanted[0], -len(s.text)))  # next, then longest
         for synthesis in todo:
             future = None
             if len(started) < self.ahead_limit:
-                future = self.engine.synthesize_later(*_args(synthesis))
+                future = self.engine.synthesize_later(
+                    synthesis.text, synthesis.voice, synthesis.speed
+                )
             if future is None:
                 break
-            started.append((synthesis, future))
+            started.append(_Early(synthesis, future))
         if started:
             self.early[job_id] = started
 
@@ -401,22 +416,25 @@ class _StepLoop:
         """The future of ``synthesis`` if it was started early; cancels the job's early units
         that are no longer coming (served from the phrase cache instead)."""
         found = None
-        for entry in self.early.pop(job_id, deque()):
-            if found is None and entry[0] == synthesis:
-                found = entry[1]
-            elif entry[0].text not in upcoming:
-                entry[1].cancel()
+        for early in self.early.pop(job_id, deque()):
+            if found is None and early.synthesis == synthesis:
+                found = early.future
+            elif early.synthesis.text not in upcoming:
+                early.future.cancel()
             else:
-                self.early.setdefault(job_id, deque()).append(entry)
+                self.early.setdefault(job_id, deque()).append(early)
         return found
 
     def _drop_early(self, job_id: int) -> None:
-        for _, future in self.early.pop(job_id, ()):
-            future.cancel()
+        for early in self.early.pop(job_id, ()):
+            early.future.cancel()
 
 
-def _args(synthesis: _Synthesis) -> tuple[str, str, float]:
-    return synthesis.text, synthesis.voice, synthesis.speed
+def _generate(engine: Engine, synthesis: _Synthesis) -> Generator[np.ndarray, None, None]:
+    """The unit's audio, computed as it is read (the engine checks the voice at once); a
+    generator, so that close() stops it when the job moves on or is cancelled."""
+    audio = engine.synthesize(synthesis.text, synthesis.voice, synthesis.speed)
+    return cast(Generator[np.ndarray, None, None], audio)
 
 
 def _serve_steps(
@@ -426,7 +444,7 @@ def _serve_steps(
     _StepLoop(conn, engine, log, idle_release_s).run()
 
 
-def _audio_of(future: Future) -> Iterator[np.ndarray]:
+def _audio_of(future: Future) -> Generator[np.ndarray, None, None]:
     """The chunks of a unit synthesized in the background (cancelled if dropped unread)."""
     try:
         yield from future.result()
