@@ -110,7 +110,9 @@ def _inputs(engine: Engine, sentence: str, voice: str = VOICE) -> tuple[np.ndarr
 @pytest.fixture(scope="module")
 def engine_reference_ops(kokoro_gguf) -> Engine:
     """The same file with the reference export's op sequence in the decoder (no rewrites)."""
-    return Engine.load(kokoro_gguf("f32"), replace(default_options().with_threads(2), rewrites=False))
+    return Engine.load(
+        kokoro_gguf("f32"), replace(default_options().with_threads(2), rewrites=False)
+    )
 
 
 @pytest.mark.parametrize("speed", [1.0, 1.3])
