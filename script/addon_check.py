@@ -23,7 +23,8 @@ architecture is reused while the Dockerfile, the wheel's dependencies and the De
 unchanged (then only the wheel is reinstalled, with the Dockerfile's pip command; --fresh redoes
 every step), and the converted models.
 
-Exit status: 0 passed, 1 failed, 77 skipped (with "addon-check: skipped: WHY").
+Exit status: 0 passed, 1 failed, 77 skipped (with "addon-check: skipped: WHY"), 124 stopped by
+SIGTERM (a time limit) before it finished; the server it started is stopped either way.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ class Skip(Exception):
 
 
 class Failed(Exception):
+    pass
+
+
+class TimedOut(BaseException):  # not caught by the optional steps' `except Exception`
     pass
 
 
@@ -631,11 +636,19 @@ def main(argv: list[str] | None = None) -> int:
         help="build the wheel from the working tree (default: the last commit, like a release)",
     )
     args = parser.parse_args(argv)
+
+    def terminated(signum, frame):  # e.g. CI's `timeout`: stop the server on the way out
+        raise TimedOut(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         report = check(args.arch, args.fresh, args.worktree)
     except Skip as why:
         say(f"skipped: {why}")
         return SKIP
+    except TimedOut as why:
+        say(f"did not finish: {why}")
+        return 124
     except Failed as why:
         say(f"FAILED: {why}")
         return 1
