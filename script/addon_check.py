@@ -493,12 +493,13 @@ def check_service(image: Image, service: Service) -> None:
     import psutil
 
     uid = passwd_uid(image.root, service.user)
-    tree = psutil.Process(service.proc.pid).children(recursive=True)
+    server = psutil.Process(service.proc.pid)  # the run script's exec chain ends in it
+    tree = [server, *server.children(recursive=True)]
     pythons = [
         p for p in tree if "python" in p.name() or "wyoming_kokoro_gguf" in " ".join(p.cmdline())
     ]
-    if not pythons:
-        raise Failed("no server process found")
+    if len(pythons) < 2:
+        raise Failed(f"expected the server and its engine process, found {len(pythons)}")
     uids = {p.uids().effective for p in pythons}
     if uids != {uid}:
         raise Failed(f"server processes run as uids {uids}, not {service.user} ({uid})")
