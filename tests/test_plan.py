@@ -10,7 +10,7 @@ import pytest
 
 from wyoming_kokoro_gguf.host import plan
 from wyoming_kokoro_gguf.host import profile as host
-from wyoming_kokoro_gguf.synth.lowering import session_options
+from wyoming_kokoro_gguf.synth.engine import session_options
 
 PI4_2GB = ["--arch", "aarch64", "--cpu-flags", "fp,asimd,crc32", "--cores", "4", "--mem-mb", "2048"]
 PI4_2GB += ["--cpu-model", "Cortex-A72", "--board", "Raspberry Pi 4 Model B Rev 1.4"]

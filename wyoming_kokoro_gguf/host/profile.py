@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import onnxruntime as ort
-
 # Instruction-set features that matter for the kernels ONNX Runtime (MLAS) picks.
 X86_FEATURES = (
     "sse4_2",
@@ -414,7 +412,13 @@ def usable_cores(
 
 
 def _ort_info() -> tuple[str, list[str]]:
-    """ONNX Runtime's version and execution providers."""
+    """ONNX Runtime's version and execution providers.
+
+    Imported here, not at the top: the server's front end imports this module for the plan's
+    types and stays free of ONNX Runtime (~34 MB of RSS), which only the engine process needs.
+    """
+    import onnxruntime as ort
+
     return ort.__version__, list(ort.get_available_providers())
 
 

@@ -17,10 +17,9 @@ import signal
 import sys
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from aiohttp import web
 from wyoming.server import AsyncServer, AsyncStdioServer
 
 from wyoming_kokoro_gguf.host.plan import PlanError, parse_count
@@ -29,8 +28,10 @@ from wyoming_kokoro_gguf.server.config import ServerConfig
 from wyoming_kokoro_gguf.server.context import ServerContext
 from wyoming_kokoro_gguf.server.errors import EngineFailed, one_line
 from wyoming_kokoro_gguf.server.handler import KokoroEventHandler
-from wyoming_kokoro_gguf.server.http_api import start_http
 from wyoming_kokoro_gguf.synth.lowering import MAX_PASSES
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -130,7 +131,13 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 async def _start_http(ctx: ServerContext, config: ServerConfig) -> web.AppRunner:
-    """The HTTP side door on --http-host:--http-port; _CannotStart if the port is taken."""
+    """The HTTP side door on --http-host:--http-port; _CannotStart if the port is taken.
+
+    Its module is imported only here, when the door is asked for: aiohttp's server costs the
+    front end 13 MB of RSS (measured), memory a 2 GB board running without it keeps.
+    """
+    from wyoming_kokoro_gguf.server.http_api import start_http
+
     assert config.http_port is not None
     try:
         return await start_http(ctx, config.http_host, config.http_port)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import onnxruntime as ort
-
 from wyoming_kokoro_gguf.weights.layout import MAX_PHONEMES
 
 LINEAR_CHOICES = ("fp32", "matmulnbits")
@@ -103,24 +101,3 @@ def default_options() -> EngineOptions:
             "rewrites": "on: exact 2-D conv / InstanceNormalization forms, faster, same maths",
         }
     )
-
-
-def session_options(options: EngineOptions) -> ort.SessionOptions:
-    """ONNX Runtime session options for the engine's two sessions under ``options``."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = options.threads
-    so.inter_op_num_threads = 1  # the graph is one chain of ops, run sequentially
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry(
-        "session.intra_op.allow_spinning", "1" if options.allow_spinning else "0"
-    )
-    so.enable_cpu_mem_arena = options.mem_arena
-    # Memory patterns only pay for repeated identical shapes; every pass here has its own
-    # length, and the planned blocks raised the peak while speaking (491 -> 438 MB, same speed).
-    so.enable_mem_pattern = False
-    # Flush denormals to zero: the vocoder's decaying signals hit them (~6% faster, same audio
-    # within the SNR the tests check).
-    so.add_session_config_entry("session.set_denormal_as_zero", "1")
-    so.log_severity_level = 3
-    return so
