@@ -195,7 +195,6 @@ CRAFTED: list[tuple[str, bytes, str]] = [
     ("voice a string", header(data={"text": "Hi.", "voice": "name"}), "error"),
     ("voice name a number", header(data={"text": "Hi.", "voice": {"name": 7}}), "error"),
     ("chunk text a list", header("synthesize-chunk", data={"text": ["a"]}), "error"),
-    ("unknown voice", header(data={"text": "Hi.", "voice": {"name": "../../etc/x"}}), "error"),
     ("unknown event type", header("no-such-event", data={"a": 1}), "usable"),
     ("audio sent to a tts server", header("audio-chunk", payload_length=4) + b"\0\0\0\0", "usable"),
     ("stop without start", header("synthesize-stop"), "usable"),

@@ -20,6 +20,7 @@ from wyoming_kokoro_gguf.server.info import build_info
 from wyoming_kokoro_gguf.server.phrase_cache import PhraseCache
 from wyoming_kokoro_gguf.server.scheduler import Scheduler
 from wyoming_kokoro_gguf.server.voices import clean_language_tag
+from wyoming_kokoro_gguf.weights.layout import voice_info
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class ServerContext:
         self.requests = 0
         self._info_event = build_info([], self.streaming).event()
         self._warned_voice = False
+        self._warned_voices: set[str] = set()  # requested names that fell back, warned once
         self.engine.on_voices(self._voices_changed)
         self.engine.on_model(self._model_resolved)
 
@@ -89,28 +91,49 @@ class ServerContext:
         """The Info event for describe (prebuilt: answering costs one write)."""
         return self._info_event
 
-    async def resolve_voice(self, name: str | None, language: str | None = None) -> str:
-        """The voice to use for a request: the requested name, else --voice; RequestError if unknown."""
+    async def resolve_voice(
+        self, name: str | None, language: str | None = None, strict: bool = False
+    ) -> str:
+        """The voice for a request: the requested name, else --voice (or one of ``language``).
+
+        A name the model lacks falls back to a voice of that name's language (its prefix letter:
+        ``af_x`` -> en-US), else --voice, with one warning per name: Home Assistant ignores
+        errors on its streaming path and caches the silence it got, so speech is the only
+        answer a user can hear (docs/HOMEASSISTANT.md).  ``strict`` (the HTTP API, whose caller
+        sees a status) refuses an unknown name instead.  RequestError without any voice.
+        """
         await self.engine.wait_voices()
         voices = self.engine.voices
-        if name:
+        if self.default_voice is None or not voices:
+            raise RequestError("the model has no voices", "no_voices")
+        if name and name.strip():
             name = name.strip()
             if name in voices:
                 return name
-            available = ", ".join(sorted(voices))
-            raise RequestError(
-                f"unknown voice {name!r}; available voices: {available}", "unknown_voice"
-            )
+            if strict:
+                available = ", ".join(sorted(voices))
+                raise RequestError(
+                    f"unknown voice {name!r}; available voices: {available}", "unknown_voice"
+                )
+            fallback = self._voice_of_language(voice_info(name).language)
+            if name not in self._warned_voices:
+                self._warned_voices.add(name)
+                _LOGGER.warning("voice %s is not in the model; using %s", name, fallback)
+            return fallback
         if language:
-            tag = clean_language_tag(language)
-            default = voices.get(self.default_voice or "")
-            if default is None or default.language.lower() != tag.lower():
-                for v in sorted(voices.values(), key=lambda v: v.name):
-                    if v.language.lower() == tag.lower():
-                        return v.name
-        if self.default_voice is None:
-            raise RequestError("the model has no voices", "no_voices")
+            return self._voice_of_language(clean_language_tag(language))
         return self.default_voice
+
+    def _voice_of_language(self, tag: str) -> str:
+        """--voice when it speaks ``tag`` (or nothing does), else the first voice that does."""
+        voices = self.engine.voices
+        default = voices.get(self.default_voice or "")
+        if default is not None and default.language.lower() == tag.lower():
+            return default.name
+        for v in sorted(voices.values(), key=lambda v: v.name):
+            if v.language.lower() == tag.lower():
+                return v.name
+        return self.default_voice or ""
 
     def check_text(self, text: str, total: int | None = None) -> None:
         """RequestError when a text is longer than --max-text-chars."""

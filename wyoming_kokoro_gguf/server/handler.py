@@ -10,9 +10,14 @@ Event sequences the handler produces (audio is 24 kHz, 16-bit, mono throughout):
   inside the stream (the whole text again, for old servers) is not spoken a second time.
   Home Assistant builds its WAV header from the first audio-start and ignores later ones, so
   one audio-start with one format is what a stream gets here.
-* Errors (unknown voice, text too long, engine failure): an ``error`` event with one clear
-  line; in a stream, synthesize-stopped still follows synthesize-stop, so a streaming client
-  never waits forever.  The connection stays open for the next request.
+* A voice the model lacks is spoken with a voice of its language (a warning in the log):
+  Home Assistant ignores errors while streaming and caches what it got, so silence would stay.
+* A stream longer than --max-text-chars is spoken up to the limit (cut at a word, warned).
+* Other failures of a one-shot ``synthesize`` (text too long, engine failure, busy): an
+  ``error`` event with one clear line, then the connection is closed without ``audio-stop``:
+  a client reading until ``audio-stop`` (Home Assistant, without a timeout) sees the failure
+  instead of waiting forever or caching an empty result.  In a stream, synthesize-stopped
+  still follows synthesize-stop, so a streaming client never waits forever.
 * ``describe`` (and ``ping``) is answered at once, at any point, even in the middle of a synthesis.
 """
 
@@ -64,21 +69,40 @@ class _Request:
         self.got_text = False
         self.stopped = asyncio.Event()
         self.error: RequestError | None = None
+        self.truncated = False  # a stream cut at --max-text-chars takes no more text
         self.created = time.monotonic()
 
     def feed(self, text: str) -> None:
         """More text (a stream delta, or the whole text of a one-shot request)."""
-        if self.error is not None or self.stopped.is_set():
+        if self.error is not None or self.stopped.is_set() or self.truncated:
             return
         self.got_text = self.got_text or bool(text)
-        self.chars += len(text)
         try:
-            self.handler.ctx.check_text("", total=self.chars)
+            self.handler.ctx.check_text("", total=self.chars + len(text))
         except RequestError as err:
-            self.fail(err)
-            return
+            if not self.streaming:
+                self.fail(err)
+                return
+            text = self._cut_at_limit(text)
+        self.chars += len(text)
         for unit in self.segmenter.feed(text):
             self.job.add_text(unit)
+
+    def _cut_at_limit(self, text: str) -> str:
+        """The part of a stream delta within --max-text-chars, cut at a word; then the stream
+        takes no more text.  Speaking the start beats refusing: a refused stream is silence
+        that Home Assistant caches."""
+        room = max(0, self.handler.ctx.max_text_chars - self.chars)
+        kept = text[:room]
+        if len(text) > room and " " in kept:
+            kept = kept[: kept.rindex(" ")]
+        if not self.truncated:
+            self.truncated = True
+            _LOGGER.warning(
+                "stream longer than --max-text-chars (%d): spoken up to the limit",
+                self.handler.ctx.max_text_chars,
+            )
+        return kept
 
     def stop(self) -> None:
         """The end of the text."""
@@ -162,8 +186,8 @@ class KokoroEventHandler(AsyncEventHandler):
                 request.stop()
                 await self._submit(request)
                 return True
-            if not self.ctx.streaming:
-                return True  # streaming is not advertised: stream events are not ours to answer
+            # Stream events are answered even when streaming is not advertised: Home Assistant
+            # keeps the describe it read first and streams to a server restarted without it.
             if SynthesizeStart.is_type(event.type):
                 start = SynthesizeStart.from_event(event)
                 if self._stream is not None:
@@ -271,6 +295,9 @@ class KokoroEventHandler(AsyncEventHandler):
         except RequestError as err:
             request.fail(err)
             await self._send_error(err)
+            if not request.streaming:
+                await self.stop()  # no audio-stop: a reader waiting for it sees the close
+                return
             if audio_started:
                 await self.write_event(AudioStop(timestamp=timestamp).event())
         if request.streaming:

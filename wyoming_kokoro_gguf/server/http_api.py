@@ -114,7 +114,7 @@ async def tts(request: web.Request) -> web.Response:
     job = None
     try:
         ctx.check_text(text)
-        voice = await ctx.resolve_voice(params.get("voice") or None)
+        voice = await ctx.resolve_voice(params.get("voice") or None, strict=True)
         job = ctx.scheduler.create_job(speed)
         segmenter = TextSegmenter()
         for unit in segmenter.feed(text) + segmenter.finish():
