@@ -182,6 +182,25 @@ def test_splitter_never_cuts_inside(text: str) -> None:
     assert split_text(text) == [text]
 
 
+@pytest.mark.parametrize(
+    "language", ["en-us", "en-gb", "es", "fr-fr", "it", "pt-br", "hi", "ja", "cmn"]
+)
+def test_hostile_text_never_raises_nor_stalls(language: str) -> None:
+    """Random digit and symbol soup, and numbers beyond Python's 4300-digit int() limit."""
+    import random
+    import time
+
+    rng = random.Random(language)
+    alphabet = "0123456789.,:-/ %°CkmWhAaPpvV$€£¥+#@&()x\u202fstndrh"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 80))) for _ in range(60)]
+    texts += ["1" * 5000, "1" * 5000 + "th", "v1." + "2" * 5000, "1." * 2000, "12:" * 1500]
+    texts += ["$1" * 1000, "-" * 5000 + "1", "5" * 5000 + " min", "9" * 400 + "." + "9" * 400]
+    for text in texts:
+        started = time.perf_counter()
+        norm.speakable(text, language)
+        assert time.perf_counter() - started < 2.0, text[:40]
+
+
 # ------------------------------------------------------------------ never drop a word
 
 

@@ -455,7 +455,10 @@ def decimal(
 ) -> str:
     """ "19", "5" -> "nineteen point five"; the fraction is read digit by digit."""
     lang = table(language)
-    words = spell(int(whole or "0"), language, "numbering" if fraction else purpose, feminine)
+    if len(whole) > MAX_CARDINAL_DIGITS:  # before int(): Python refuses over 4300 digits
+        words = digits(whole, language)
+    else:
+        words = spell(int(whole or "0"), language, "numbering" if fraction else purpose, feminine)
     if fraction:
         words = lang.sep.join([words, lang.point, digits(fraction, language)])
     return lang.sep.join([lang.minus, words]) if negative else words
@@ -754,7 +757,7 @@ def addresses(text: str, language: str) -> str:
 
     def version(m: re.Match[str]) -> str:
         said = f"{sep}{table(language).point}{sep}".join(
-            spell(int(p), language, "numbering") for p in m[2].split(".")
+            decimal(p, "", language) for p in m[2].split(".")
         )
         return ("version " if m[1] and lang_key(language) == "en" else "") + said
 
@@ -784,7 +787,7 @@ def units(text: str, language: str) -> str:
 
     def one(m: re.Match[str]) -> str:
         unit = re.sub(r"°\s", "°", m[2])
-        if unit == "min" and lang_key(language) == "ja" and m[1].isdigit():
+        if unit == "min" and lang_key(language) == "ja" and m[1].isdigit() and len(m[1]) < 4:
             return _ja_counter(int(m[1]), "ふん")  # "ごふん", "じゅっぷん": sound changes
         entry = lang.units.get(unit) or english.get(unit)
         after = text[m.end() : m.end() + 2]
@@ -819,6 +822,8 @@ def ordinals(text: str, language: str) -> str:
         return text
 
     def one(m: re.Match[str]) -> str:
+        if len(m[1]) > MAX_CARDINAL_DIGITS:
+            return digits(m[1], language)
         feminine = bool(fem) and m[2] in fem
         return spell(int(m[1]), language, "ordinal", feminine=feminine)
 
