@@ -180,23 +180,28 @@ def test_a_damaged_model_file_stops_the_server_with_one_line(
 
 
 @pytest.mark.slow
-def test_streamed_text_over_the_limit_is_an_error_and_the_stream_still_ends(server) -> None:
+def test_streamed_text_over_the_limit_is_spoken_up_to_it_and_the_stream_ends(server) -> None:
+    """Home Assistant caches a refused stream's silence: the text within --max-text-chars is
+    spoken (cut at a word), the rest dropped with a warning, and the stream ends normally."""
+
     async def scenario() -> tuple[Exchange, Exchange]:
         async with AsyncTcpClient("127.0.0.1", server.port) as c:
             await c.write_event(SynthesizeStart(voice=SynthesizeVoice(VOICE)).event())
-            for _ in range(11):  # 11 x 1000 characters, no sentence end: nothing spoken yet
+            await c.write_event(SynthesizeChunk(text=" " * (MAX_TEXT - 10)).event())
+            for _ in range(11):  # 11 x 1000 characters more: only "word word" fits
                 await c.write_event(SynthesizeChunk(text="word " * 200).event())
             await c.write_event(SynthesizeStop().event())
-            bad = await read_until(c, Exchange(), "synthesize-stopped")
+            cut = await read_until(c, Exchange(), "synthesize-stopped")
             await c.write_event(Synthesize(text="Short.", voice=SynthesizeVoice(VOICE)).event())
             good = await read_until(c, Exchange(), "audio-stop", "error")
-            return bad, good
+            return cut, good
 
-    bad, good = asyncio.run(scenario())
-    err = bad.error()
-    assert err is not None and err.code == "text_too_long", bad.types()
-    assert str(MAX_TEXT) in err.text and "--max-text-chars" in err.text
-    assert bad.types()[-1] == "synthesize-stopped"
+    cut, good = asyncio.run(scenario())
+    assert cut.shape() == ["audio-start", "audio-chunk+", "audio-stop", "synthesize-stopped"]
+    assert 0.3 < len(cut.pcm()) / 2 / 24000 < 2.5  # two words, not 2,200
+    assert f"stream longer than --max-text-chars ({MAX_TEXT}): spoken up to the limit" in (
+        server.log()
+    )
     assert good.shape() == ["audio-start", "audio-chunk+", "audio-stop"]
 
 
