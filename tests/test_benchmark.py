@@ -154,3 +154,73 @@ def test_kokoro_onnx_peer_row(kokoro_onnx: Path, kokoro_voices: Path) -> None:
     row_line = next(x for x in per_text if x.startswith("| kokoro-onnx |"))
     assert len(servers) == 2 and servers[0].count("|") == 10 and row_line.count("|") == 10
     assert f"| {m['audio_s']:.1f} |" in row_line and "| - |" not in row_line
+
+
+class _EchoJudge:
+    """Hears the first sentence of each corpus whatever it is given (the tiny model's random
+    weights make noise): the scores then check the section's pairing and scoring."""
+
+    def __init__(self) -> None:
+        corpora = bench.corpora()
+        self.first = {
+            "en": corpora.HOME_AUTOMATION[0][1],
+            "ja": corpora.JAPANESE[0],
+            "zh": corpora.MANDARIN[0],
+        }
+        self.heard: list[tuple[int, str]] = []
+
+    def transcribe(self, audio: np.ndarray, rate: int, language: str = "en") -> str:
+        self.heard.append((len(audio), language))
+        assert rate == 24000 and len(audio) > 0
+        return self.first[language]
+
+
+@pytest.mark.slow
+def test_text_section_on_a_tiny_model(tmp_path: Path) -> None:
+    """The text section through the real Wyoming server on a tiny model: two sentences per
+    corpus, every language; the rows render, and a text-only run replaces only its part."""
+    pytest.importorskip("pyopenjtalk")
+    pytest.importorskip("pypinyin")
+    import fixtures_ttscpp
+    from asr import corpus_cer, corpus_wer, kana_reading
+
+    model = tmp_path / "tiny.gguf"
+    fixtures_ttscpp.build(model)
+    voices = bench.TextVoices(english="af_heart", japanese="jf_alpha", mandarin="zf_xiaobei")
+    command = bench.server_command("text", {"text": model}, 2, voices.english)
+    judge = _EchoJudge()
+    text = bench.text_section(judge, command, voices, limit=2)
+    assert [lang for _, lang in judge.heard] == ["en"] * 2 + ["ja"] * 2 + ["zh"] * 2
+
+    corpora = bench.corpora()
+    first, second = corpora.HOME_AUTOMATION[:2]
+    heard = corpora.letters(first[1])
+    want = corpus_wer([(corpora.letters(first[1]), heard), (corpora.letters(second[1]), heard)])
+    assert text["english"]["sentences"] == 2 and 0 < want < 1
+    assert text["english"]["wer"] == {"this server": pytest.approx(want)}
+    ja = [(r, corpora.JAPANESE[0]) for r in corpora.JAPANESE[:2]]
+    assert text["japanese"]["cer"]["this server"] == pytest.approx(corpus_cer(ja))
+    kana = [(kana_reading(r), kana_reading(h)) for r, h in ja]
+    assert text["japanese"]["kana_cer"]["this server"] == pytest.approx(corpus_cer(kana))
+    assert 0 < text["mandarin"]["syllable_error_rate"]["this server"] < 1
+
+    block = bench.render_text(text, "note-one")
+    lines = block.splitlines()
+    assert lines[0] == bench.TEXT_START and lines[-1] == bench.TEXT_END
+    rows = [line for line in lines if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 5
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 2 + len(bench.TEXT_SYSTEMS)
+        assert cells[2] != "-" and cells[3:] == ["-"] * 3  # no peers were run
+    assert f"| {want:.3f} |" in rows[0]
+
+    # A text-only run puts its block inside the README's benchmark block, then replaces it.
+    readme = (ROOT / "README.md").read_text()
+    once = bench.splice_text(readme, block)
+    assert once.count(bench.TEXT_START) == 1
+    assert once.index(bench.MARK_START) < once.index(bench.TEXT_START) < once.index(bench.MARK_END)
+    twice = bench.splice_text(once, block.replace("note-one", "note-two"))
+    assert twice.count(bench.TEXT_START) == 1 and "note-two" in twice and "note-one" not in twice
+    outside = lambda doc: doc.split(bench.TEXT_START)[0] + doc.split(bench.TEXT_END)[1]  # noqa: E731
+    assert outside(once) == outside(twice)
