@@ -114,17 +114,19 @@ async def synthesize(
     delta_chars: int,
     delta_delay: float,
     timeout: float,
+    text_format: str | None = None,
 ) -> bytes:
-    """Run one synthesis; fill ``result``; return the PCM audio."""
+    """Run one synthesis; fill ``result``; return the PCM audio (``text_format``: "ssml")."""
     syn_voice = SynthesizeVoice(name=voice) if voice else None
     writer: asyncio.Task | None = None
     started = time.monotonic()
     if stream:
         writer = asyncio.create_task(
-            _write_stream(client, text, syn_voice, delta_chars, delta_delay)
+            _write_stream(client, text, syn_voice, delta_chars, delta_delay, text_format)
         )
     else:
-        await client.write_event(Synthesize(text=text, voice=syn_voice).event())
+        synthesize = Synthesize(text=text, voice=syn_voice, text_format=text_format)
+        await client.write_event(synthesize.event())
     try:
         pcm = await _read_audio(client, result, stream, timeout, started)
     finally:
@@ -147,14 +149,16 @@ async def _write_stream(
     voice: SynthesizeVoice | None,
     delta_chars: int,
     delta_delay: float,
+    text_format: str | None = None,
 ) -> None:
     """Send the text as Home Assistant streams it: small deltas, then the full text, then stop."""
-    await client.write_event(SynthesizeStart(voice=voice).event())
+    await client.write_event(SynthesizeStart(voice=voice, text_format=text_format).event())
     for delta in split_deltas(text, delta_chars):
         await client.write_event(SynthesizeChunk(text=delta).event())
         if delta_delay > 0:
             await asyncio.sleep(delta_delay)
-    await client.write_event(Synthesize(text=text, voice=voice).event())
+    synthesize = Synthesize(text=text, voice=voice, text_format=text_format)
+    await client.write_event(synthesize.event())
     await client.write_event(SynthesizeStop().event())
 
 
@@ -307,6 +311,7 @@ async def run(args: argparse.Namespace) -> int:
             args.delta_chars,
             args.delta_delay,
             args.timeout,
+            "ssml" if args.ssml else None,
         )
     finally:
         await client.disconnect()
@@ -330,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--voice", help="voice name (default: the server's default voice)")
     parser.add_argument(
         "--stream", action="store_true", help="stream the text in small deltas like Home Assistant"
+    )
+    parser.add_argument(
+        "--ssml", action="store_true", help="the text is SSML (sent with text_format: ssml)"
     )
     parser.add_argument("--list-voices", action="store_true", help="list the voices and exit")
     parser.add_argument("-o", "--output", help="write the audio to this WAV file")

@@ -22,12 +22,13 @@ from collections.abc import Generator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import NamedTuple, cast
 
 import numpy as np
 
 from wyoming_kokoro_gguf.audio import to_int16
-from wyoming_kokoro_gguf.host.models import resolve
+from wyoming_kokoro_gguf.host.models import default_data_dir, resolve
 from wyoming_kokoro_gguf.server.config import ServerConfig
 from wyoming_kokoro_gguf.server.engine_process import (
     Cancel,
@@ -47,6 +48,7 @@ from wyoming_kokoro_gguf.server.engine_process import (
 from wyoming_kokoro_gguf.server.errors import one_line
 from wyoming_kokoro_gguf.server.voices import VoiceDesc, voice_from_info
 from wyoming_kokoro_gguf.synth.engine import Engine, UnknownVoiceError
+from wyoming_kokoro_gguf.synth.lexicon import Lexicon
 from wyoming_kokoro_gguf.weights.model_file import open_model
 
 LOGGER_NAME = "wyoming_kokoro_gguf.server.engine_worker"
@@ -102,6 +104,8 @@ def _load(conn: Connection, config: ServerConfig, log: logging.Logger) -> Engine
     conn.send(StateChanged("loading"))
     started = time.monotonic()
     engine = Engine.load(resolved.path, resolved.engine_options)
+    engine.lexicon = Lexicon([Path(d) for d in config.data_dir] or [default_data_dir()])
+    engine.lexicon.refresh(force=True)
     for name, formula in config.blends:
         try:
             engine.add_blend(name, formula)

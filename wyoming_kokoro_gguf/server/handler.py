@@ -18,6 +18,9 @@ Event sequences the handler produces (audio is 24 kHz, 16-bit, mono throughout):
   a client reading until ``audio-stop`` (Home Assistant, without a timeout) sees the failure
   instead of waiting forever or caching an empty result.  In a stream, synthesize-stopped
   still follows synthesize-stop, so a streaming client never waits forever.
+* ``text_format: "ssml"`` on ``synthesize`` or ``synthesize-start``: the text is SSML
+  (synth/ssml.py).  A stream's SSML deltas are collected until synthesize-stop and parsed then
+  (markup cannot be cut safely mid-tag), so an SSML stream's first audio waits for its end.
 * ``describe`` (and ``ping``) is answered at once, at any point, even in the middle of a synthesis.
 """
 
@@ -49,17 +52,27 @@ from wyoming_kokoro_gguf.server.errors import RequestError
 from wyoming_kokoro_gguf.server.limits import ProtocolError, check_event, limits_for, read_event
 from wyoming_kokoro_gguf.server.scheduler import Job
 from wyoming_kokoro_gguf.server.segmenter import TextSegmenter
+from wyoming_kokoro_gguf.synth import ssml
 
 _LOGGER = logging.getLogger(__name__)
 
 MAX_QUEUED_REQUESTS = 8  # per connection
 
 
+def _is_ssml(text_format: Any) -> bool:
+    """Whether a request's text_format names SSML (an enum or a plain string)."""
+    return str(getattr(text_format, "value", text_format) or "").lower() == "ssml"
+
+
 class _Request:
     """A queued request of one connection: a one-shot synthesize or a text stream."""
 
-    def __init__(self, handler: KokoroEventHandler, voice: Any, streaming: bool) -> None:
+    def __init__(
+        self, handler: KokoroEventHandler, voice: Any, streaming: bool, text_format: Any = None
+    ) -> None:
         self.handler = handler
+        # SSML is collected whole and parsed at the end: a tag cannot be cut safely mid-stream
+        self.ssml: list[str] | None = [] if _is_ssml(text_format) else None
         self.voice_name = getattr(voice, "name", None) if voice is not None else None
         self.voice_language = getattr(voice, "language", None) if voice is not None else None
         self.streaming = streaming
@@ -85,6 +98,9 @@ class _Request:
                 return
             text = self._cut_at_limit(text)
         self.chars += len(text)
+        if self.ssml is not None:
+            self.ssml.append(text)
+            return
         for unit in self.segmenter.feed(text):
             self.job.add_text(unit)
 
@@ -109,7 +125,8 @@ class _Request:
         if self.stopped.is_set():
             return
         if self.error is None:
-            for unit in self.segmenter.finish():
+            units = self.segmenter.finish() if self.ssml is None else ssml.units("".join(self.ssml))
+            for unit in units:
                 self.job.add_text(unit)
         self.job.close()
         self.stopped.set()
@@ -181,7 +198,7 @@ class KokoroEventHandler(AsyncEventHandler):
                     if not self._stream.got_text:
                         self._stream.feed(synthesize.text)
                     return True
-                request = _Request(self, synthesize.voice, streaming=False)
+                request = _Request(self, synthesize.voice, False, synthesize.text_format)
                 request.feed(synthesize.text)
                 request.stop()
                 await self._submit(request)
@@ -193,7 +210,7 @@ class KokoroEventHandler(AsyncEventHandler):
                 if self._stream is not None:
                     self._stream.stop()  # a new stream ends an unfinished one
                     self._stream = None
-                stream = _Request(self, start.voice, streaming=True)
+                stream = _Request(self, start.voice, True, start.text_format)
                 await self._submit(stream)  # refused: synthesize-stop still gets its answer
                 self._stream = stream
                 return True

@@ -6,7 +6,8 @@ any Wyoming client and never blocks one.
 
 * GET /health      JSON: state, model, plan, voices, cache and load figures (503 once failed)
 * GET /api/voices  JSON: every voice with language and description, and the default voice
-* GET /api/tts     ?text=&voice=&speed= -> audio/wav (24 kHz, 16-bit, mono); errors as JSON
+* GET /api/tts     ?text=&voice=&speed= -> audio/wav (24 kHz, 16-bit, mono); errors as JSON;
+                   ssml=1 (or a POST body of Content-Type application/ssml+xml): text is SSML
 * POST /api/tts    the same fields as a JSON object or a form (texts too long for a URL)
 * GET /            the test page (web/index.html)
 """
@@ -27,10 +28,14 @@ from wyoming_kokoro_gguf.server.context import ServerContext
 from wyoming_kokoro_gguf.server.errors import RequestError
 from wyoming_kokoro_gguf.server.segmenter import TextSegmenter
 from wyoming_kokoro_gguf.server.voices import voice_description
+from wyoming_kokoro_gguf.synth import ssml
 
 _LOGGER = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 CTX_KEY: web.AppKey = web.AppKey("ctx", object)
+
+
+SSML_TYPES = ("application/ssml+xml", "application/xml", "text/xml")
 
 
 def _error(status: int, text: str, code: str) -> web.Response:
@@ -79,6 +84,8 @@ async def _params(request: web.Request) -> dict[str, str]:
     """GET query parameters, or a POST's JSON object / form fields (for texts too long for a URL)."""
     if request.method != "POST":
         return dict(request.query)
+    if request.content_type in SSML_TYPES:  # the body is the SSML itself
+        return {**request.query, "text": await request.text(), "ssml": "1"}
     if request.content_type == "application/json":
         try:
             body = await request.json()
@@ -89,6 +96,14 @@ async def _params(request: web.Request) -> dict[str, str]:
     else:
         body = dict(await request.post())
     return {k: v if isinstance(v, str) else str(v) for k, v in body.items()}
+
+
+def _units(text: str, params: dict[str, str]) -> list[str]:
+    """The request's units of text: SSML parsed whole (synth/ssml.py), plain text segmented."""
+    if params.get("ssml", "").lower() in ("1", "true", "yes"):
+        return ssml.units(text)
+    segmenter = TextSegmenter()
+    return segmenter.feed(text) + segmenter.finish()
 
 
 async def tts(request: web.Request) -> web.Response:
@@ -116,8 +131,7 @@ async def tts(request: web.Request) -> web.Response:
         ctx.check_text(text)
         voice = await ctx.resolve_voice(params.get("voice") or None, strict=True)
         job = ctx.scheduler.create_job(speed)
-        segmenter = TextSegmenter()
-        for unit in segmenter.feed(text) + segmenter.finish():
+        for unit in _units(text, params):
             job.add_text(unit)
         job.close()
         job.start(voice)

@@ -32,13 +32,18 @@ import numpy as np
 import onnxruntime as ort
 
 from wyoming_kokoro_gguf.audio import SAMPLE_RATE, to_int16
+from wyoming_kokoro_gguf.synth import markup
 from wyoming_kokoro_gguf.synth import normalize as normalize_mod
 from wyoming_kokoro_gguf.synth import text as text_mod
 from wyoming_kokoro_gguf.synth.blend import BlendError, parse_blend
 from wyoming_kokoro_gguf.synth.graph import KokoroGraph
+from wyoming_kokoro_gguf.synth.graph_cache import Built, GraphCache
+from wyoming_kokoro_gguf.synth.lexicon import Lexicon
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions, default_options
 from wyoming_kokoro_gguf.synth.phonemes import (
     Phonemizer,
+    PhonemizerError,
+    keep_known,
     language_for_text,
     language_for_voice,
     split_phonemes,
@@ -120,10 +125,14 @@ class Engine:
         self._blends: dict[str, tuple[VoiceInfo, np.ndarray]] = {}
         self.voices: dict[str, VoiceInfo] = dict(model.voices)
         self._phonemizer = Phonemizer(model.phoneme_to_id)
+        # pronunciation overrides (synth/lexicon.py); set from the data directories
+        self.lexicon: Lexicon | None = None
         self.last_timings: list[PassTiming] = []
         self.nbits_used = 0  # Linear weights running packed in MatMulNBits
         self.int8_convs = 0  # int8 dot-product convolutions (conv="int8")
         self.conv_ratios: np.ndarray | None = None  # their calibrated output ranges
+        # where the sessions came from: "off" (no cache dir), or GraphCache.status ("loaded"...)
+        self.graph_cache = "off"
         self.style_width = 256  # decoder | predictor halves of a voice's style row
         # Trim each piece's silences (Kokoro pads ~0.3 s before and ~0.7 s after): pieces are
         # played back to back, and a shorter lead makes the first audio come sooner.
@@ -136,51 +145,38 @@ class Engine:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], options: EngineOptions | None = None) -> Engine:
-        """Open a Kokoro GGUF file and build its ONNX Runtime sessions."""
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        options: EngineOptions | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> Engine:
+        """Open a Kokoro GGUF file and build its ONNX Runtime sessions.
+
+        With ``cache_dir``, the optimized graphs an earlier load left there for the same file,
+        options and versions are loaded instead (synth/graph_cache.py: ~10 s -> <1 s), and a
+        build leaves them there; ``engine.graph_cache`` says which happened.
+        """
         options = options or default_options()
         model = open_model(Path(path))
-        builder = KokoroGraph(model, options, external=True)
-
-        def session(build) -> ort.InferenceSession:
-            data = build().SerializeToString()  # the proto itself is dropped right here
-            so = session_options(options)
-            names = list(builder.external)
-            values = [ort.OrtValue.ortvalue_from_numpy(builder.external[n]) for n in names]
-            so.add_external_initializers(names, values)
-            sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-            del values, so
-            builder.external = {}
-            _release_heap()
-            return sess
-
-        # one stage at a time, so only one graph's protobuf copy of the weights exists at once
-        stage1 = session(builder.build_stage1)
-        ratios = None
-        if options.conv == "int8":  # size each int8 conv's output range on real speech first
-            calibration = session(lambda: builder.build_stage2(calibrate=True))
-            ratios, builder.conv_gains = _calibrate_int8(
-                model,
-                stage1,
-                calibration,
-                builder.conv_bounds,
-                builder.conv_channels,
-                2 * builder.style_dim,
-            )
-            del calibration
-        stage2 = session(builder.build_stage2)
-        for note in builder.notes:
+        cache = None if cache_dir is None else GraphCache(cache_dir, Path(path), options)
+        found = None if cache is None else cache.load(lambda: session_options(options))
+        if found is None:
+            found = _build(model, options, cache)
+            # ORT holds its own copy of the weights now: unmap the file (only voices are read
+            # later, lazily) and give the freed heap back to the system.
+            model.close()
+            model = open_model(Path(path))
+        stage1, stage2, built = found
+        for note in built.notes:
             _LOG.info("%s", note)
-        # ORT holds its own copy of the weights now: unmap the file (only voices are read later,
-        # lazily) and give the freed heap back to the system.
-        model.close()
-        model = open_model(Path(path))
         _release_heap()
-        engine = cls(model, stage1, stage2, options, builder.notes)
-        engine.nbits_used = builder.nbits_used
-        engine.int8_convs = builder.int8_convs
-        engine.conv_ratios = ratios
-        engine.style_width = 2 * builder.style_dim
+        engine = cls(model, stage1, stage2, options, built.notes)
+        engine.nbits_used = built.nbits_used
+        engine.int8_convs = built.int8_convs
+        engine.conv_ratios = built.conv_ratios
+        engine.style_width = built.style_width
+        engine.graph_cache = "off" if cache is None else cache.status
         engine.warm_up()
         return engine
 
@@ -337,10 +333,50 @@ class Engine:
     def _passes(
         self, text: str, language: str, pack: np.ndarray, speed: float, fixed: bool
     ) -> Iterator[Callable[[], np.ndarray]]:
-        """The text's model passes, in order, as calls giving int16 audio (phonemized lazily)."""
+        """The text's model passes, in order, as calls giving int16 audio (phonemized lazily).
+
+        Directives (synth/markup.py) switch voice, speed or language for the text after them
+        and insert pauses, as exact runs of zero samples."""
+        for span in markup.spans(text):
+            if span.pause:
+                silence = np.zeros(round(span.pause * SAMPLE_RATE), dtype=np.int16)
+                yield lambda silence=silence: silence
+                continue
+            span_lang, span_pack, span_fixed = language, pack, fixed
+            if span.voice is not None:
+                try:
+                    info, span_pack = self._resolve(span.voice)
+                    if not fixed:
+                        span_lang = language_for_voice(info.name, getattr(info, "espeak", None))
+                except (UnknownVoiceError, BlendError) as err:
+                    _LOG.warning("voice switch ignored: %s", err)
+            if span.language:
+                span_lang, span_fixed = self._span_language(span.language, span_lang, span_fixed)
+            rate = min(MAX_SPEED, max(MIN_SPEED, speed * span.rate))
+            yield from self._text_passes(span.text, span_lang, span_pack, rate, span_fixed)
+
+    def _span_language(self, wanted: str, language: str, fixed: bool) -> tuple[str, bool]:
+        """The espeak-ng language a directive asks for ("de-de" may be "de"), or the one in
+        use when espeak-ng speaks neither: a language tag never fails a request."""
+        for candidate in dict.fromkeys((wanted, wanted.split("-")[0])):
+            try:
+                self._phonemizer.phonemize("a", candidate)
+                return candidate, True
+            except PhonemizerError as err:
+                error = err
+        _LOG.warning("language %r ignored: %s", wanted, error)
+        return language, fixed
+
+    def _text_passes(
+        self, text: str, language: str, pack: np.ndarray, speed: float, fixed: bool
+    ) -> Iterator[Callable[[], np.ndarray]]:
+        """One span's passes: lexicon and inline phonemes first, then pieces, normalizer, G2P."""
+        if self.lexicon is not None:
+            text = self.lexicon.apply(text, language)
+        text, given = markup.protect(markup.expand_say_as(text, language))
         for piece in text_mod.iter_pieces(text):
             lang = language if fixed else language_for_text(piece, language)
-            phonemes = self._phonemizer.phonemize(normalize_mod.speakable(piece, lang), lang)
+            phonemes = self._piece_phonemes(piece, given, lang)
             chunks = split_phonemes(phonemes, self.options.max_phonemes)
             for n, chunk in enumerate(chunks):
                 ids = self._phonemizer.ids(chunk)
@@ -350,6 +386,20 @@ class Engine:
                     n == len(chunks) - 1 and chunk.rstrip('”" ')[-1:] in text_mod.SENTENCE_END
                 )
                 yield lambda ids=ids, ends=ends_sentence: self._speak(ids, pack, speed, ends)
+
+    def _piece_phonemes(self, piece: str, given: list[str], language: str) -> str:
+        """A piece's phonemes: its text normalized and phonemized, given phonemes as they are."""
+        out = []
+        for is_phonemes, part in markup.parts(piece, given):
+            if is_phonemes:
+                kept = keep_known(part, self._phonemizer.vocab)
+                if len(kept.replace(" ", "")) != len(part.replace(" ", "")):
+                    _LOG.debug("phonemes outside the vocabulary dropped from %r", part)
+                out.append(kept)
+            else:
+                speakable = normalize_mod.speakable(part, language)
+                out.append(self._phonemizer.phonemize(speakable, language))
+        return " ".join(p for p in out if p)
 
     def _speak(
         self, ids: list[int], pack: np.ndarray, speed: float, ends_sentence: bool
@@ -469,6 +519,65 @@ def _align(
     durations = np.asarray(durations, dtype=np.int64).reshape(-1)
     index = np.repeat(np.arange(len(durations)), durations)
     return durations, {"en": d[index], "asr": t_en[index], "style": style}
+
+
+def _build(
+    model: KokoroModelFile, options: EngineOptions, cache: GraphCache | None
+) -> tuple[ort.InferenceSession, ort.InferenceSession, Built]:
+    """Build both stages (calibrating int8 convolutions first); ORT writes each optimized
+    stage into ``cache``'s new entry as it creates the session."""
+    builder = KokoroGraph(model, options, external=True)
+    if cache is not None:
+        cache.start_writing()
+
+    def session(build, stage: str | None = None) -> ort.InferenceSession:
+        data = build().SerializeToString()  # the proto itself is dropped right here
+        names = list(builder.external)
+        values = [ort.OrtValue.ortvalue_from_numpy(builder.external[n]) for n in names]
+        saving = stage is not None and cache is not None and cache.writing
+        so = session_options(options)
+        so.add_external_initializers(names, values)
+        if saving:
+            cache.save_to(so, stage)
+        try:
+            sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - ORT could not write the cache: go on without
+            if not saving:
+                raise
+            cache.abandon(err)
+            so = session_options(options)
+            so.add_external_initializers(names, values)
+            sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        del values, so
+        builder.external = {}
+        _release_heap()
+        return sess
+
+    # one stage at a time, so only one graph's protobuf copy of the weights exists at once
+    stage1 = session(builder.build_stage1, "stage1")
+    ratios = None
+    if options.conv == "int8":  # size each int8 conv's output range on real speech first
+        calibration = session(lambda: builder.build_stage2(calibrate=True))
+        ratios, builder.conv_gains = _calibrate_int8(
+            model,
+            stage1,
+            calibration,
+            builder.conv_bounds,
+            builder.conv_channels,
+            2 * builder.style_dim,
+        )
+        del calibration
+    stage2 = session(builder.build_stage2, "stage2")
+    built = Built(
+        notes=list(builder.notes),
+        nbits_used=builder.nbits_used,
+        int8_convs=builder.int8_convs,
+        style_width=2 * builder.style_dim,
+        conv_ratios=ratios,
+    )
+    if cache is not None:
+        cache.commit(built)
+    return stage1, stage2, built
 
 
 def _calibrate_int8(
