@@ -259,3 +259,10 @@ def test_oversized_ssml_is_read_as_text() -> None:
     doc = "<speak>" + "word " * (ssml.MAX_SSML_CHARS // 5) + "</speak>"
     units = ssml.units(doc)
     assert units and len(units[0]) <= ssml.MAX_SSML_CHARS
+
+
+def test_the_server_watches_the_engines_default_data_dir() -> None:
+    from wyoming_kokoro_gguf.host import models
+    from wyoming_kokoro_gguf.server import context
+
+    assert context.default_data_dir() == models.default_data_dir()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from wyoming.event import Event
@@ -20,11 +22,18 @@ from wyoming_kokoro_gguf.server.info import build_info
 from wyoming_kokoro_gguf.server.phrase_cache import PhraseCache
 from wyoming_kokoro_gguf.server.scheduler import Scheduler
 from wyoming_kokoro_gguf.server.voices import clean_language_tag
+from wyoming_kokoro_gguf.synth import lexicon
 from wyoming_kokoro_gguf.weights.layout import voice_info
 
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_CACHE_MB = 32.0  # about 11 minutes of 24 kHz int16 speech
+
+
+def default_data_dir() -> Path:
+    """host.models.default_data_dir, without importing the model code into this process."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "wyoming_kokoro_gguf"
 
 
 class ServerContext:
@@ -50,6 +59,10 @@ class ServerContext:
         self._warned_voices: set[str] = set()  # requested names that fell back, warned once
         self.engine.on_voices(self._voices_changed)
         self.engine.on_model(self._model_resolved)
+        # the engine re-reads changed lexicon files; cached phrases may hold the old words
+        self._lexicon_dirs = [Path(d) for d in config.data_dir] or [default_data_dir()]
+        self._lexicon_stamps = lexicon.file_stamps(self._lexicon_dirs)
+        self._lexicon_checked = time.monotonic()
 
     def start(self) -> None:
         """Start the engine process and the scheduler (inside the event loop)."""
@@ -137,6 +150,7 @@ class ServerContext:
 
     def check_text(self, text: str, total: int | None = None) -> None:
         """RequestError when a text is longer than --max-text-chars."""
+        self._check_lexicon()
         length = len(text) if total is None else total
         if length > self.max_text_chars:
             raise RequestError(
@@ -144,6 +158,18 @@ class ServerContext:
                 "(--max-text-chars)",
                 "text_too_long",
             )
+
+    def _check_lexicon(self) -> None:
+        """Empty the phrase cache when a lexicon file changed (checked every few seconds), so
+        an edited pronunciation is heard on the next request, not after the cache forgets."""
+        now = time.monotonic()
+        if now - self._lexicon_checked < lexicon.CHECK_SECONDS:
+            return
+        self._lexicon_checked = now
+        stamps = lexicon.file_stamps(self._lexicon_dirs)
+        if stamps != self._lexicon_stamps:
+            self._lexicon_stamps = stamps
+            self.cache.clear()
 
     def health(self) -> dict[str, Any]:
         """The /health document."""

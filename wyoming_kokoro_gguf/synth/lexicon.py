@@ -94,6 +94,19 @@ def parse_file(path: Path) -> tuple[dict[str, Entry], list[str]]:
     return entries, errors
 
 
+def file_stamps(dirs: Sequence[Path]) -> dict[Path, tuple[int, int]]:
+    """The lexicon files in ``dirs`` with their mtime and size (what a change is judged by)."""
+    stamps = {}
+    for folder in dirs:
+        try:
+            for path in Path(folder).glob("lexicon.*.txt"):
+                stat = path.stat()
+                stamps[path] = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            continue
+    return stamps
+
+
 class Lexicon:
     """The overrides of every language found in ``dirs``, re-read when a file changes."""
 
@@ -106,17 +119,6 @@ class Lexicon:
         self._entries: dict[str, dict[str, Entry]] = {}  # file language -> entries
         self._patterns: dict[str, tuple[re.Pattern[str], dict[str, Entry]] | None] = {}
 
-    def _files(self) -> dict[Path, tuple[int, int]]:
-        stamps = {}
-        for folder in self.dirs:
-            try:
-                for path in folder.glob("lexicon.*.txt"):
-                    stat = path.stat()
-                    stamps[path] = (stat.st_mtime_ns, stat.st_size)
-            except OSError:
-                continue
-        return stamps
-
     def refresh(self, force: bool = False) -> None:
         """Re-read the files if any changed (cheap: a stat per file every few seconds)."""
         now = time.monotonic()
@@ -124,7 +126,7 @@ class Lexicon:
             return
         with self._lock:
             self._checked = now
-            stamps = self._files()
+            stamps = file_stamps(self.dirs)
             if stamps == self._stamps and not force:
                 return
             self._stamps = stamps
