@@ -103,8 +103,11 @@ def _load(conn: Connection, config: ServerConfig, log: logging.Logger) -> Engine
         log.debug("early voice list unavailable: %s", one_line(err))
     conn.send(StateChanged("loading"))
     started = time.monotonic()
-    engine = Engine.load(resolved.path, resolved.engine_options)
-    engine.lexicon = Lexicon([Path(d) for d in config.data_dir] or [default_data_dir()])
+    data_dirs = [Path(d) for d in config.data_dir] or [default_data_dir()]
+    # the optimized graphs of earlier starts (synth/graph_cache.py): a warm start in ~1 s
+    engine = Engine.load(resolved.path, resolved.engine_options, data_dirs[0] / "cache")
+    log.info("graph cache: %s", engine.graph_cache)
+    engine.lexicon = Lexicon(data_dirs)
     engine.lexicon.refresh(force=True)
     for name, formula in config.blends:
         try:

@@ -549,6 +549,11 @@ def _build(
             so.add_external_initializers(names, values)
             sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
         del values, so
+        if saving and cache.writing:  # the session that saved keeps a copy: map the file
+            try:
+                sess = cache.reopen(stage, session_options(options))
+            except Exception as err:  # noqa: BLE001 - keep the built session, drop the cache
+                cache.abandon(err)
         builder.external = {}
         _release_heap()
         return sess

@@ -26,11 +26,19 @@ fp32/int8, AdaIN), ``text_stage`` (stage 1), ``decoder`` (stage 2 up to the gene
 ``generator`` (harmonic source, upsampling, inverse STFT), ``kokoro`` (KokoroGraph ties them).
 """
 
-from wyoming_kokoro_gguf.synth.graph.builder import OPSET, PREFIX, Builder, GraphBuildError, d_dim
+from wyoming_kokoro_gguf.synth.graph.builder import (
+    GRAPH_VERSION,
+    OPSET,
+    PREFIX,
+    Builder,
+    GraphBuildError,
+    d_dim,
+)
 from wyoming_kokoro_gguf.synth.graph.generator import hann, istft_basis
 from wyoming_kokoro_gguf.synth.graph.kokoro import BuiltGraphs, KokoroGraph, build
 
 __all__ = [
+    "GRAPH_VERSION",
     "OPSET",
     "PREFIX",
     "Builder",

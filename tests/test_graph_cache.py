@@ -1,0 +1,169 @@
+"""The graph cache (synth/graph_cache.py) on the real converted model: a second load reads the
+optimized graphs an earlier one wrote and speaks bit-identically; any changed input, a damaged
+entry or an unwritable directory leads to a build, never to a failed start."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wyoming_kokoro_gguf.synth.engine import Engine
+from wyoming_kokoro_gguf.synth.graph_cache import (
+    ENTRY_PREFIX,
+    MANIFEST,
+    TMP_PREFIX,
+    Built,
+    GraphCache,
+)
+from wyoming_kokoro_gguf.synth.lowering import default_options
+
+TEXT = "The quick brown fox jumps over the lazy dog."
+VOICE = "jf_alpha"
+OPTIONS = default_options().with_threads(2)
+
+
+def speak(engine: Engine) -> np.ndarray:
+    return np.concatenate(list(engine.synthesize(TEXT, VOICE)))
+
+
+def entries(cache: Path) -> list[Path]:
+    return sorted(p for p in cache.iterdir() if p.name.startswith(ENTRY_PREFIX))
+
+
+@pytest.fixture(scope="module")
+def small_model(kokoro_gguf, tmp_path_factory) -> Path:
+    """A private copy of the q4_0 file (the tests touch it)."""
+    path = tmp_path_factory.mktemp("model") / "kokoro-q4_0.gguf"
+    shutil.copyfile(kokoro_gguf("q4_0"), path)
+    return path
+
+
+@pytest.mark.slow
+def test_second_load_reads_the_cache_and_speaks_bit_identically(kokoro_gguf, tmp_path):
+    """The auto plan here (int8 convolutions, calibrated at build): ratios come from the entry."""
+    options = replace(OPTIONS, conv="int8", linear="fp32")
+    model = kokoro_gguf("f32")
+    first = Engine.load(model, options, cache_dir=tmp_path)
+    assert first.graph_cache == "saved"
+    audio = speak(first)
+    del first
+    second = Engine.load(model, options, cache_dir=tmp_path)
+    assert second.graph_cache == "loaded"
+    assert second.int8_convs > 0 and second.conv_ratios is not None
+    again = speak(second)
+    assert again.shape == audio.shape and np.array_equal(again, audio)
+    assert len(entries(tmp_path)) == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)]
+
+
+@pytest.mark.slow
+def test_changed_options_or_touched_file_rebuild(small_model, tmp_path):
+    assert Engine.load(small_model, OPTIONS, cache_dir=tmp_path).graph_cache == "saved"
+    assert Engine.load(small_model, OPTIONS, cache_dir=tmp_path).graph_cache == "loaded"
+    other = replace(OPTIONS, rewrites=False)
+    assert Engine.load(small_model, other, cache_dir=tmp_path).graph_cache == "saved"
+    st = small_model.stat()
+    os.utime(small_model, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert Engine.load(small_model, OPTIONS, cache_dir=tmp_path).graph_cache == "saved"
+    assert len(entries(tmp_path)) == 2  # the two most recently used are kept
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["flip", "truncate", "manifest"])
+def test_damaged_entry_is_rebuilt_with_a_warning(small_model, tmp_path, caplog, damage):
+    reference = speak(Engine.load(small_model, OPTIONS, cache_dir=tmp_path))
+    (entry,) = entries(tmp_path)
+    data = entry / "stage2.onnx.data"
+    if damage == "flip":  # same size, one byte changed
+        with open(data, "r+b") as f:
+            f.seek(data.stat().st_size // 2)
+            byte = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte[0] ^ 0xFF]))
+    elif damage == "truncate":
+        os.truncate(data, data.stat().st_size // 3)
+    else:
+        (entry / MANIFEST).write_text("{not json", encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        engine = Engine.load(small_model, OPTIONS, cache_dir=tmp_path)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "damaged" in warnings[0].getMessage()
+    assert engine.graph_cache == "saved"
+    assert np.array_equal(speak(engine), reference)
+    assert Engine.load(small_model, OPTIONS, cache_dir=tmp_path).graph_cache == "loaded"
+
+
+@pytest.mark.slow
+def test_unwritable_cache_dir_still_starts(small_model, tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with caplog.at_level(logging.WARNING):
+        engine = Engine.load(small_model, OPTIONS, cache_dir=blocker / "cache")
+    assert engine.graph_cache == "unwritable"
+    assert any("not written" in r.getMessage() for r in caplog.records)
+    assert speak(engine).size > 0
+
+
+LOAD_SCRIPT = """
+import sys
+from wyoming_kokoro_gguf.synth.engine import Engine
+from wyoming_kokoro_gguf.synth.lowering import default_options
+engine = Engine.load(sys.argv[1], default_options().with_threads(1), cache_dir=sys.argv[2])
+print(engine.graph_cache)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_starting_at_once(small_model, tmp_path):
+    """Both build and write; one rename wins, the other's files are dropped; both start."""
+    cmd = [sys.executable, "-c", LOAD_SCRIPT, str(small_model), str(tmp_path)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert set(outs) <= {"saved", "loaded"}
+    assert len(entries(tmp_path)) == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)]
+    third = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=600, check=True)
+    assert third.stdout.strip() == "loaded"
+
+
+def test_concurrent_commits_leave_one_whole_entry(tmp_path):
+    """Without a model: two writers of the same key; the second finds the entry there."""
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(100))
+    caches = [GraphCache(tmp_path / "cache", model, OPTIONS) for _ in range(2)]
+    assert caches[0].key == caches[1].key
+    for n, cache in enumerate(caches):
+        assert cache.start_writing()
+        for stage in ("stage1", "stage2"):
+            (cache._tmp / f"{stage}.onnx").write_bytes(bytes([n]) * 10)
+    for cache in caches:
+        cache.commit(Built(conv_ratios=np.ones(3, np.float32)))
+        assert cache.status == "saved"
+    (entry,) = entries(tmp_path / "cache")
+    manifest = json.loads((entry / MANIFEST).read_text())
+    assert manifest["key"] == caches[0].key
+    assert (entry / "stage1.onnx").read_bytes() == bytes([0]) * 10  # the first writer's
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [entry.name]
+
+
+def test_key_covers_options_and_file(tmp_path):
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(100))
+    key = GraphCache(tmp_path, model, OPTIONS).key
+    assert GraphCache(tmp_path, model, replace(OPTIONS, reasons={"x": "y"})).key == key
+    assert GraphCache(tmp_path, model, replace(OPTIONS, max_phonemes=100)).key != key
+    model.write_bytes(b"GGUF" + bytes(99) + b"x")  # same size, other contents
+    os.utime(model, ns=(0, 0))
+    changed = GraphCache(tmp_path, model, OPTIONS)
+    assert changed.key != key
+    assert changed.inputs["onnxruntime"] and changed.inputs["package"]
