@@ -266,3 +266,12 @@ def test_the_server_watches_the_engines_default_data_dir() -> None:
     from wyoming_kokoro_gguf.server import context
 
     assert context.default_data_dir() == models.default_data_dir()
+
+
+def test_the_first_data_directory_wins(tmp_path: Path) -> None:
+    first, second = tmp_path / "z", tmp_path / "a"
+    first.mkdir(), second.mkdir()
+    _write(first / "lexicon.en.txt", "Nala = first\n")
+    _write(second / "lexicon.en.txt", "Nala = second\nTom = tomm\n")
+    lex = Lexicon([first, second], check_seconds=0)
+    assert lex.apply("Nala Tom", "en-us") == "first tomm"

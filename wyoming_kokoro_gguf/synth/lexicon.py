@@ -9,7 +9,8 @@ line gives a word (or phrase) its phonemes or a respelling::
 
 Matching is whole-word and case-insensitive, before the normalizer (the lexicon wins).  A file
 for the voice's espeak language (``lexicon.en-gb.txt``) overrides one for its base language
-(``lexicon.en.txt``).  Files are re-read when they change, checked at most every
+(``lexicon.en.txt``), and the first data directory's entries win over later ones' (the
+add-on: ``/data``, then ``/share/kokoro``).  Files are re-read when they change, checked at most every
 ``CHECK_SECONDS``; a bad line is reported (file, line, what is wrong) once per change, and the
 rest of the file still loads.
 """
@@ -130,7 +131,8 @@ class Lexicon:
             if stamps == self._stamps and not force:
                 return
             self._stamps = stamps
-            self._load(sorted(stamps))
+            ordered = [p for d in reversed(self.dirs) for p in sorted(stamps) if p.parent == d]
+            self._load(ordered)
 
     def _load(self, paths: list[Path]) -> None:
         merged: dict[str, dict[str, Entry]] = {}
