@@ -54,6 +54,7 @@ from wyoming_kokoro_gguf.weights.model_file import KokoroModelFile, open_model
 _LOG = logging.getLogger(__name__)
 
 MIN_SPEED = 0.5
+_CLOSING = '.,;:!?…)”"»'
 MAX_SPEED = 2.0
 
 
@@ -399,7 +400,11 @@ class Engine:
             else:
                 speakable = normalize_mod.speakable(part, language)
                 out.append(self._phonemizer.phonemize(speakable, language))
-        return " ".join(p for p in out if p)
+        joined = ""
+        for phonemes in filter(None, out):  # closing punctuation sticks to the word before it
+            glue = not joined or phonemes[0] in _CLOSING
+            joined += phonemes if glue else " " + phonemes
+        return joined
 
     def _speak(
         self, ids: list[int], pack: np.ndarray, speed: float, ends_sentence: bool
