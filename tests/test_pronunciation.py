@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from wyoming_kokoro_gguf.host import models
+from wyoming_kokoro_gguf.server import context
 from wyoming_kokoro_gguf.synth import lexicon, markup, ssml
 from wyoming_kokoro_gguf.synth.lexicon import Entry, Lexicon
+from wyoming_kokoro_gguf.synth.text import iter_pieces
 
 # ----------------------------------------------------------------------------- lexicon
 
@@ -112,8 +115,6 @@ def test_a_missing_data_directory_is_no_error(tmp_path: Path) -> None:
 def test_inline_phonemes_become_placeholders_that_survive_piece_cutting() -> None:
     text, given = markup.protect("Hi [Dr. Kokoro](/kˈOkəɹO/). Next [one](wun) here.")
     assert given == ["kˈOkəɹO"] and "wun" in text and "Kokoro" not in text
-    from wyoming_kokoro_gguf.synth.text import iter_pieces
-
     pieces = list(iter_pieces(text))
     found = [p for piece in pieces for p in markup.parts(piece, given)]
     assert (True, "kˈOkəɹO") in found
@@ -262,9 +263,6 @@ def test_oversized_ssml_is_read_as_text() -> None:
 
 
 def test_the_server_watches_the_engines_default_data_dir() -> None:
-    from wyoming_kokoro_gguf.host import models
-    from wyoming_kokoro_gguf.server import context
-
     assert context.default_data_dir() == models.default_data_dir()
 
 
