@@ -11,6 +11,7 @@ import pytest
 
 from wyoming_kokoro_gguf.host import models
 from wyoming_kokoro_gguf.server import context
+from wyoming_kokoro_gguf.server.segmenter import TextSegmenter
 from wyoming_kokoro_gguf.synth import lexicon, markup, ssml
 from wyoming_kokoro_gguf.synth.lexicon import Entry, Lexicon
 from wyoming_kokoro_gguf.synth.text import iter_pieces
@@ -273,3 +274,16 @@ def test_the_first_data_directory_wins(tmp_path: Path) -> None:
     _write(second / "lexicon.en.txt", "Nala = second\nTom = tomm\n")
     lex = Lexicon([first, second], check_seconds=0)
     assert lex.apply("Nala Tom", "en-us") == "first tomm"
+
+
+def test_a_stream_is_never_cut_inside_inline_markup() -> None:
+    text = "Hi. Say [Dr. Who. Ok](/dˈɑktəɹ hˈu/) now. Then [a, b, c](/ˈA, bˈi, sˈi/) today. [x. Y."
+    segmenter = TextSegmenter(first_clause_chars=5, clause_chars=5)
+    units = [u for n in range(0, len(text), 3) for u in segmenter.feed(text[n : n + 3])]
+    units += segmenter.finish()
+    assert units == [
+        "Hi.",
+        "Say [Dr. Who. Ok](/dˈɑktəɹ hˈu/) now.",
+        "Then [a, b, c](/ˈA, bˈi, sˈi/) today.",
+        "[x. Y.",
+    ]

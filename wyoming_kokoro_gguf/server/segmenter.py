@@ -19,6 +19,14 @@ _ABBREVIATIONS = frozenset(
 )
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
 _CLAUSE_MARK = re.compile(f"[{re.escape(_CLAUSE_END)}](?=\\s)")
+# An unfinished inline pronunciation, "[word](/phonemes/)" (synth/markup.py), before a position:
+# a unit never ends inside one, or its phonemes would be read as text.
+_OPEN_MARKUP = re.compile(r"\[[^\[\]\n]{0,100}(?:\]\([^()\n]{0,300})?$")
+
+
+def _inside_markup(buf: str, end: int) -> bool:
+    """Whether a cut at ``end`` would fall inside inline pronunciation markup."""
+    return "[" in buf and _OPEN_MARKUP.search(buf, max(0, end - 420), end) is not None
 
 
 class TextSegmenter:
@@ -106,7 +114,7 @@ class TextSegmenter:
                     if k >= n and not final:
                         self._scan_from = i  # is the next word lower case ("5 p.m. today")?
                         return None
-                    if k >= n or not buf[k].islower():
+                    if (k >= n or not buf[k].islower()) and not _inside_markup(buf, j):
                         return j
                 i = j
                 continue
@@ -133,7 +141,7 @@ class TextSegmenter:
             return None
         best = None
         for m in _CLAUSE_MARK.finditer(buf):
-            if len(buf[: m.end()].strip()) >= min(limit, 40):
+            if len(buf[: m.end()].strip()) >= min(limit, 40) and not _inside_markup(buf, m.end()):
                 best = m.end()
         if best is not None:
             return best
