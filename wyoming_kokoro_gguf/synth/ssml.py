@@ -52,11 +52,6 @@ class _State:
         return out + (f"{{{{lang {self.language}}}}}" if self.language else "")
 
 
-def looks_like_ssml(text: str) -> bool:
-    """Whether plain text was probably meant as SSML (starts with <speak)."""
-    return text.lstrip().startswith("<speak")
-
-
 def parse(text: str) -> ET.Element:
     """SSML -> its element tree; SSMLError for refused or malformed markup."""
     if len(text) > MAX_SSML_CHARS:
