@@ -466,7 +466,7 @@ def tail(log: Path, lines: int = 30) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def synthesize(service: Service, text: str, wav: Path, timeout: float) -> dict:
+def synthesize(service: Service, text: str, wav: Path, timeout: float, slow: bool) -> dict:
     uri = f"tcp://127.0.0.1:{service.port}"
     done = client(
         [
@@ -484,6 +484,9 @@ def synthesize(service: Service, text: str, wav: Path, timeout: float) -> dict:
         timeout + 60,
     )
     if done.returncode != 0:
+        if slow and "no answer from the server within" in done.stderr:
+            # Under QEMU on a busy machine a load can outlast any fixed bound: not a verdict.
+            raise TimedOut(f"no audio within {timeout:.0f} s under emulation")
         raise Failed(f"synthesis failed: {done.stderr.strip()}\n{tail(service.log)}")
     return json.loads(done.stdout)
 
@@ -550,7 +553,7 @@ def serve_and_check(
         say(f"describe: {info['program']} {info['version']}, {len(info['voices'])} voices")
         wav = CACHE / f"out-{arch}-{name}.wav"
         with timings.step(f"{arch} {name}: synthesis of {text!r}"):
-            result = synthesize(service, text, wav, limit)
+            result = synthesize(service, text, wav, limit, slow=arch == "arm64")
         say(
             f"audio {result['audio_seconds']:.3f} s, first audio "
             f"{result['first_audio_seconds']:.2f} s, total {result['total_seconds']:.2f} s"
@@ -615,7 +618,7 @@ def check(arch: str, fresh: bool, worktree: bool, skip_tiny: bool = False) -> di
     else:
         if tiny is not None:  # a quick smoke test first; fp32: no int8 calibration pass
             serve_and_check(image, arch, tiny, "tiny", TINY_SENTENCE, timings, 1800, "fp32")
-        result, wav = serve_and_check(image, arch, real, "real", SENTENCE, timings, 2400)
+        result, wav = serve_and_check(image, arch, real, "real", SENTENCE, timings, 3600)
         report["real"] = result
         reference = CACHE / "out-amd64-real.wav"
         if not reference.is_file():
