@@ -105,7 +105,10 @@ def _load(conn: Connection, config: ServerConfig, log: logging.Logger) -> Engine
     started = time.monotonic()
     data_dirs = [Path(d) for d in config.data_dir] or [default_data_dir()]
     # the optimized graphs of earlier starts (synth/graph_cache.py): a warm start in ~1 s
-    engine = Engine.load(resolved.path, resolved.engine_options, data_dirs[0] / "cache")
+    # warmed up below by a real synthesis (the engine's own tiny pass would only repeat it)
+    engine = Engine.load(
+        resolved.path, resolved.engine_options, data_dirs[0] / "cache", warm_up=False
+    )
     log.info("graph cache: %s", engine.graph_cache)
     engine.lexicon = Lexicon(data_dirs)
     engine.lexicon.refresh(force=True)
@@ -130,6 +133,7 @@ def _warm_up(
     voice = wanted if wanted in names else ("af_heart" if "af_heart" in names else None)
     voice = voice or (sorted(names)[0] if names else None)
     if voice is None:
+        engine.warm_up()  # no voice to speak with: the engine's tiny pass
         return
     try:
         for _ in engine.synthesize("Ready.", voice, 1.0):

@@ -151,12 +151,14 @@ class Engine:
         path: str | os.PathLike[str],
         options: EngineOptions | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
+        warm_up: bool = True,
     ) -> Engine:
         """Open a Kokoro GGUF file and build its ONNX Runtime sessions.
 
         With ``cache_dir``, the optimized graphs an earlier load left there for the same file,
         options and versions are loaded instead (synth/graph_cache.py: ~10 s -> <1 s), and a
-        build leaves them there; ``engine.graph_cache`` says which happened.
+        build leaves them there; ``engine.graph_cache`` says which happened.  ``warm_up=False``
+        skips the tiny first pass, for callers that warm up with a real synthesis anyway.
         """
         options = options or default_options()
         model = open_model(Path(path))
@@ -178,7 +180,8 @@ class Engine:
         engine.conv_ratios = built.conv_ratios
         engine.style_width = built.style_width
         engine.graph_cache = "off" if cache is None else cache.status
-        engine.warm_up()
+        if warm_up:
+            engine.warm_up()
         return engine
 
     def warm_up(self) -> None:
