@@ -167,3 +167,13 @@ def test_key_covers_options_and_file(tmp_path):
     changed = GraphCache(tmp_path, model, OPTIONS)
     assert changed.key != key
     assert changed.inputs["onnxruntime"] and changed.inputs["package"]
+
+
+def test_a_nearly_full_disk_is_not_filled(tmp_path, monkeypatch, caplog):
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(100))
+    cache = GraphCache(tmp_path / "cache", model, OPTIONS)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(1, 1, 1))
+    with caplog.at_level(logging.WARNING):
+        assert not cache.start_writing()
+    assert cache.status == "unwritable" and "MB free" in caplog.text

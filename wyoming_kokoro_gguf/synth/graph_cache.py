@@ -50,6 +50,9 @@ KEEP_ENTRIES = 2  # the current entry and one more (a rollback, or another optio
 STALE_TMP_S = 3600.0  # a temporary directory this old belongs to a process that died
 HEAD_BYTES = 4 << 20  # GGUF metadata and tensor index are at the start of the file
 TAIL_BYTES = 1 << 20
+# An entry holds the weights as ORT runs them (fp32 mostly): up to ~2x a quantized file.  Write
+# one only when that leaves this much free too (a full disk breaks more than this cache).
+SPARE_DISK_BYTES = 512 << 20
 # The sources whose change changes what is built: the graph package, the lowering options,
 # the engine (int8 calibration) and this module.
 _SYNTH_DIR = Path(__file__).resolve().parent
@@ -160,6 +163,7 @@ class GraphCache:
 
     def __init__(self, cache_dir: str | os.PathLike[str], model_path: Path, options: EngineOptions):
         self.dir = Path(cache_dir)
+        self.model_size = model_path.stat().st_size
         self.inputs = cache_inputs(model_path, options)
         self.key = hashlib.sha256(json.dumps(self.inputs, sort_keys=True).encode()).hexdigest()
         self.entry = self.dir / f"{ENTRY_PREFIX}{self.key[:32]}"
@@ -209,6 +213,9 @@ class GraphCache:
         """Make the temporary directory the build writes into; False when it cannot."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(self.dir).free
+            if free < 2 * self.model_size + SPARE_DISK_BYTES:
+                raise OSError(f"only {free >> 20} MB free")
             tmp = self.dir / f"{TMP_PREFIX}{self.key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
         except OSError as err:
