@@ -368,7 +368,9 @@ def test_dockerfile_has_the_expected_steps():
     assert "ARG BUILD_VERSION\n" in text and "COPY wheels /usr/src/wheels\n" in text
     assert 'wheel="wyoming_kokoro_gguf-${BUILD_VERSION:?' in text
     # with the Japanese and Mandarin front ends (the offline model's voices are Japanese)
-    assert '.venv/bin/pip install --no-cache-dir --progress-bar off "wheels/${wheel}[ja,zh]"' in text
+    assert (
+        '.venv/bin/pip install --no-cache-dir --progress-bar off "wheels/${wheel}[ja,zh]"' in text
+    )
     assert "/releases/download/v${BUILD_VERSION}/${wheel}" in text
     assert "git" not in re.sub(r"https://github\.com/\S+", "", text).split()  # no git tag
     assert 'ENV PATH="/usr/src/.venv/bin:${PATH}"' in text and "COPY rootfs /" in text
