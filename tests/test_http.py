@@ -90,6 +90,7 @@ def test_api_tts_returns_a_wav(server) -> None:
         audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
     assert len(audio) / 24000 == pytest.approx(float(headers["X-Audio-Seconds"]), abs=0.01)
     assert len(audio) > 24000 and np.sqrt(np.mean(audio.astype(float) ** 2)) > 300
+    assert f"/api/tts: 24 chars, voice {voice}," in server.log()  # logged like a Wyoming request
 
 
 def test_api_tts_accepts_a_json_post(server) -> None:

@@ -139,12 +139,20 @@ async def tts(request: web.Request) -> web.Response:
         chunks = [audio async for audio in job.chunks()]
     except RequestError as err:
         status = 503 if err.code in ("engine_failed", "engine_crashed", "busy") else 400
+        _LOGGER.warning("/api/tts refused (%d): %s", status, err.text)
         return _error(status, err.text, err.code)
     finally:
         if job is not None:
             job.cancel()
     samples = sum(int(c.size) for c in chunks)
     elapsed = time.monotonic() - started
+    _LOGGER.info(
+        "/api/tts: %d chars, voice %s, %.2f s of audio in %.2f s",
+        len(text),
+        voice,
+        samples / SAMPLE_RATE,
+        elapsed,
+    )
     return web.Response(
         body=to_wav(chunks),
         content_type="audio/wav",
