@@ -48,16 +48,22 @@ def small_model(kokoro_gguf, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_second_load_reads_the_cache_and_speaks_bit_identically(kokoro_gguf, tmp_path):
-    """The auto plan here (int8 convolutions, calibrated at build): ratios come from the entry."""
+def test_second_load_reads_the_cache_and_speaks_bit_identically(kokoro_gguf, tmp_path, caplog):
+    """The auto plan here (int8 convolutions, calibrated at build): ratios come from the entry.
+    A build says what it is doing (minutes on a small board); a cached load builds nothing."""
     options = replace(OPTIONS, conv="int8", linear="fp32")
     model = kokoro_gguf("f32")
-    first = Engine.load(model, options, cache_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="wyoming_kokoro_gguf.synth.engine"):
+        first = Engine.load(model, options, cache_dir=tmp_path)
     assert first.graph_cache == "saved"
+    steps = ["building the text stage", "calibrating the int8", "building the audio stage"]
+    assert all(step in caplog.text for step in steps) and "graphs built in" in caplog.text
+    caplog.clear()
     audio = speak(first)
     del first
-    second = Engine.load(model, options, cache_dir=tmp_path)
-    assert second.graph_cache == "loaded"
+    with caplog.at_level(logging.INFO, logger="wyoming_kokoro_gguf.synth.engine"):
+        second = Engine.load(model, options, cache_dir=tmp_path)
+    assert second.graph_cache == "loaded" and "building" not in caplog.text
     assert second.int8_convs > 0 and second.conv_ratios is not None
     again = speak(second)
     assert again.shape == audio.shape and np.array_equal(again, audio)

@@ -566,10 +566,14 @@ def _build(
         _release_heap()
         return sess
 
-    # one stage at a time, so only one graph's protobuf copy of the weights exists at once
+    # one stage at a time, so only one graph's protobuf copy of the weights exists at once;
+    # each step is logged: a first load takes 10 s here and minutes on a small board
+    started = time.perf_counter()
+    _LOG.info("building the text stage (ALBERT, prosody predictor) ...")
     stage1 = session(builder.build_stage1, "stage1")
     ratios = None
     if options.conv == "int8":  # size each int8 conv's output range on real speech first
+        _LOG.info("calibrating the int8 convolutions on a sample sentence ...")
         calibration = session(lambda: builder.build_stage2(calibrate=True))
         ratios, builder.conv_gains = _calibrate_int8(
             model,
@@ -580,7 +584,9 @@ def _build(
             2 * builder.style_dim,
         )
         del calibration
+    _LOG.info("building the audio stage (decoder, generator) ...")
     stage2 = session(builder.build_stage2, "stage2")
+    _LOG.info("graphs built in %.1f s", time.perf_counter() - started)
     built = Built(
         notes=list(builder.notes),
         nbits_used=builder.nbits_used,
