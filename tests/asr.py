@@ -210,16 +210,21 @@ def normalize(text: str) -> list[str]:
     return [w.replace("'", "") for w in words]
 
 
-def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(substitutions + deletions + insertions, reference word count) by Levenshtein on words."""
-    ref, hyp = normalize(reference), normalize(hypothesis)
+def _edits(ref: list[str], hyp: list[str]) -> int:
+    """Substitutions + deletions + insertions turning ``ref`` into ``hyp`` (Levenshtein)."""
     prev = list(range(len(hyp) + 1))
     for i, r in enumerate(ref, 1):
         cur = [i] + [0] * len(hyp)
         for j, h in enumerate(hyp, 1):
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
         prev = cur
-    return prev[-1], len(ref)
+    return prev[-1]
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(substitutions + deletions + insertions, reference word count) by Levenshtein on words."""
+    ref = normalize(reference)
+    return _edits(ref, normalize(hypothesis)), len(ref)
 
 
 def wer(reference: str, hypothesis: str) -> float:
@@ -247,14 +252,8 @@ def _chars(text: str) -> list[str]:
 def char_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     """(edits, reference characters) by Levenshtein on characters: for Japanese and Chinese,
     which are written without spaces between words."""
-    ref, hyp = _chars(reference), _chars(hypothesis)
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1], len(ref)
+    ref = _chars(reference)
+    return _edits(ref, _chars(hypothesis)), len(ref)
 
 
 def corpus_cer(pairs: list[tuple[str, str]]) -> float:
