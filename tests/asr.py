@@ -235,12 +235,7 @@ def wer(reference: str, hypothesis: str) -> float:
 
 def corpus_wer(pairs: list[tuple[str, str]]) -> float:
     """Word error rate over many (reference, hypothesis) pairs: total errors / total words."""
-    errors = total = 0
-    for reference, hypothesis in pairs:
-        e, n = word_errors(reference, hypothesis)
-        errors += e
-        total += n
-    return errors / max(total, 1)
+    return _corpus_rate(pairs, word_errors)
 
 
 def _chars(text: str) -> list[str]:
@@ -258,12 +253,13 @@ def char_errors(reference: str, hypothesis: str) -> tuple[int, int]:
 
 def corpus_cer(pairs: list[tuple[str, str]]) -> float:
     """Character error rate over many (reference, hypothesis) pairs."""
-    errors = total = 0
-    for reference, hypothesis in pairs:
-        e, n = char_errors(reference, hypothesis)
-        errors += e
-        total += n
-    return errors / max(total, 1)
+    return _corpus_rate(pairs, char_errors)
+
+
+def _corpus_rate(pairs: list[tuple[str, str]], errors_of) -> float:
+    """Total edits / total reference units over many pairs, for either error count."""
+    counts = [errors_of(reference, hypothesis) for reference, hypothesis in pairs]
+    return sum(e for e, _ in counts) / max(sum(n for _, n in counts), 1)
 
 
 def pinyin_syllables(text: str) -> str:
