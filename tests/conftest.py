@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("WKG_TEST_CACHE", ROOT / ".cache" / "test-assets"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_data_home() -> None:
+    """Servers the tests start keep their data (graph-cache entries) with the test assets,
+    never in the user's ~/.local/share; entries are reused between runs like the assets."""
+    os.environ["XDG_DATA_HOME"] = str(CACHE / "xdg-data")
+
+
 @pytest.fixture(scope="session")
 def asset_cache() -> Path:
     """A directory kept between test runs for expensive assets (joined and converted models)."""
