@@ -90,11 +90,21 @@ def model_file(request: pytest.FixtureRequest) -> Path:
 class ServerProcess:
     """`python -m wyoming_kokoro_gguf` on 127.0.0.1 with its log in a file."""
 
-    def __init__(self, model: Path, log_dir: Path, *extra: str, http: bool = True) -> None:
-        self.port = free_port()
-        self.http_port = free_port() if http else None
+    def __init__(
+        self,
+        model: Path,
+        log_dir: Path,
+        *extra: str,
+        http: bool = True,
+        ports: tuple[int, int] | None = None,
+        log_name: str | None = None,
+    ) -> None:
+        """``ports`` (Wyoming, HTTP) keeps a server's address across restarts; ``log_name``
+        appends to one log over them; by default free ports and a log per port."""
+        self.port, http_port = ports or (free_port(), free_port())
+        self.http_port = http_port if http else None
         self.uri = f"tcp://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"server-{self.port}.log"
+        self.log_path = log_dir / (log_name or f"server-{self.port}.log")
         cmd = [
             sys.executable,
             "-m",
@@ -108,7 +118,10 @@ class ServerProcess:
             cmd += ["--http-port", str(self.http_port)]
         cmd += list(extra)
         self.cmd = cmd
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        if log_name:  # one log over restarts: say where each start begins
+            self._log.write(f"\n=== {' '.join(cmd)}\n".encode())
+            self._log.flush()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT

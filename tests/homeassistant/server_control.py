@@ -23,16 +23,13 @@ It builds both models first (cached in the test asset cache), then writes its po
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -102,86 +99,39 @@ def build_models() -> dict[str, Path]:
 
 
 class Server:
-    """One named server: `python -m wyoming_kokoro_gguf` on a fixed loopback port."""
+    """One named server (wyoming_helpers.ServerProcess) that keeps its loopback ports and its
+    log across restarts."""
 
     def __init__(self, name: str, log_dir: Path) -> None:
-        self.name = name
-        self.port = wyoming_helpers.free_port()
-        self.http_port = wyoming_helpers.free_port()
+        self.ports = (wyoming_helpers.free_port(), wyoming_helpers.free_port())
         self.log_dir = log_dir
-        self.proc: subprocess.Popen | None = None
-        self.log_path = log_dir / f"server-{name}.log"
-        self._log = None
+        self.log_name = f"server-{name}.log"
+        self.process: wyoming_helpers.ServerProcess | None = None
 
     def start(self, model: Path, args: list[str]) -> dict:
         self.stop()
-        cmd = [
-            sys.executable,
-            "-m",
-            "wyoming_kokoro_gguf",
-            "--uri",
-            f"tcp://127.0.0.1:{self.port}",
-            "--http-port",
-            str(self.http_port),
-            "--model",
-            str(model),
-            *args,
-        ]
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._log.write(f"\n=== {' '.join(cmd)}\n".encode())
-        self._log.flush()
         started = time.monotonic()
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-            cwd=ROOT,
+        self.process = wyoming_helpers.ServerProcess(
+            model, self.log_dir, *args, ports=self.ports, log_name=self.log_name
         )
-        deadline = started + READY_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready in {READY_TIMEOUT} s:\n{self.log()}")
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                url = f"http://127.0.0.1:{self.http_port}/health"
-                try:
-                    with urllib.request.urlopen(url, timeout=5) as response:
-                        doc = json.loads(response.read())
-                except urllib.error.HTTPError as err:
-                    doc = json.loads(err.read())
-                if doc["state"] == "ready":
-                    break
-                if doc["state"] == "failed":
-                    raise RuntimeError(f"model load failed: {doc.get('error')}\n{self.log()}")
-            time.sleep(0.2)
+        doc = self.process.wait_ready(READY_TIMEOUT)
         return {
-            "port": self.port,
-            "http_port": self.http_port,
+            "port": self.process.port,
+            "http_port": self.process.http_port,
             "ready_s": round(time.monotonic() - started, 2),
             "voices": doc.get("voices"),
         }
 
     def stop(self) -> dict:
         code = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(10)
-            code = self.proc.returncode
-            self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        if self.process is not None:
+            code = self.process.stop()
+            self.process = None
         return {"code": code, "traceback": "Traceback" in self.log()}
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""
+        path = self.log_dir / self.log_name
+        return path.read_text(errors="replace") if path.is_file() else ""
 
 
 class Control:
@@ -243,6 +193,8 @@ def make_handler(control: Control) -> type[BaseHTTPRequestHandler]:
 
 def main() -> int:
     port_file, log_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    # the servers' graph-cache entries go with the test assets (as in tests/conftest.py)
+    os.environ.setdefault("XDG_DATA_HOME", str(CACHE / "xdg-data"))
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     models = build_models()
