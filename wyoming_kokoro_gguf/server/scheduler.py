@@ -43,6 +43,25 @@ class _Unit:
     id: int = field(default_factory=lambda: next(_unit_ids))
     chunks: list = field(default_factory=list)
     generation: int | None = None
+    retried: bool = False
+    skip: int = 0  # samples a retry makes again that the client already has
+
+    def retry(self, crash: EngineCrashed) -> None:
+        """Synthesize this unit again on the restarted engine, from its start; the samples the
+        client already has are dropped, so it hears a delay, not a gap or a repeat.  Once only:
+        a unit that crashes the engine twice fails its request (``crash``)."""
+        if self.retried:
+            raise crash
+        self.retried = True
+        self.skip = sum(chunk.size for chunk in self.chunks)
+        self.generation = None
+        _LOGGER.warning("%s; synthesizing the clause again from its start", crash.text)
+
+    def take(self, audio: np.ndarray) -> np.ndarray:
+        """The part of ``audio`` the client does not have yet."""
+        drop = min(self.skip, audio.size)
+        self.skip -= drop
+        return audio[drop:]
 
 
 class Job:
@@ -226,7 +245,7 @@ class Scheduler:
         if job.cancelled:
             return
         if unit.generation is not None and unit.generation != self.engine.generation:
-            raise EngineCrashed("the synthesis engine restarted in the middle of this text")
+            unit.retry(EngineCrashed("the synthesis engine restarted in the middle of this text"))
         unit.generation = self.engine.generation
         upcoming = tuple(  # units the cache will not serve, which the engine may start early
             t
@@ -234,14 +253,19 @@ class Scheduler:
             if make_key(t, job.voice, job.speed) not in self.cache
         )
         step = Step(job.id, unit.id, unit.text, job.voice, job.speed, upcoming)
-        reply = await self.engine.step(step)
+        try:
+            reply = await self.engine.step(step)
+        except EngineCrashed as crash:
+            unit.retry(crash)
+            return
         self.steps += 1
         if job.cancelled:
             return
         if isinstance(reply, Chunk):
-            if reply.audio.size:
-                unit.chunks.append(reply.audio)
-                job._put(reply.audio)
+            audio = unit.take(reply.audio)
+            if audio.size:
+                unit.chunks.append(audio)
+                job._put(audio)
         elif isinstance(reply, UnitEnd):
             if self.cache.max_bytes and unit.chunks:
                 self.cache.put(unit.key, unit.chunks)
