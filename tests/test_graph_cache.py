@@ -53,7 +53,7 @@ def test_second_load_reads_the_cache_and_speaks_bit_identically(kokoro_gguf, tmp
     A build says what it is doing (minutes on a small board); a cached load builds nothing."""
     options = replace(OPTIONS, conv="int8", linear="fp32")
     model = kokoro_gguf("f32")
-    with caplog.at_level(logging.INFO, logger="wyoming_kokoro_gguf.synth.engine"):
+    with caplog.at_level(logging.INFO, logger="wyoming_kokoro_gguf.synth.build"):
         first = Engine.load(model, options, cache_dir=tmp_path)
     assert first.graph_cache == "saved"
     steps = ["building the text stage", "calibrating the int8", "building the audio stage"]
@@ -61,7 +61,7 @@ def test_second_load_reads_the_cache_and_speaks_bit_identically(kokoro_gguf, tmp
     caplog.clear()
     audio = speak(first)
     del first
-    with caplog.at_level(logging.INFO, logger="wyoming_kokoro_gguf.synth.engine"):
+    with caplog.at_level(logging.INFO, logger="wyoming_kokoro_gguf.synth.build"):
         second = Engine.load(model, options, cache_dir=tmp_path)
     assert second.graph_cache == "loaded" and "building" not in caplog.text
     assert second.int8_convs > 0 and second.conv_ratios is not None
@@ -117,6 +117,35 @@ def test_unwritable_cache_dir_still_starts(small_model, tmp_path, caplog):
     assert engine.graph_cache == "unwritable"
     assert any("not written" in r.getMessage() for r in caplog.records)
     assert speak(engine).size > 0
+
+
+CACHE_HIT_SCRIPT = """
+import json, sys
+from wyoming_kokoro_gguf.synth.engine import Engine
+from wyoming_kokoro_gguf.synth.lowering import default_options
+engine = Engine.load(sys.argv[1], default_options().with_threads(1), cache_dir=sys.argv[2])
+audio = [a for a in engine.synthesize("Hello there.", sys.argv[3])]
+names = ("onnx", "ml_dtypes", "wyoming_kokoro_gguf.synth.build", "wyoming_kokoro_gguf.synth.graph")
+print(json.dumps([engine.graph_cache, sum(a.size for a in audio), [m for m in names if m in sys.modules]]))
+"""
+
+
+@pytest.mark.slow
+def test_a_cache_hit_load_imports_neither_onnx_nor_the_builder(small_model, tmp_path):
+    """A warm start (entry found) in a fresh interpreter loads and speaks without onnx (1.1-1.4 s
+    to import here) or synth/build.py; the build that wrote the entry needed both."""
+    cmd = [sys.executable, "-c", CACHE_HIT_SCRIPT, str(small_model), str(tmp_path), VOICE]
+    runs = [
+        json.loads(
+            subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        for _ in range(2)
+    ]
+    assert runs[0][0] == "saved" and "onnx" in runs[0][2]
+    assert runs[1][0] == "loaded" and runs[1][1] > 24000 // 2
+    assert runs[1][2] == []
 
 
 LOAD_SCRIPT = """

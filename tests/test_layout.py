@@ -260,9 +260,17 @@ def test_imports_run_one_way() -> None:
     assert not bad, "layer violations:\n" + "\n".join(bad)
 
 
-# The one import deferred by design: the HTTP side door, whose aiohttp server costs the front end
-# 13 MB of RSS, is imported only when --http-port asks for it.
-DEFERRED_BY_DESIGN = {(f"{PACKAGE}.server.startup", f"{PACKAGE}.server.http_api")}
+# The imports deferred by design: the HTTP side door, whose aiohttp server costs the front end
+# 13 MB of RSS, is imported only when --http-port asks for it; the graph builder (synth/build.py,
+# synth/graph, onnx) only when the engine has no cached graphs to load, and the ONNX export
+# reader (onnx) only when a conversion reads one: importing onnx cost 1.1-1.4 s of every warm
+# start (docs/PERFORMANCE.md, "Start-up"), and the engine process reaches the converter through
+# host/models.py.
+DEFERRED_BY_DESIGN = {
+    (f"{PACKAGE}.server.startup", f"{PACKAGE}.server.http_api"),
+    (f"{PACKAGE}.synth.engine", f"{PACKAGE}.synth.build"),
+    (f"{PACKAGE}.weights.convert", f"{PACKAGE}.weights.onnx_source"),
+}
 
 
 def test_no_package_import_inside_a_function() -> None:
@@ -329,6 +337,22 @@ def test_the_front_end_stays_free_of_the_engine_libraries() -> None:
         f"import {PACKAGE}.__main__\n"
         "print(json.dumps(sorted(m for m in ('onnxruntime', 'onnx', 'aiohttp', 'gguf') "
         "if m in sys.modules)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_engine_process_imports_no_onnx() -> None:
+    """The engine child's modules load neither onnx nor the graph builder: a warm start loads
+    cached graphs (tests/test_graph_cache.py checks a whole cache-hit load)."""
+    probe = (
+        "import json, sys\n"
+        f"import {ENGINE_ENTRY}\n"
+        f"names = ('onnx', 'ml_dtypes', '{PACKAGE}.synth.build', '{PACKAGE}.synth.graph')\n"
+        "print(json.dumps(sorted(m for m in names if m in sys.modules)))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300

@@ -13,9 +13,6 @@ inside phonemes.Phonemizer, and the voice table is only replaced, never mutated 
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
 import itertools
 import logging
 import math
@@ -36,8 +33,7 @@ from wyoming_kokoro_gguf.synth import markup
 from wyoming_kokoro_gguf.synth import normalize as normalize_mod
 from wyoming_kokoro_gguf.synth import text as text_mod
 from wyoming_kokoro_gguf.synth.blend import BlendError, parse_blend
-from wyoming_kokoro_gguf.synth.graph import KokoroGraph
-from wyoming_kokoro_gguf.synth.graph_cache import Built, GraphCache
+from wyoming_kokoro_gguf.synth.graph_cache import GraphCache
 from wyoming_kokoro_gguf.synth.lexicon import Lexicon
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions, default_options
 from wyoming_kokoro_gguf.synth.phonemes import (
@@ -48,6 +44,7 @@ from wyoming_kokoro_gguf.synth.phonemes import (
     language_for_voice,
     split_phonemes,
 )
+from wyoming_kokoro_gguf.synth.stages import align, release_heap
 from wyoming_kokoro_gguf.weights.layout import MAX_PHONEMES, VoiceInfo
 from wyoming_kokoro_gguf.weights.model_file import KokoroModelFile, open_model
 
@@ -165,7 +162,11 @@ class Engine:
         cache = None if cache_dir is None else GraphCache(cache_dir, Path(path), options)
         found = None if cache is None else cache.load(lambda: session_options(options))
         if found is None:
-            found = _build(model, options, cache)
+            # The one import deferred by design (tests/test_layout.py): the graph builder and
+            # onnx (1.1-1.4 s of a warm start here) only when there is something to build.
+            from wyoming_kokoro_gguf.synth import build
+
+            found = build.build_sessions(model, options, cache, lambda: session_options(options))
             # ORT holds its own copy of the weights now: unmap the file (only voices are read
             # later, lazily) and give the freed heap back to the system.
             model.close()
@@ -173,7 +174,7 @@ class Engine:
         stage1, stage2, built = found
         for note in built.notes:
             _LOG.info("%s", note)
-        _release_heap()
+        release_heap()
         engine = cls(model, stage1, stage2, options, built.notes)
         engine.nbits_used = built.nbits_used
         engine.int8_convs = built.int8_convs
@@ -204,7 +205,7 @@ class Engine:
             shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
             self._tiny_pass(shrink)
             del self.last_timings[-1:]
-        _release_heap()
+        release_heap()
 
     def _tiny_pass(self, run_options=None) -> None:
         ids = [i for i in range(1, len(self.model.vocab)) if self.model.vocab[i].isalpha()][:8]
@@ -467,7 +468,7 @@ class Engine:
         the acoustic stage of differently quantized files on the same alignment.
         """
         t0 = time.perf_counter()
-        durations, feed = _align(self._stage1, tokens, style, speed, durations, run_options)
+        durations, feed = align(self._stage1, tokens, style, speed, durations, run_options)
         t1 = time.perf_counter()
         if self.conv_ratios is not None:
             feed["conv_ratios"] = self.conv_ratios
@@ -503,162 +504,6 @@ TRAIL_SENTENCE = 0.35
 TRAIL_CLAUSE = 0.15
 
 
-# Calibration speech for int8 convolutions: voiced and unvoiced sounds, a question's rise.
-CALIBRATION_TEXT = "Is the shop open? Six zebras jump, then fly away."
-CALIBRATION_VOICES = 2  # the first voices of the file (different speakers' styles)
-# Output range = margin x the largest ratio seen: headroom for louder inputs than calibration's.
-CALIBRATION_MARGIN = 1.3
-CALIBRATION_START = 64  # first guess: the never-clipping bound / 64
-# Largest per-channel gain before requantization (4 bits more for channels 16x quieter than the
-# loudest).  Measured, 12 sentences, f16, 2 threads: without gains WER +0.028 against fp32 and
-# 9.1 dB log-spectral distance; with gains up to 16 WER -0.009 and 5.6 dB (64: 5.5 dB).
-MAX_CHANNEL_GAIN = 16.0
-
-
-def _align(
-    stage1, tokens: np.ndarray, style: np.ndarray, speed: float, durations=None, run_options=None
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Stage 1 for padded tokens: frames per token (``durations`` replaces the predicted ones)
-    and stage 2's inputs, each token's rows repeated for its frames."""
-    inputs = {"tokens": tokens, "style": style, "speed": np.array([speed], dtype=np.float32)}
-    predicted, d, t_en = stage1.run(None, inputs, run_options)
-    if durations is None:
-        durations = predicted
-    durations = np.asarray(durations, dtype=np.int64).reshape(-1)
-    index = np.repeat(np.arange(len(durations)), durations)
-    return durations, {"en": d[index], "asr": t_en[index], "style": style}
-
-
-def _build(
-    model: KokoroModelFile, options: EngineOptions, cache: GraphCache | None
-) -> tuple[ort.InferenceSession, ort.InferenceSession, Built]:
-    """Build both stages (calibrating int8 convolutions first); ORT writes each optimized
-    stage into ``cache``'s new entry as it creates the session."""
-    builder = KokoroGraph(model, options, external=True)
-    if cache is not None:
-        cache.start_writing()
-
-    def session(build, stage: str | None = None) -> ort.InferenceSession:
-        data = build().SerializeToString()  # the proto itself is dropped right here
-        names = list(builder.external)
-        values = [ort.OrtValue.ortvalue_from_numpy(builder.external[n]) for n in names]
-        saving = stage is not None and cache is not None and cache.writing
-        so = session_options(options)
-        so.add_external_initializers(names, values)
-        if saving:
-            cache.save_to(so, stage)
-        try:
-            sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001 - ORT could not write the cache: go on without
-            if not saving:
-                raise
-            cache.abandon(err)
-            so = session_options(options)
-            so.add_external_initializers(names, values)
-            sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-        del values, so
-        if saving and cache.writing:  # the session that saved keeps a copy: map the file
-            try:
-                sess = cache.reopen(stage, session_options(options))
-            except Exception as err:  # noqa: BLE001 - keep the built session, drop the cache
-                cache.abandon(err)
-        builder.external = {}
-        _release_heap()
-        return sess
-
-    # one stage at a time, so only one graph's protobuf copy of the weights exists at once;
-    # each step is logged: a first load takes 10 s here and minutes on a small board
-    started = time.perf_counter()
-    _LOG.info("building the text stage (ALBERT, prosody predictor) ...")
-    stage1 = session(builder.build_stage1, "stage1")
-    ratios = None
-    if options.conv == "int8":  # size each int8 conv's output range on real speech first
-        _LOG.info("calibrating the int8 convolutions on a sample sentence ...")
-        calibration = session(lambda: builder.build_stage2(calibrate=True))
-        ratios, builder.conv_gains = _calibrate_int8(
-            model,
-            stage1,
-            calibration,
-            builder.conv_bounds,
-            builder.conv_channels,
-            2 * builder.style_dim,
-        )
-        del calibration
-    _LOG.info("building the audio stage (decoder, generator) ...")
-    stage2 = session(builder.build_stage2, "stage2")
-    _LOG.info("graphs built in %.1f s", time.perf_counter() - started)
-    built = Built(
-        notes=list(builder.notes),
-        nbits_used=builder.nbits_used,
-        int8_convs=builder.int8_convs,
-        style_width=2 * builder.style_dim,
-        conv_ratios=ratios,
-    )
-    if cache is not None:
-        cache.commit(built)
-    return stage1, stage2, built
-
-
-def _calibrate_int8(
-    model,
-    stage1,
-    calibration,
-    bounds: list[float],
-    channels: list[int],
-    style_width: int,
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Per int8 conv, the output/input range ratio its requantization uses, and its output
-    channels' gains (Layers._int8_conv in graph/layers.py).
-
-    Starts from ratios that cannot clip but are so coarse that small outputs round to zero:
-    shrinks those (x1/16), widens any that clipped (x4), and re-measures the rest at 1.25x
-    their peak, until every conv's peak is measured at a fine step with the others' outputs
-    as the final graph gives them; then once more over several voices.  The ratio is the
-    largest peak ratio seen, times CALIBRATION_MARGIN; a channel's gain brings its own peak up
-    towards the conv's largest (at most MAX_CHANNEL_GAIN).
-    """
-    starts = np.cumsum([0, *channels[:-1]])
-    phonemizer = Phonemizer(model.phoneme_to_id)
-    ids = phonemizer.ids(phonemizer.phonemize(CALIBRATION_TEXT, "en-us"))[:MAX_PHONEMES]
-    tokens = np.array([[0, *ids, 0]], dtype=np.int64)
-    styles = [
-        np.asarray(model.voice_tensor(voice), dtype=np.float32)[len(ids) - 1].reshape(1, -1)
-        for voice in list(model.voices)[:CALIBRATION_VOICES]
-    ]
-    styles = styles or [np.zeros((1, style_width), dtype=np.float32)]  # a file without voices
-    feeds = [_align(stage1, tokens, style, 1.0)[1] for style in styles]
-
-    def channel_peaks(ratios: np.ndarray, feed: dict) -> np.ndarray:
-        return calibration.run(["conv_peaks"], {**feed, "conv_ratios": ratios})[0]
-
-    def peaks(ratios: np.ndarray, feed: dict) -> np.ndarray:
-        return np.maximum.reduceat(channel_peaks(ratios, feed), starts)
-
-    # The bounds are ~30-300x the measured ratios on speech: start nearer, the loop corrects.
-    floor = np.asarray(bounds, dtype=np.float32) * 1e-6  # below it an output is simply zero
-    ratios = np.asarray(bounds, dtype=np.float32) / CALIBRATION_START
-    for rounds in range(1, 13):  # noqa: B007 - logged below
-        measured = peaks(ratios, feeds[0])
-        zero = (measured <= 0) & (ratios > floor)
-        clipped = measured >= 0.98 * ratios
-        fine = (measured >= ratios / 4) | ~zero & (ratios <= floor)
-        if not (zero | clipped | ~fine).any():
-            break
-        ratios = np.where(zero, ratios / 16, np.where(clipped, ratios * 4, measured * 1.25))
-        ratios = np.maximum(ratios, floor).astype(np.float32)
-    else:
-        _LOG.warning("int8 calibration did not settle in %d rounds; using the last ratios", rounds)
-    ratios = (np.maximum(measured, floor) * 1.25).astype(np.float32)
-    per_channel = np.max([channel_peaks(ratios, feed) for feed in feeds], axis=0)
-    seen = np.maximum(np.maximum.reduceat(per_channel, starts), floor)
-    gains = []
-    for start, count, top in zip(starts, channels, seen, strict=True):
-        own = per_channel[start : start + count]
-        gains.append(np.clip(top / np.maximum(own, top / MAX_CHANNEL_GAIN), 1.0, MAX_CHANNEL_GAIN))
-    _LOG.debug("int8 calibration: %d rounds", rounds)
-    return (seen * CALIBRATION_MARGIN).astype(np.float32), [g.astype(np.float32) for g in gains]
-
-
 def trim_silence(audio: np.ndarray, trail_keep: float, lead_keep: float = LEAD_KEEP) -> np.ndarray:
     """Cut leading/trailing silence down to ``lead_keep`` / ``trail_keep`` seconds."""
     audio = np.asarray(audio, dtype=np.float32).ravel()
@@ -673,10 +518,3 @@ def trim_silence(audio: np.ndarray, trail_keep: float, lead_keep: float = LEAD_K
     start = max(0, loud[0] * hop - int(lead_keep * SAMPLE_RATE))
     end = min(len(audio), (loud[-1] + 1) * hop + int(trail_keep * SAMPLE_RATE))
     return audio[start:end]
-
-
-def _release_heap() -> None:
-    """Return freed heap pages to the OS (glibc keeps them otherwise): load peaks are large."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        ctypes.CDLL("libc.so.6").malloc_trim(0)

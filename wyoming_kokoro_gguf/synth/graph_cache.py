@@ -36,7 +36,6 @@ import numpy as np
 import onnxruntime as ort
 
 import wyoming_kokoro_gguf
-from wyoming_kokoro_gguf.synth.graph import GRAPH_VERSION
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions
 
 _LOG = logging.getLogger(__name__)
@@ -53,12 +52,18 @@ TAIL_BYTES = 1 << 20
 # An entry holds the weights as ORT runs them (fp32 mostly): up to ~2x a quantized file.  Write
 # one only when that leaves this much free too (a full disk breaks more than this cache).
 SPARE_DISK_BYTES = 512 << 20
-# The sources whose change changes what is built: the graph package, the lowering options,
-# the engine (int8 calibration) and this module.
+# Bump when the built graphs change in a way their sources do not show (SOURCES are hashed
+# too): entries built by an older builder are then rebuilt.  Here, not in synth/graph, so that a
+# warm start reads it without importing onnx.
+GRAPH_VERSION = 1
+# The sources whose change changes what is built: the graph package, the lowering options, the
+# build (int8 calibration) and what it runs, the engine (session options) and this module.
 _SYNTH_DIR = Path(__file__).resolve().parent
 SOURCES = (
     *sorted((_SYNTH_DIR / "graph").glob("*.py")),
     _SYNTH_DIR / "lowering.py",
+    _SYNTH_DIR / "build.py",
+    _SYNTH_DIR / "stages.py",
     _SYNTH_DIR / "engine.py",
     Path(__file__).resolve(),
 )

@@ -26,7 +26,7 @@ import numpy as np
 from gguf import GGMLQuantizationType
 
 from wyoming_kokoro_gguf import __version__
-from wyoming_kokoro_gguf.weights import layout, onnx_source, quants, torch_source
+from wyoming_kokoro_gguf.weights import layout, quants, torch_source
 from wyoming_kokoro_gguf.weights.model_file import ModelFileError, open_model
 
 CONVERTER_VERSION = 1  # bump when the converter's output changes (test caches key on it)
@@ -88,6 +88,11 @@ def read_voices(spec: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             return torch_source.read_voice_dir(p)
         except torch_source.TorchSourceError as exc:
             raise ConvertError(str(exc)) from None
+    # Deferred by design (tests/test_layout.py), here and in load_source: onnx (1.1-1.4 s to
+    # import here) only when an ONNX export or voices archive is read, never at every start of
+    # the engine process, which imports this module through host/models.py.
+    from wyoming_kokoro_gguf.weights import onnx_source
+
     try:
         return onnx_source.read_voices(p)
     except onnx_source.OnnxSourceError as exc:
@@ -131,6 +136,8 @@ def load_source(
         kind = "pytorch"
     elif suffix == ".onnx" or p.is_file():
         progress(f"reading ONNX export {p}")
+        from wyoming_kokoro_gguf.weights import onnx_source  # deferred: see read_voices
+
         try:
             state = onnx_source.kokoro_state_dict(p)
         except onnx_source.OnnxSourceError as exc:

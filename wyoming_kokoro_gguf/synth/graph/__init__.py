@@ -27,7 +27,6 @@ fp32/int8, AdaIN), ``text_stage`` (stage 1), ``decoder`` (stage 2 up to the gene
 """
 
 from wyoming_kokoro_gguf.synth.graph.builder import (
-    GRAPH_VERSION,
     OPSET,
     PREFIX,
     Builder,
@@ -38,7 +37,6 @@ from wyoming_kokoro_gguf.synth.graph.generator import hann, istft_basis
 from wyoming_kokoro_gguf.synth.graph.kokoro import BuiltGraphs, KokoroGraph, build
 
 __all__ = [
-    "GRAPH_VERSION",
     "OPSET",
     "PREFIX",
     "Builder",

@@ -15,9 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 from wyoming_kokoro_gguf.weights.model_file import KokoroModelFile
 
 OPSET = 17
-# Bump when the built graphs change in a way their sources do not show (synth/graph_cache.py
-# also hashes the sources): cached graphs built by an older builder are then rebuilt.
-GRAPH_VERSION = 1
+# A change to the built graphs that the sources do not show: bump synth/graph_cache.py's
+# GRAPH_VERSION (kept there, so that a warm start reads it without importing onnx).
 PREFIX = "kokoro."
 LAYER_NORM_EPS = 1e-5
 EXTERNAL_MIN_BYTES = 4096
