@@ -426,79 +426,97 @@ def _dql_input(g: _Graph, name: str) -> str:
     return n.input[0]
 
 
+class _Dequantizer:
+    """The float replacement of each int8 node of the export, with its dequantized weights
+    (each made once, however many nodes share it)."""
+
+    def __init__(self, g: _Graph) -> None:
+        self.g = g
+        self.inits: dict[str, np.ndarray] = {}
+        self._names: dict[str, str] = {}
+
+    def weight(self, key: str, make: Callable[[], np.ndarray]) -> str:
+        if key not in self._names:
+            name = key + "_dequantized_fp32"
+            self.inits[name] = np.ascontiguousarray(make(), dtype=np.float32)
+            self._names[key] = name
+        return self._names[key]
+
+    def replace(self, n: onnx.NodeProto) -> onnx.NodeProto | None:
+        if n.op_type in ("MatMulInteger", "ConvInteger"):
+            return self._matmul_or_conv(n)
+        if n.op_type == "DynamicQuantizeLSTM":
+            return self._lstm(n)
+        if n.op_type == "Gather" and n.input[0] in self.g.init:
+            return self._gather(n)
+        return None
+
+    def _matmul_or_conv(self, n: onnx.NodeProto) -> onnx.NodeProto:
+        g = self.g
+        mul, bias_add = _chain_end(g, n)
+        x = _dql_input(g, n.input[0])
+        zp = n.input[3] if len(n.input) > 3 else ""
+        axis = 1 if n.op_type == "MatMulInteger" else 0
+        w = self.weight(n.input[1], lambda: _quant_weight(g, n.input[1], zp, axis))
+        if n.op_type == "MatMulInteger":
+            return helper.make_node("MatMul", [x, w], [mul.output[0]], name=n.name + "_fp32")
+        inputs = [x, w]
+        if bias_add is not None:
+            inputs.append(_float_bias(g, bias_add, n.output[0]))
+        node = helper.make_node("Conv", inputs, [mul.output[0]], name=n.name + "_fp32")
+        node.attribute.extend(a for a in n.attribute)
+        return node
+
+    def _lstm(self, n: onnx.NodeProto) -> onnx.NodeProto:
+        H = int(_attr(n, "hidden_size"))
+        p = _lstm_params(self.g, n)
+        order = np.argsort(ONNX_TO_TORCH_GATES)  # torch -> onnx gate order
+        rows = np.concatenate([np.arange(k * H, (k + 1) * H) for k in order])
+        dirs = 2 if "weight_ih_l0_reverse" in p else 1
+        sfx = ["", "_reverse"][:dirs]
+        W = np.stack([p[f"weight_ih_l0{s}"][rows] for s in sfx])
+        R = np.stack([p[f"weight_hh_l0{s}"][rows] for s in sfx])
+        inputs = [
+            n.input[0],
+            self.weight(n.input[1], lambda: W),
+            self.weight(n.input[2], lambda: R),
+        ]
+        inputs += list(n.input[3:8])
+        while inputs and not inputs[-1]:
+            inputs.pop()
+        node = helper.make_node("LSTM", inputs, list(n.output), name=n.name + "_fp32")
+        node.attribute.extend(
+            a
+            for a in n.attribute
+            if a.name in ("direction", "hidden_size", "activations", "clip", "input_forget")
+        )
+        return node
+
+    def _gather(self, n: onnx.NodeProto) -> onnx.NodeProto | None:
+        g = self.g
+        w = g.const(n.input[0])
+        if w is None or w.dtype not in (np.int8, np.uint8):
+            return None
+        dq = next((x for x in g.consumers[n.output[0]] if x.op_type == "DequantizeLinear"), None)
+        if dq is None:
+            return None
+        zp = g.const(dq.input[2]) if len(dq.input) > 2 else None
+        wn = self.weight(n.input[0], lambda: dequantize_linear(w, g.const(dq.input[1]), zp))
+        node = helper.make_node("Gather", [wn, n.input[1]], [dq.output[0]], name=n.name + "_fp32")
+        node.attribute.extend(n.attribute)
+        return node
+
+
 def dequantized_export(onnx_path: str | Path) -> onnx.ModelProto:
     """The int8 export with every int8 op replaced by its float op on the dequantized weights
     (MatMulInteger -> MatMul, ConvInteger -> Conv with the float bias, DynamicQuantizeLSTM -> LSTM,
     quantized Gather -> Gather), so ONNX Runtime runs it fully in fp32."""
     model = load_model(onnx_path)
-    g = _Graph(model)
-    new_inits: dict[str, np.ndarray] = {}
-    deq_name: dict[str, str] = {}
-
-    def weight_init(key: str, make: Callable[[], np.ndarray]) -> str:
-        if key not in deq_name:
-            name = key + "_dequantized_fp32"
-            new_inits[name] = np.ascontiguousarray(make(), dtype=np.float32)
-            deq_name[key] = name
-        return deq_name[key]
-
+    deq = _Dequantizer(_Graph(model))
     replacement: dict[int, onnx.NodeProto] = {}
     for idx, n in enumerate(model.graph.node):
-        if n.op_type in ("MatMulInteger", "ConvInteger"):
-            mul, bias_add = _chain_end(g, n)
-            x = _dql_input(g, n.input[0])
-            zp = n.input[3] if len(n.input) > 3 else ""
-            axis = 1 if n.op_type == "MatMulInteger" else 0
-            w = weight_init(
-                n.input[1], lambda n=n, zp=zp, axis=axis: _quant_weight(g, n.input[1], zp, axis)
-            )
-            if n.op_type == "MatMulInteger":
-                node = helper.make_node("MatMul", [x, w], [mul.output[0]], name=n.name + "_fp32")
-            else:
-                inputs = [x, w]
-                if bias_add is not None:
-                    inputs.append(_float_bias(g, bias_add, n.output[0]))
-                node = helper.make_node("Conv", inputs, [mul.output[0]], name=n.name + "_fp32")
-                node.attribute.extend(a for a in n.attribute)
-            replacement[idx] = node
-        elif n.op_type == "DynamicQuantizeLSTM":
-            H = int(_attr(n, "hidden_size"))
-            p = _lstm_params(g, n)
-            order = np.argsort(ONNX_TO_TORCH_GATES)  # torch -> onnx gate order
-            rows = np.concatenate([np.arange(k * H, (k + 1) * H) for k in order])
-            dirs = 2 if "weight_ih_l0_reverse" in p else 1
-            sfx = ["", "_reverse"][:dirs]
-            W = np.stack([p[f"weight_ih_l0{s}"][rows] for s in sfx])
-            R = np.stack([p[f"weight_hh_l0{s}"][rows] for s in sfx])
-            wn = weight_init(n.input[1], lambda W=W: W)
-            rn = weight_init(n.input[2], lambda R=R: R)
-            inputs = [n.input[0], wn, rn] + list(n.input[3:8])
-            while inputs and not inputs[-1]:
-                inputs.pop()
-            node = helper.make_node("LSTM", inputs, list(n.output), name=n.name + "_fp32")
-            node.attribute.extend(
-                a
-                for a in n.attribute
-                if a.name in ("direction", "hidden_size", "activations", "clip", "input_forget")
-            )
-            replacement[idx] = node
-        elif n.op_type == "Gather" and n.input[0] in g.init:
-            w = g.const(n.input[0])
-            if w is None or w.dtype not in (np.int8, np.uint8):
-                continue
-            dq = next(
-                (x for x in g.consumers[n.output[0]] if x.op_type == "DequantizeLinear"), None
-            )
-            if dq is None:
-                continue
-            zp = g.const(dq.input[2]) if len(dq.input) > 2 else None
-            wn = weight_init(
-                n.input[0], lambda w=w, dq=dq, zp=zp: dequantize_linear(w, g.const(dq.input[1]), zp)
-            )
-            node = helper.make_node(
-                "Gather", [wn, n.input[1]], [dq.output[0]], name=n.name + "_fp32"
-            )
-            node.attribute.extend(n.attribute)
+        node = deq.replace(n)
+        if node is not None:
             replacement[idx] = node
     if not replacement:
         raise OnnxSourceError(
@@ -517,7 +535,7 @@ def dequantized_export(onnx_path: str | Path) -> onnx.ModelProto:
     new_nodes = _prune_dead(kept, [o.name for o in graph.output])
     used = {x for n in new_nodes for x in n.input}
     inits = [t for t in graph.initializer if t.name in used]
-    inits += [numpy_helper.from_array(a, name) for name, a in new_inits.items() if name in used]
+    inits += [numpy_helper.from_array(a, name) for name, a in deq.inits.items() if name in used]
     del graph.node[:]
     graph.node.extend(new_nodes)
     del graph.initializer[:]
