@@ -189,10 +189,21 @@ def _gen_resblock_shapes(
         yield f"{prefix}.alpha2.{j}", (1, channels, 1)
 
 
-def torch_shapes(d: KokoroDims = KokoroDims()) -> dict[str, tuple[int, ...]]:
+Shapes = dict[str, tuple[int, ...]]
+
+
+def torch_shapes(d: KokoroDims = KokoroDims()) -> Shapes:
     """Shapes of the KModel parameters the GGUF is made from, by PyTorch name."""
-    s: dict[str, tuple[int, ...]] = {}
-    E, A, D, S = d.albert_embd, d.albert_hidden, d.hidden, d.style
+    s: Shapes = {}
+    parts = (_albert_shapes, _text_encoder_shapes, _predictor_shapes, _decoder_shapes)
+    for part in (*parts, _generator_shapes):
+        s.update(part(d))
+    return s
+
+
+def _albert_shapes(d: KokoroDims) -> Shapes:
+    s: Shapes = {}
+    E, A, D = d.albert_embd, d.albert_hidden, d.hidden
     b = "bert."
     s[b + "embeddings.word_embeddings.weight"] = (d.vocab_size, E)
     s[b + "embeddings.position_embeddings.weight"] = (d.context_length, E)
@@ -215,15 +226,24 @@ def torch_shapes(d: KokoroDims = KokoroDims()) -> dict[str, tuple[int, ...]]:
     s[lay + "ffn_output.bias"] = (A,)
     s["bert_encoder.weight"] = (D, A)
     s["bert_encoder.bias"] = (D,)
+    return s
 
-    s["text_encoder.embedding.weight"] = (d.vocab_size, D)
+
+def _text_encoder_shapes(d: KokoroDims) -> Shapes:
+    D = d.hidden
+    s: Shapes = {"text_encoder.embedding.weight": (d.vocab_size, D)}
     for i in range(d.n_layer):
         s[f"text_encoder.cnn.{i}.0.weight"] = (D, D, d.text_kernel)
         s[f"text_encoder.cnn.{i}.0.bias"] = (D,)
         s[f"text_encoder.cnn.{i}.1.gamma"] = (D,)
         s[f"text_encoder.cnn.{i}.1.beta"] = (D,)
     s.update(_lstm_shapes("text_encoder.lstm", D, D // 2))
+    return s
 
+
+def _predictor_shapes(d: KokoroDims) -> Shapes:
+    s: Shapes = {}
+    D, S = d.hidden, d.style
     p = "predictor."
     for i in range(d.n_layer):
         s.update(_lstm_shapes(f"{p}text_encoder.lstms.{2 * i}", D + S, D // 2))
@@ -239,9 +259,13 @@ def torch_shapes(d: KokoroDims = KokoroDims()) -> dict[str, tuple[int, ...]]:
         s.update(_adain_block_shapes(f"{p}{branch}.2", D // 2, D // 2, S, False))
         s[f"{p}{branch}_proj.weight"] = (1, D // 2, 1)
         s[f"{p}{branch}_proj.bias"] = (1,)
+    return s
 
+
+def _decoder_shapes(d: KokoroDims) -> Shapes:
+    s: Shapes = {}
+    D, S, Dd = d.hidden, d.style, d.decoder_dim
     dec = "decoder."
-    Dd = d.decoder_dim
     s.update(_adain_block_shapes(f"{dec}encode", D + 2, Dd, S, False))
     dec_in = Dd + 2 + d.asr_dim
     for i in range(d.decoder_blocks):
@@ -255,8 +279,13 @@ def torch_shapes(d: KokoroDims = KokoroDims()) -> dict[str, tuple[int, ...]]:
     s[f"{dec}N_conv.bias"] = (1,)
     s[f"{dec}asr_res.0.weight"] = (d.asr_dim, D, 1)
     s[f"{dec}asr_res.0.bias"] = (d.asr_dim,)
+    return s
 
-    g = dec + "generator."
+
+def _generator_shapes(d: KokoroDims) -> Shapes:
+    s: Shapes = {}
+    S = d.style
+    g = "decoder.generator."
     s[g + "m_source.l_linear.weight"] = (1, d.harmonics)
     s[g + "m_source.l_linear.bias"] = (1,)
     ch = d.gen_channels
