@@ -135,6 +135,43 @@ def letters(text: str) -> str:
     return re.sub(r"\b([AaPp])\.? ?[Mm]\b\.?", r"\1m", text)
 
 
+# Whisper's spellings of what was heard that the normalizer does not read (same unit, other
+# symbol): "dBmW" is how Whisper writes "decibel milliwatts".
+WHISPER_SPELLINGS = {"dBmW": "dBm"}
+_DIGIT_RUN = re.compile(r"\d(?:[\d.,:-]*\d)?")
+
+
+def english_pair(reference: str, transcript: str) -> tuple[str, str]:
+    """(reference, heard) as the English corpus is scored, from Whisper's raw transcript.
+
+    Whisper writes what it heard as numbers in digits, which do not say how they were read:
+    "555-123-4567" heard digit by digit comes back as "555123-4567", which the normalizer reads
+    as a range of two large numbers.  Each run of digits is therefore read either as the
+    normalizer reads it in its sentence or digit by digit, whichever is closer to the reference;
+    the digits themselves must still be right (a wrong digit is a wrong word either way).
+    """
+    from asr import word_errors
+
+    from wyoming_kokoro_gguf.synth.normalize import speakable
+
+    for written, spelled in WHISPER_SPELLINGS.items():
+        transcript = re.sub(rf"\b{written}\b", spelled, transcript)
+    parts = _DIGIT_RUN.split(transcript)
+    runs = _DIGIT_RUN.findall(transcript)
+    want = letters(reference)
+
+    def heard(readings: list[str]) -> str:
+        text = "".join(p + r for p, r in zip(parts, [*readings, ""], strict=True))
+        return letters(speakable(text, "en-us"))
+
+    chosen = list(runs)
+    for n, run in enumerate(runs):
+        digit_by_digit = [*chosen[:n], " ".join(re.findall(r"\d", run)), *chosen[n + 1 :]]
+        if word_errors(want, heard(digit_by_digit))[0] < word_errors(want, heard(chosen))[0]:
+            chosen = digit_by_digit
+    return want, heard(chosen)
+
+
 JAPANESE = (
     "今日は良い天気です。",
     "リビングの電気を消しました。",

@@ -17,6 +17,7 @@ from asr import (
     normalize,
     resample,
     wer,
+    word_errors,
 )
 
 
@@ -35,6 +36,45 @@ def test_wer_ignores_case_punctuation_and_number_spelling() -> None:
         "facts",
     ]
     assert corpus_wer([("a b c d", "a b c d"), ("a b", "a")]) == pytest.approx(1 / 6)
+
+
+@pytest.mark.parametrize(
+    "reference,transcript,errors",
+    [
+        # digits heard one by one, written by Whisper as one number: no error
+        (
+            "Call five five five, one two three, four five six seven for the plumber.",
+            "Call 555123-4567 for the plumber.",
+            0,
+        ),
+        # ... but a wrong digit is still a wrong word
+        (
+            "Call five five five, one two three, four five six seven for the plumber.",
+            "Call 555123-4568 for the plumber.",
+            1,
+        ),
+        # Whisper's other symbol for the same unit
+        (
+            "The sensor signal is minus sixty-seven decibel milliwatts.",
+            "The sensor signal is minus 67 dBmW.",
+            0,
+        ),
+        # the normalizer's reading in the sentence stays where it is closer, and a wrong year
+        # is wrong however it is read
+        (
+            "The garbage is collected on December second, twenty twenty-six.",
+            "The garbage is collected on December 2, 2016.",
+            2,
+        ),
+        ("The router is at one nine two dot one six eight dot one dot one.", "at 192.168.1.1", 3),
+        ("The battery is at one hundred percent.", "The battery is at 100%.", 0),
+        ("The battery is at one hundred percent.", "The battery is at 1 0 0 percent.", 2),
+    ],
+)
+def test_english_transcripts_scored_as_heard(reference: str, transcript: str, errors: int) -> None:
+    from corpora import english_pair
+
+    assert word_errors(*english_pair(reference, transcript))[0] == errors
 
 
 def test_resample_keeps_frequency_and_level() -> None:
