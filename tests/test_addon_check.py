@@ -60,3 +60,49 @@ def test_substitution_and_snr(addon_check):
     noisy = ref + np.random.default_rng(0).normal(0, 100, ref.shape)
     assert 36 < addon_check.snr_db(ref, noisy) < 38  # 20 log10(7071 / 100)
     assert addon_check.snr_db(ref, ref) == float("inf")
+
+
+# Lines as the add-on's server logs a first start (server-amd64-real.log of a check run).
+FIRST_START_LOG = """\
+2026-12-02 19:41:09,198 INFO wyoming_kokoro_gguf.server.engine_process: Engine: loading
+2026-12-02 19:41:09,238 INFO wyoming_kokoro_gguf.synth.build: building the text stage (ALBERT, prosody predictor) ...
+2026-12-02 19:41:09,476 INFO wyoming_kokoro_gguf.synth.build: calibrating the int8 convolutions on a sample sentence ...
+2026-12-02 19:41:13,031 INFO wyoming_kokoro_gguf.synth.build: building the audio stage (decoder, generator) ...
+2026-12-02 19:41:13,881 INFO wyoming_kokoro_gguf.synth.build: graphs built in 4.6 s
+2026-12-02 19:41:14,016 INFO wyoming_kokoro_gguf.server.engine_worker: graph cache: saved
+onnxruntime cpuid_info warning: Unknown CPU vendor. cpuinfo_vendor value: 0
+2026-12-02 19:41:14,277 INFO wyoming_kokoro_gguf.server.engine_process: Ready: 10 voices, engine loaded in 5.1 s
+"""
+
+
+def test_the_engine_load_is_split_into_its_logged_parts(addon_check, tmp_path):
+    log = tmp_path / "server.log"
+    log.write_text(FIRST_START_LOG)
+    load = addon_check.load_steps(log)
+    assert load["graph_cache"] == "saved"
+    assert load["steps_s"] == {
+        "opening the model / graph cache": 0.0,
+        "text stage: graph + ORT optimization": 0.2,
+        "int8 calibration (model passes)": 3.6,
+        "audio stage: graph + ORT optimization": 0.9,
+        "graph cache entry written": 0.1,
+        "warm-up synthesis ('Ready.')": 0.3,
+    }
+    assert addon_check.last_log_line(log).startswith("Ready: 10 voices")
+    warm = tmp_path / "warm.log"
+    warm.write_text(
+        "2026-12-02 19:41:09,198 INFO x: Engine: loading\n"
+        "2026-12-02 19:41:10,000 INFO y: graph cache: loaded\n"
+        "2026-12-02 19:41:12,500 INFO x: Ready: 10 voices, engine loaded in 3.3 s\n"
+    )
+    assert addon_check.load_steps(warm) == {
+        "graph_cache": "loaded",
+        "steps_s": {"opening the model / graph cache": 0.8, "warm-up synthesis ('Ready.')": 2.5},
+    }
+
+
+def test_a_spent_budget_is_a_skip_naming_the_step(addon_check):
+    spent = addon_check.Budget(0)
+    with pytest.raises(addon_check.Skip, match=r"budget of 0 s \(the engine load\)"):
+        spent.left("the engine load")
+    assert addon_check.Budget(3600).left("anything") > 0
