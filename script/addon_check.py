@@ -586,8 +586,8 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 
 def plan_line(log: Path) -> str:
     for line in log.read_text(errors="replace").splitlines():
-        if "plan" in line.lower() and ("conv" in line.lower() or "int8" in line.lower()):
-            return line.strip()[-200:]
+        if " plan: " in line and " conv " in line:
+            return line.split(" plan: ", 1)[1].strip()
     return "(no plan line in the log)"
 
 
