@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from wyoming_kokoro_gguf.synth.text import FIRST_PIECE_MIN_CHARS
+
 _SENTENCE_END = ".!?…。！？"
 _CLAUSE_END = ",;:，；：、"
 _CLOSERS = "\"'”’»)]}」』"
@@ -36,14 +38,18 @@ class TextSegmenter:
     white space and a word that does not start in lower case, or at a line break.  A period
     after a known abbreviation or a single initial does not end a sentence, and "3.5" never
     splits because a split needs white space after the mark, which only the next piece of text
-    can show.  When no sentence ends for a while, the text is cut at a clause mark (, ; :) so
-    the first audio is not held back by a long sentence: after ``first_clause_chars`` for the
-    first unit, ``clause_chars`` later, and at a word boundary after ``max_chars`` when there is
-    no punctuation at all.
+    can show.  The first unit also ends at its first clause mark (, ; :) after at least
+    ``first_clause_chars``: the listener waits for the whole first unit, and a pass takes time
+    in proportion to its audio (the engine cuts its own first piece the same way, synth/text.py).
+    Later units end at the last clause mark once ``clause_chars`` wait without a sentence end,
+    and at a word boundary after ``max_chars`` when there is no punctuation at all.
     """
 
     def __init__(
-        self, first_clause_chars: int = 60, clause_chars: int = 150, max_chars: int = 300
+        self,
+        first_clause_chars: int = FIRST_PIECE_MIN_CHARS,
+        clause_chars: int = 150,
+        max_chars: int = 300,
     ) -> None:
         self._buf = ""
         self._scan_from = 0
@@ -143,6 +149,8 @@ class TextSegmenter:
         for m in _CLAUSE_MARK.finditer(buf):
             if len(buf[: m.end()].strip()) >= min(limit, 40) and not _inside_markup(buf, m.end()):
                 best = m.end()
+                if self._emitted == 0:
+                    break  # the first unit: its first clause, so the first audio comes soon
         if best is not None:
             return best
         if len(buf) >= self.max_chars:
