@@ -59,6 +59,8 @@ def test_wer_ignores_case_punctuation_and_number_spelling() -> None:
             "The sensor signal is minus 67 dBmW.",
             0,
         ),
+        # Whisper's titles without the period are the words heard
+        ("Mister and Missus Lee are at the door.", "Mr and Mrs Lee are at the door.", 0),
         # the normalizer's reading in the sentence stays where it is closer, and a wrong year
         # is wrong however it is read
         (

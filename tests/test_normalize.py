@@ -78,6 +78,12 @@ EN = [
     ("St. Louis", "Saint Louis"),
     ("approx. 5", "approximately five"),
     ("Mr. and Mrs. Lee", "Mister and Missus Lee"),
+    # titles without the period (British style, and how Whisper writes them)
+    ("Mr and Mrs Lee", "Mister and Missus Lee"),
+    ("Ms Jones called", "Miz Jones called"),
+    ("Dr Smith called", "Doctor Smith called"),
+    ("Ask Prof Brown", "Ask Professor Brown"),
+    ("turn on Dr lights", "turn on Dr lights"),
     ("No. 5", "number five"),
     ("salt & pepper", "salt and pepper"),
     ("2 + 2", "two plus two"),

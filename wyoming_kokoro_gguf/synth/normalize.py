@@ -852,6 +852,13 @@ def words(text: str, language: str) -> str:
         text = re.sub(r"\bSt\.(?=\s[A-Z])", "Saint", text)
         text = re.sub(r"\bSt\.", "Street", text)
         text = re.sub(r"\bDr\.(?!\s[A-Z])", "Drive", text)
+        # British style and Whisper write titles without the period ("Ms Jones"): espeak-ng
+        # spells "Ms" as two letters; a title is one before a name
+        text = re.sub(
+            r"\b(Mr|Mrs|Ms|Dr|Prof)\b(?!\.)(?=\s+(?:[A-Z]|and\s+M|&))",
+            lambda m: table_words[m[1] + "."],
+            text,
+        )
         text = re.sub(r"#(?=\s?\d)", " number ", text)
         text = re.sub(r"(\w)@(\w)", r"\1 at \2", text)
         text = re.sub(r"(\w)\.(com|org|net|io|de|uk)\b", r"\1 dot \2", text)
