@@ -26,7 +26,7 @@ class EngineOptions:
     conv: "fp32" (Conv with fused bias); "int8" runs the decoder's and generator's residual
         convolutions (~90% of the MACs) as int8 dot products: per-channel int8 weights,
         activations quantized per call, output ranges and per-channel gains calibrated at load
-        (graph/layers.py, engine._calibrate_int8).  Fast where the CPU has int8 dot products
+        (graph/layers.py, build._calibrate_int8).  Fast where the CPU has int8 dot products
         (VNNI, Arm dotprod): ~1.45x faster here (2 threads); audio ~15-16 dB waveform SNR and
         ~5.6 dB log-spectral distance from fp32 (kokoro-onnx's int8 export: 6-12 dB LSD from
         its fp32), the same ASR word error rate on the benchmark's 12 sentences.
