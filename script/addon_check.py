@@ -525,28 +525,45 @@ def tail(log: Path, lines: int = 30) -> str:
 
 
 def synthesize(service: Service, text: str, wav: Path, budget: Budget, limit: float) -> dict:
+    """One synthesis with the project's client; a progress line each minute (the engine may
+    still be loading: describe is answered before)."""
     uri = f"tcp://127.0.0.1:{service.port}"
     timeout = min(limit, budget.left(f"synthesis of {text!r}"))
-    done = client(
-        [
-            "--uri",
-            uri,
-            "--voice",
-            VOICE,
-            "-o",
-            str(wav),
-            "--json",
-            "--timeout",
-            str(int(timeout)),
-            text,
-        ],
-        timeout + 60,
+    args = [
+        "--uri",
+        uri,
+        "--voice",
+        VOICE,
+        "-o",
+        str(wav),
+        "--json",
+        "--timeout",
+        str(int(timeout)),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wyoming_kokoro_gguf.client", *args, text],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
-    if done.returncode != 0:
-        if "no answer from the server within" in done.stderr:
+    started = time.monotonic()
+    while True:
+        try:
+            out, err = proc.communicate(timeout=60)
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() - started > timeout + 60:
+                proc.kill()
+                proc.communicate()
+                budget.left(f"synthesis of {text!r}")
+                raise Failed(f"the client did not end within {timeout + 60:.0f} s") from None
+            say(f"  ... {time.monotonic() - started:.0f} s; server: {last_log_line(service.log)}")
+    if proc.returncode != 0:
+        if "no answer from the server within" in err:
             budget.left(f"synthesis of {text!r}")  # the budget ran out: not a verdict
-        raise Failed(f"synthesis failed: {done.stderr.strip()}\n{tail(service.log)}")
-    return json.loads(done.stdout)
+        raise Failed(f"synthesis failed: {err.strip()}\n{tail(service.log)}")
+    return json.loads(out)
 
 
 def check_service(image: Image, service: Service) -> None:
