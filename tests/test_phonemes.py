@@ -47,20 +47,6 @@ def test_misaki_conventions() -> None:
     assert to_kokoro("t^ʃˈao", "it") == "ʧˈao"
 
 
-@pytest.mark.parametrize(
-    "text,phonemes",
-    [
-        # espeak-ng's linking r after ɚ is not doubled (misaki writes ɹˈWɾəɹ ɪz)
-        ("The router is at home.", "ðə ɹˈWɾəɹ ɪz æt hˈOm."),
-        ("Air pressure is low.", "ˈɛɹ pɹˈɛʃəɹ ɪz lˈO."),
-        ("Wait for a while.", "wˈAt fəɹə wˈIl."),
-        ("The heater draws power.", "ðə hˈiɾəɹ dɹˈɔz pˈWəɹ."),
-    ],
-)
-def test_english_r_never_doubled(phonemizer: Phonemizer, text: str, phonemes: str) -> None:
-    assert phonemizer.phonemize(text, "en-us") == phonemes
-
-
 def test_unknown_symbols_dropped_but_base_letters_kept(vocab: dict[str, int]) -> None:
     assert keep_known("kˈä 2", vocab) == "kˈa"
     assert keep_known("bɔ̃", vocab) == "bɔ̃"  # the combining tilde is in the vocabulary

@@ -58,9 +58,6 @@ _ENGLISH = {
     "ʔ": "t",
     "ə^l": "ᵊl",
     "ɚ": "əɹ",
-    # espeak-ng adds a linking r after ɚ before a vowel ("router is" ɹˈaʊɾɚɹ ɪz); written
-    # "əɹɹ" it doubles the r, which misaki's lexicon never does (ɹˈWɾəɹ ɪz)
-    "ɚɹ": "əɹ",
     "ɐ": "ə",
     "r": "ɹ",
     "x": "k",
