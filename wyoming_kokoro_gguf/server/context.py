@@ -23,7 +23,7 @@ from wyoming_kokoro_gguf.server.phrase_cache import PhraseCache
 from wyoming_kokoro_gguf.server.scheduler import Scheduler
 from wyoming_kokoro_gguf.server.voices import clean_language_tag
 from wyoming_kokoro_gguf.synth import lexicon
-from wyoming_kokoro_gguf.weights.layout import voice_info
+from wyoming_kokoro_gguf.weights.layout import DEFAULT_VOICES, voice_info
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -92,9 +92,8 @@ class ServerContext:
                 _LOGGER.warning(
                     "--voice %s is not in the model; voices: %s", wanted, ", ".join(names)
                 )
-            self.default_voice = (
-                "af_heart" if "af_heart" in names else (names[0] if names else None)
-            )
+            preferred = [name for name in DEFAULT_VOICES if name in self.engine.voices]
+            self.default_voice = (preferred or names or [None])[0]
         if self.engine.voices_final:
             missing = [b for b in self.blends if b not in self.engine.voices]
             for name in missing:

@@ -82,6 +82,13 @@ VOICE_LANGUAGES: dict[str, tuple[str, str, str]] = {
 }
 
 
+# The default voice, best first, when --voice is not in the model: af_heart in the published
+# files; the offline weights have only Japanese voices and their English-speaking aliases, of
+# which am_jm_kumo is heard best reading English (docs/TEXT.md: corpus word error rate 0.006,
+# af_jf_alpha 0.045).
+DEFAULT_VOICES: tuple[str, ...] = ("af_heart", "am_jm_kumo")
+
+
 def voice_info(name: str) -> VoiceInfo:
     """Language and gender from a Kokoro voice name such as ``af_heart`` (unknown prefix: en-US)."""
     lang, espeak, lang_name = VOICE_LANGUAGES.get(name[:1], VOICE_LANGUAGES["a"])
