@@ -758,8 +758,6 @@ def text_section(
     corp = corpora()  # also puts tests/ on the path, for the ASR judge's scoring
     import asr
 
-    from wyoming_kokoro_gguf.synth import normalize as norm
-
     peers = peers or {}
     english = list(corp.HOME_AUTOMATION[:limit])
     japanese = list(corp.JAPANESE[:limit])
@@ -802,14 +800,12 @@ def text_section(
     heard_en: dict[str, list[str]] = {}
     scores: dict[str, float] = {}
     for system, spoken in clips["english"].items():
-        heard = [
-            norm.speakable(judge.transcribe(audio, rate, "en"), "en-us") for audio, rate in spoken
-        ]
-        heard_en[system] = heard
+        transcripts = [judge.transcribe(audio, rate, "en") for audio, rate in spoken]
         pairs = [
-            (corp.letters(reference), corp.letters(h))
-            for (_, reference), h in zip(english, heard, strict=True)
+            corp.english_pair(reference, heard)  # as tests/test_asr.py scores it
+            for (_, reference), heard in zip(english, transcripts, strict=True)
         ]
+        heard_en[system] = [heard for _, heard in pairs]
         scores[system] = asr.corpus_wer(pairs)
         print(f"  English WER {system}: {scores[system]:.3f}", flush=True)
     out["english"] = {"sentences": len(english), "wer": scores, "heard": heard_en}
