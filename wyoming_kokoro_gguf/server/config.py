@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from wyoming_kokoro_gguf.host.profile import HostOverrides
 from wyoming_kokoro_gguf.synth.blend import BlendError, parse_definition
 
 
@@ -27,6 +28,7 @@ class ServerConfig:
     quant: str
     threads: str
     passes: str
+    host: HostOverrides  # --mem-mb ...: plan for another host (the probe's flags)
     # Voices and speech.
     voice: str | None
     speed: float
@@ -55,6 +57,7 @@ class ServerConfig:
             quant=args.quant,
             threads=str(args.threads),
             passes=str(args.passes),
+            host=HostOverrides.from_args(args),
             voice=args.voice,
             speed=float(args.speed),
             blends=tuple(parse_blends(list(args.voice_blend or []))),

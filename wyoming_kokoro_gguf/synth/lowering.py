@@ -43,7 +43,8 @@ class EngineOptions:
     max_phonemes: longest model pass (at most Kokoro's MAX_PHONEMES); lower caps the activation memory
         of one pass (about 1 s of audio per 12 phonemes) on small hosts.
     mem_arena: ORT's CPU arena keeps activation buffers between passes (a little faster);
-        off hands them back after each pass (memory-tight hosts).
+        off hands them back after each pass (memory-tight hosts; the engine process then also
+        has glibc return large freed blocks at once, or its heap keeps them instead).
     stft: the source's STFT as ONNX's STFT op ("op": one single-threaded DFT per frame, ~6% of
         an int8 pass, the reference export's rounding) or a strided convolution with the DFT
         basis ("conv": multi-threaded, same maths).  Where the source is silent (unvoiced
