@@ -362,11 +362,10 @@ def test_server_runs_the_probes_file_and_plan_within_the_predicted_memory(
     measured = probe.measure_server(flags, passes=p.passes)
     assert measured["model"] == probed["model"]["path"] == p.model_path
     assert measured["plan"] == p.summary()
-    if host_class == "2gb":
-        assert p.mem_arena is False and p.passes == 1 and p.variant == "q8_0"
-    else:
-        assert p.mem_arena is True and p.passes == 2 and p.max_phonemes == plan.MAX_PHONEMES
+    assert p.mem_arena is True and p.max_phonemes == plan.MAX_PHONEMES
+    assert (p.variant, p.passes) == (("q8_0", 1) if host_class == "2gb" else ("f16", 2))
     speaking = measured["longest_pass_peak_mib"]
+    print(host_class, p.summary(), measured)
     assert abs(p.predicted_peak_mb - speaking) <= 0.15 * speaking, (p.predicted_peak_mb, measured)
     first = measured["first_start_peak_mib"]
     if measured["first_start_graph_cache"] == "saved":  # a cold first start: it built the graph

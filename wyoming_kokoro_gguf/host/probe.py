@@ -18,6 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wyoming.audio import AudioChunk, AudioStop
+from wyoming.client import AsyncClient
+from wyoming.error import Error
+from wyoming.tts import Synthesize, SynthesizeVoice
+
 from wyoming_kokoro_gguf.host import models as model_store
 from wyoming_kokoro_gguf.host import plan
 from wyoming_kokoro_gguf.host import profile as host
@@ -269,16 +274,22 @@ def _wait_ready(proc: subprocess.Popen, log: Path, timeout: float) -> None:
 
 
 def _speak(port: int, text: str, voice: str | None) -> float:
-    """One one-shot synthesis through Wyoming; seconds of audio."""
-    from wyoming.client import AsyncClient
-
-    from wyoming_kokoro_gguf import client as wclient
+    """One one-shot synthesis through Wyoming, read to its end; seconds of audio."""
 
     async def run() -> float:
-        result = wclient.Result(uri="", voice=voice, streaming=False, text_chars=len(text))
+        samples = 0
         async with AsyncClient.from_uri(f"tcp://127.0.0.1:{port}") as cli:
-            pcm = await wclient.synthesize(cli, result, text, voice, False, 8, 0.0, timeout=1800)
-        return len(pcm) / 2 / 24000
+            name = SynthesizeVoice(name=voice) if voice else None
+            await cli.write_event(Synthesize(text=text, voice=name).event())
+            while True:
+                event = await asyncio.wait_for(cli.read_event(), timeout=1800)
+                if event is None or AudioStop.is_type(event.type):
+                    return samples / 24000
+                if Error.is_type(event.type):
+                    raise RuntimeError(Error.from_event(event).text)
+                if AudioChunk.is_type(event.type):
+                    chunk = AudioChunk.from_event(event)
+                    samples += len(chunk.audio) // (chunk.width * chunk.channels)
 
     return asyncio.run(run())
 
