@@ -295,9 +295,10 @@ def locate(choice: ModelChoice) -> Located:
     profile = host_profile(choice, download_dir)
 
     def at(path: Path, how: str, note: str) -> Located:
-        return Located(
-            path, how, note, _plan_for_file(profile, path, choice), profile, search, download_dir
-        )
+        p = _plan_for_file(profile, path, choice)
+        if how != "given":  # the plan's "given with --model" would be wrong here
+            p.reasons["variant"] = f"{p.variant}: {note}"
+        return Located(path, how, note, p, profile, search, download_dir)
 
     if _looks_like_path(model) or (model.lower().endswith(".gguf") and Path(model).is_file()):
         return at(check_gguf(Path(model).expanduser()), "given", "given with --model")
