@@ -220,7 +220,8 @@ def test_memory_prediction_uses_measured_figures():
     two, _ = plan.predict_memory("f16", "fp32", "fp32", 510, passes=2)
     expected = plan.act_mb_per_s("fp32") * (510 - 150) / plan.TOKENS_PER_AUDIO_S
     assert long - short == pytest.approx(expected, abs=2)
-    assert two - long == pytest.approx(long - plan.READY_MB["f16"][0], abs=2)
+    extra = plan.EXTRA_PASS_FACTOR * (long - plan.READY_MB["f16"][0])
+    assert two - long == pytest.approx(extra, abs=2)
     assert first == plan.FIRST_START_MB["f16"][0]
     ready, _ = plan.predict_memory("q8_0", "matmulnbits", "int8", 0)
     assert ready == plan.READY_MB["q8_0"][1]
@@ -232,10 +233,10 @@ def test_memory_prediction_uses_measured_figures():
 
 
 def test_int8_and_shorter_passes_are_memory_levers():
-    box = host.simulate("x86_64", ["avx2", "avx_vnni"], cores=4, mem_mb=16384, cgroup_mem_mb=900)
+    box = host.simulate("x86_64", ["avx2", "avx_vnni"], cores=4, mem_mb=16384, cgroup_mem_mb=800)
     p = plan.make_plan(box)
     assert p.conv == "int8" and "needed for memory" in p.reasons["conv"]
-    assert p.max_phonemes < 510 and p.mem_arena is True and p.predicted_peak_mb < 900 / 1.15
+    assert p.max_phonemes < 510 and p.mem_arena is True and p.predicted_peak_mb < 800 / 1.15
     # A first start (building the graph) peaks near 800 MiB: below that, a clear no.
     small = host.simulate("x86_64", ["avx2", "avx_vnni"], cores=4, mem_mb=16384, cgroup_mem_mb=760)
     with pytest.raises(plan.PlanError, match="not enough memory"):
@@ -365,7 +366,6 @@ def test_server_runs_the_probes_file_and_plan_within_the_predicted_memory(
     assert p.mem_arena is True and p.max_phonemes == plan.MAX_PHONEMES
     assert (p.variant, p.passes) == (("q8_0", 1) if host_class == "2gb" else ("f16", 2))
     speaking = measured["longest_pass_peak_mib"]
-    print(host_class, p.summary(), measured)
     assert abs(p.predicted_peak_mb - speaking) <= 0.15 * speaking, (p.predicted_peak_mb, measured)
     first = measured["first_start_peak_mib"]
     if measured["first_start_graph_cache"] == "saved":  # a cold first start: it built the graph

@@ -72,12 +72,15 @@ VARIANT_OFFSET_MB = {"f32": -9, "q5_0": -8, "q4_0": -26}
 # A first start (no graph cache: the graph is built, calibrated, optimized and written) peaks
 # higher; q8_0 with fp32 convolutions is q8_0 int8 plus f16's fp32 - int8 difference (estimate).
 FIRST_START_MB: dict[str, tuple[int, int]] = {"f16": (948, 812), "q8_0": (916, 780)}
-# Activations per second of audio of each pass in flight, by convolution type: two 505-phoneme
-# passes at once (the probe's run-on text) added 2 x 402 MiB over 29.8 s each with fp32
-# convolutions, 2 x 564-656 MiB over 28.8-29 s with int8 ones.  (ORT's arena stays on: off, with
+# Activations per second of audio of a pass (ORT's arena on), by convolution type: one
+# 505-phoneme pass (~29.7 s at TOKENS_PER_AUDIO_S) added 410 MiB (q8_0, int8 convolutions); a
+# second pass at once costs EXTRA_PASS_FACTOR times as much (the arena's blocks no longer fit
+# each other): two added 1,082-1,313 MiB with int8 convolutions (f16, three runs), 804 MiB with
+# fp32 ones (the fp32 figure is that run divided like the int8 ones).  (ORT's arena off, with
 # glibc returning freed blocks at once, q8_0 spoke the 2,000-character text at 413 instead of
 # 506 MiB, but 1.7-2.5x slower, and a small host's limit is the first start's peak anyway.)
-ACT_MB_PER_AUDIO_S: dict[str, float] = {"fp32": 13.5, "int8": 21}
+ACT_MB_PER_AUDIO_S: dict[str, float] = {"fp32": 9.8, "int8": 13.8}
+EXTRA_PASS_FACTOR = 1.75
 # Kokoro tokens (IPA symbols, stress marks, spaces) per second of audio: measured 16.6 on the
 # benchmark's paragraph, 17.0-17.5 on the probe's run-on sentences (505 tokens in 28.8-29.8 s).
 TOKENS_PER_AUDIO_S = 17
@@ -261,7 +264,7 @@ def predict_memory(
     key = memory_key(variant, linear)
     ready = _measured(READY_MB, key, conv)
     first = _measured(FIRST_START_MB, key, conv)
-    act = passes * act_mb_per_s(conv) * audio_seconds(max_phonemes)
+    act = (1 + EXTRA_PASS_FACTOR * (passes - 1)) * act_mb_per_s(conv) * audio_seconds(max_phonemes)
     return math.ceil(ready + act + cache_mb), first
 
 
@@ -464,8 +467,9 @@ def make_plan(
     ready, _ = predict_memory(chosen, linear, fit.conv, 0, 0)
     ctx.reasons["memory"] = (
         f"predicted peak {serving} MB speaking (server and engine process: {ready} MB once "
-        f"ready, +{act_mb_per_s(fit.conv):g} MB per second of audio of each of {n_passes} "
-        f"pass(es) of at most {fit.max_phonemes} phonemes, {cache_mb:g} MB phrase cache), "
+        f"ready, +{act_mb_per_s(fit.conv):g} MB per second of audio of a pass of at most "
+        f"{fit.max_phonemes} phonemes, {EXTRA_PASS_FACTOR:g}x that for each more at once "
+        f"({n_passes} here), {cache_mb:g} MB phrase cache), "
         f"{fit.loading} MB at a first start (building the graph cache), of {available} MB "
         "available (measured with --measure-server, docs/PERFORMANCE.md section 6)"
     )
@@ -712,7 +716,8 @@ def _plan_passes(
     Adds the extra passes' activations to ``fit.serving``; may shorten ``fit.max_phonemes`` so
     that two passes fit comfortably."""
     reasons, available = ctx.reasons, ctx.available
-    second_pass = math.ceil(act_mb_per_s(fit.conv) * audio_seconds(fit.max_phonemes))
+    per_pass = EXTRA_PASS_FACTOR * act_mb_per_s(fit.conv)
+    second_pass = math.ceil(per_pass * audio_seconds(fit.max_phonemes))
     forced_passes = parse_count(passes, "--passes", MAX_PASSES)
     if forced_passes is not None:
         fit.serving += (forced_passes - 1) * second_pass
@@ -723,16 +728,19 @@ def _plan_passes(
         return 1
     if fit.serving + second_pass > available * COMFORTABLE_SHARE:
         resident, _ = predict_memory(chosen, linear, fit.conv, 0, MIN_CACHE_MB)
-        shorter = _phonemes_for((available * COMFORTABLE_SHARE - resident) / AHEAD_PASSES, fit.conv)
+        shorter = _phonemes_for(
+            (available * COMFORTABLE_SHARE - resident) / (1 + EXTRA_PASS_FACTOR), fit.conv
+        )
         if not AHEAD_MIN_PHONEMES <= shorter < fit.max_phonemes:
             reasons["passes"] = (
                 f"1: a second pass at once would need ~{second_pass} MB more, and memory is "
                 "not plentiful here"
             )
             return 1
-        second_pass = math.ceil(act_mb_per_s(fit.conv) * audio_seconds(shorter))
+        second_pass = math.ceil(per_pass * audio_seconds(shorter))
         fit.max_phonemes = shorter
-        fit.serving = resident + second_pass  # the first pass; the second comes below
+        first_pass = math.ceil(act_mb_per_s(fit.conv) * audio_seconds(shorter))
+        fit.serving = resident + first_pass  # the second comes below
         reasons["max_phonemes"] = (
             f"{shorter}: two passes at once fit comfortably only this long (~"
             f"{audio_seconds(shorter):.0f} s of audio each); pieces of text are "
