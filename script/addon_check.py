@@ -116,8 +116,11 @@ class Budget:
         """Seconds left, or OverBudget naming the step that ran out."""
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise OverBudget(f"did not finish within the budget of {self.seconds:.0f} s ({doing})")
+            raise self.spent(doing)
         return left
+
+    def spent(self, doing: str) -> OverBudget:
+        return OverBudget(f"did not finish within the budget of {self.seconds:.0f} s ({doing})")
 
 
 def say(message: str) -> None:
@@ -560,8 +563,8 @@ def synthesize(service: Service, text: str, wav: Path, budget: Budget, limit: fl
                 raise Failed(f"the client did not end within {timeout + 60:.0f} s") from None
             say(f"  ... {time.monotonic() - started:.0f} s; server: {last_log_line(service.log)}")
     if proc.returncode != 0:
-        if "no answer from the server within" in err:
-            budget.left(f"synthesis of {text!r}")  # the budget ran out: not a verdict
+        if "no answer from the server within" in err and timeout < limit:
+            raise budget.spent(f"synthesis of {text!r}")  # the client waited all it had left
         raise Failed(f"synthesis failed: {err.strip()}\n{tail(service.log)}")
     return json.loads(out)
 

@@ -106,3 +106,4 @@ def test_a_spent_budget_is_a_skip_naming_the_step(addon_check):
     with pytest.raises(addon_check.Skip, match=r"budget of 0 s \(the engine load\)"):
         spent.left("the engine load")
     assert addon_check.Budget(3600).left("anything") > 0
+    assert isinstance(spent.spent("a synthesis"), addon_check.Skip)
