@@ -189,6 +189,9 @@ def test_splitter_never_cuts_inside(text: str) -> None:
     assert split_text(text) == [text]
 
 
+HANG_S = 60.0
+
+
 @pytest.mark.parametrize(
     "language", ["en-us", "en-gb", "es", "fr-fr", "it", "pt-br", "hi", "ja", "cmn"]
 )
@@ -205,7 +208,9 @@ def test_hostile_text_never_raises_nor_stalls(language: str) -> None:
     for text in texts:
         started = time.perf_counter()
         norm.speakable(text, language)
-        assert time.perf_counter() - started < 2.0, text[:40]
+        # a hang guard, not a speed check: a regular expression that backtracks on such input
+        # takes hours, any normal reading a few milliseconds, however busy the machine
+        assert time.perf_counter() - started < HANG_S, text[:40]
 
 
 # ------------------------------------------------------------------ never drop a word
