@@ -233,8 +233,9 @@ def test_entity_declarations_are_refused_billion_laughs() -> None:
     doc = f"<?xml version='1.0'?><!DOCTYPE speak [{laughs}]><speak>&lol9;</speak>"
     started = time.perf_counter()
     units = ssml.units(doc)
-    assert time.perf_counter() - started < 1.0
     assert "lollol" not in " ".join(units)
+    # a hang guard, not a speed check: expanding 10^9 laughs would take minutes and gigabytes
+    assert time.perf_counter() - started < 30.0
 
 
 def test_external_entities_are_never_fetched(tmp_path: Path) -> None:
