@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wyoming_kokoro_gguf.synth import graph_cache
 from wyoming_kokoro_gguf.synth.engine import Engine
 from wyoming_kokoro_gguf.synth.graph_cache import (
+    CALIBRATION_PREFIX,
     ENTRY_PREFIX,
     MANIFEST,
     TMP_PREFIX,
@@ -212,3 +214,74 @@ def test_a_nearly_full_disk_is_not_filled(tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
         assert not cache.start_writing()
     assert cache.status == "unwritable" and "MB free" in caplog.text
+
+
+def another_cpu_and_ort(monkeypatch) -> None:
+    """What a new CPU or ORT release changes in the key (the arm64 run after amd64's)."""
+    monkeypatch.setattr(graph_cache, "_cpu_identity", lambda: "another CPU")
+    monkeypatch.setattr(graph_cache.ort, "__version__", "0.0-another")
+
+
+def test_calibration_key_leaves_out_cpu_and_versions(tmp_path, monkeypatch, caplog):
+    """Without a model: the calibration file outlives the entry's CPU and ORT; a truncated or
+    foreign file is removed (the build calibrates), never raised."""
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(100))
+    options = replace(OPTIONS, conv="int8")
+    first = GraphCache(tmp_path, model, options)
+    gains = [np.full(3, 2.0, np.float32), np.full(5, 4.0, np.float32)]
+    first.save_calibration(np.array([0.5, 0.25], np.float32), gains)
+    another_cpu_and_ort(monkeypatch)
+    other = GraphCache(tmp_path, model, replace(options, threads=1, max_phonemes=100))
+    assert other.key != first.key and other.calibration == first.calibration
+    ratios, loaded = other.load_calibration()
+    assert ratios.tolist() == [0.5, 0.25] and [g.tolist() for g in loaded] == [[2.0] * 3, [4.0] * 5]
+    assert GraphCache(tmp_path, model, replace(options, rewrites=False)).load_calibration() is None
+    data = first.calibration.read_bytes()
+    for damaged in (data[: len(data) // 2], data.replace(b"ratios", b"ratioz")):
+        first.calibration.write_bytes(damaged)
+        with caplog.at_level(logging.WARNING):
+            assert other.load_calibration() is None
+        assert "damaged" in caplog.text and not first.calibration.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)]
+
+
+@pytest.mark.slow
+def test_another_cpu_reuses_the_calibration_and_speaks_identically(
+    small_model, tmp_path, monkeypatch, caplog
+):
+    """amd64's calibration file copied into an empty cache dir of another CPU and ORT version:
+    the graphs are built there, the calibration is not; the audio is the same.  A damaged copy
+    is calibrated again."""
+    options = replace(OPTIONS, conv="int8")
+    with caplog.at_level(logging.INFO, logger="wyoming_kokoro_gguf.synth.build"):
+        first = Engine.load(small_model, options, cache_dir=tmp_path / "amd64")
+    assert "calibrating the int8" in caplog.text and "int8 calibration: reused" not in caplog.text
+    audio = speak(first)
+    ratios = first.conv_ratios
+    del first
+    (calibration,) = (tmp_path / "amd64").glob(f"{CALIBRATION_PREFIX}*.npz")
+    (tmp_path / "arm64").mkdir()
+    shutil.copy2(calibration, tmp_path / "arm64")
+    another_cpu_and_ort(monkeypatch)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="wyoming_kokoro_gguf.synth.build"):
+        second = Engine.load(small_model, options, cache_dir=tmp_path / "arm64")
+    assert second.graph_cache == "saved"  # a new entry: the CPU and ORT differ
+    assert "int8 calibration: reused" in caplog.text and "calibrating" not in caplog.text
+    assert np.array_equal(second.conv_ratios, ratios)
+    again = speak(second)
+    assert again.shape == audio.shape and np.array_equal(again, audio)
+    del second
+    (tmp_path / "damaged").mkdir()
+    copy = tmp_path / "damaged" / calibration.name
+    data = bytearray(calibration.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        third = Engine.load(small_model, options, cache_dir=tmp_path / "damaged")
+    assert "is damaged" in caplog.text and "calibrating the int8" in caplog.text
+    assert (
+        np.array_equal(third.conv_ratios, ratios) and copy.read_bytes() == calibration.read_bytes()
+    )

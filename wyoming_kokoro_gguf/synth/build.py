@@ -84,19 +84,9 @@ def build_sessions(
     started = time.perf_counter()
     _LOG.info("building the text stage (ALBERT, prosody predictor) ...")
     stage1 = session(builder.build_stage1, "stage1")
-    ratios = None
+    ratios, how = None, ""
     if options.conv == "int8":  # size each int8 conv's output range on real speech first
-        _LOG.info("calibrating the int8 convolutions on a sample sentence ...")
-        calibration = session(lambda: builder.build_stage2(calibrate=True))
-        ratios, builder.conv_gains = _calibrate_int8(
-            model,
-            stage1,
-            calibration,
-            builder.conv_bounds,
-            builder.conv_channels,
-            2 * builder.style_dim,
-        )
-        del calibration
+        ratios, builder.conv_gains, how = _calibration(model, builder, stage1, cache, session)
     _LOG.info("building the audio stage (decoder, generator) ...")
     stage2 = session(builder.build_stage2, "stage2")
     _LOG.info("graphs built in %.1f s", time.perf_counter() - started)
@@ -106,10 +96,43 @@ def build_sessions(
         int8_convs=builder.int8_convs,
         style_width=2 * builder.style_dim,
         conv_ratios=ratios,
+        calibration=how,
     )
     if cache is not None:
         cache.commit(built)
     return stage1, stage2, built
+
+
+def _calibration(
+    model: KokoroModelFile,
+    builder: KokoroGraph,
+    stage1: ort.InferenceSession,
+    cache: GraphCache | None,
+    session: Callable[..., ort.InferenceSession],
+) -> tuple[np.ndarray, list[np.ndarray], str]:
+    """The int8 ratios and channel gains: from the cache's calibration file when an earlier
+    build (on any CPU or ORT version) left one, else measured now and saved there."""
+    found = None if cache is None else cache.load_calibration()
+    if found is not None:
+        _LOG.info("int8 calibration: reused (%s)", cache.calibration.name)
+        return *found, "reused"
+    _LOG.info("calibrating the int8 convolutions on a sample sentence ...")
+    started = time.perf_counter()
+    calibration = session(lambda: builder.build_stage2(calibrate=True))
+    ratios, gains = _calibrate_int8(
+        model,
+        stage1,
+        calibration,
+        builder.conv_bounds,
+        builder.conv_channels,
+        2 * builder.style_dim,
+    )
+    del calibration
+    took = time.perf_counter() - started
+    _LOG.info("int8 calibration: %.1f s", took)
+    if cache is not None:
+        cache.save_calibration(ratios, gains)
+    return ratios, gains, f"computed in {took:.1f} s"
 
 
 def _calibrate_int8(

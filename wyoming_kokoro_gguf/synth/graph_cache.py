@@ -13,6 +13,11 @@ version, and the CPU (the optimized graph has CPU-specific layouts).  It is writ
 temporary directory and renamed into place, so a reader sees a whole entry or none; two
 processes building at once both succeed and one rename wins.  Every file's size and CRC-32
 are in the manifest and checked on load; a damaged entry is removed and rebuilt.
+
+The int8 calibration (output ratios and channel gains, ~88 KB) has a file of its own beside the
+entries, keyed without the CPU and the ORT/NumPy versions: it depends on the model and the
+graph only, and is most of a first build on a slow CPU (789 s of 815 s under QEMU arm64), so a
+new CPU or ORT rebuilds the graphs but reuses it (docs/PERFORMANCE.md section 8).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ STAGES = ("stage1", "stage2")
 MANIFEST = "manifest.json"
 RATIOS = "conv_ratios.npy"
 ENTRY_PREFIX = "graphs-"
+CALIBRATION_PREFIX = "calibration-"
+KEEP_CALIBRATIONS = 4  # ~88 KB each: the current one and a few other models / option sets
 TMP_PREFIX = ".tmp-graphs-"
 KEEP_ENTRIES = 2  # the current entry and one more (a rollback, or another option set)
 STALE_TMP_S = 3600.0  # a temporary directory this old belongs to a process that died
@@ -67,6 +74,18 @@ SOURCES = (
     _SYNTH_DIR / "engine.py",
     Path(__file__).resolve(),
 )
+# What the calibration is computed from: the graph, its options, the build and the sentence's
+# phonemes (not the engine's session options nor this cache's format).
+CALIBRATION_SOURCES = (
+    *sorted((_SYNTH_DIR / "graph").glob("*.py")),
+    _SYNTH_DIR / "lowering.py",
+    _SYNTH_DIR / "build.py",
+    _SYNTH_DIR / "stages.py",
+    _SYNTH_DIR / "phonemes.py",
+)
+# The options that change the graph the calibration measures (threads, arena, passes and
+# max_phonemes only change how it runs).
+CALIBRATION_OPTIONS = ("linear", "conv", "rewrites", "stft")
 
 
 class CacheDamaged(Exception):
@@ -82,6 +101,8 @@ class Built:
     int8_convs: int = 0
     style_width: int = 256
     conv_ratios: np.ndarray | None = None
+    # the int8 calibration: "" (none), "computed in N s", or "reused" (its own cache file)
+    calibration: str = ""
 
 
 def _file_identity(path: Path) -> dict[str, Any]:
@@ -112,9 +133,9 @@ def _cpu_identity() -> str:
     return hashlib.sha256("".join([platform.machine(), *lines]).encode()).hexdigest()
 
 
-def _sources_hash() -> str:
+def _sources_hash(sources: tuple[Path, ...] = SOURCES) -> str:
     digest = hashlib.sha256()
-    for source in SOURCES:
+    for source in sources:
         with contextlib.suppress(OSError):
             digest.update(source.name.encode() + source.read_bytes())
     return digest.hexdigest()
@@ -133,6 +154,16 @@ def cache_inputs(model_path: Path, options: EngineOptions) -> dict[str, Any]:
         "graph_version": GRAPH_VERSION,
         "sources": _sources_hash(),
         "cpu": _cpu_identity(),
+    }
+
+
+def calibration_inputs(model: dict[str, Any], options: EngineOptions) -> dict[str, Any]:
+    """What the int8 calibration depends on: no CPU, ORT or NumPy version (it is reused)."""
+    return {
+        "model": model,
+        "options": {name: getattr(options, name) for name in CALIBRATION_OPTIONS},
+        "graph_version": GRAPH_VERSION,
+        "sources": _sources_hash(CALIBRATION_SOURCES),
     }
 
 
@@ -172,6 +203,11 @@ class GraphCache:
         self.inputs = cache_inputs(model_path, options)
         self.key = hashlib.sha256(json.dumps(self.inputs, sort_keys=True).encode()).hexdigest()
         self.entry = self.dir / f"{ENTRY_PREFIX}{self.key[:32]}"
+        calibration = calibration_inputs(self.inputs["model"], options)
+        self.calibration_key = hashlib.sha256(
+            json.dumps(calibration, sort_keys=True).encode()
+        ).hexdigest()
+        self.calibration = self.dir / f"{CALIBRATION_PREFIX}{self.calibration_key[:32]}.npz"
         self.status = "miss"
         self._tmp: Path | None = None
 
@@ -211,6 +247,49 @@ class GraphCache:
             if path.stat().st_size != want["size"] or _crc32(path) != want["crc32"]:
                 raise CacheDamaged(f"{name} changed since it was written")
         return manifest
+
+    def load_calibration(self) -> tuple[np.ndarray, list[np.ndarray]] | None:
+        """The int8 ratios and per-conv channel gains an earlier build saved, or None (then
+        calibrate).  A damaged file (np.load checks each member's CRC-32) is removed."""
+        if not self.calibration.is_file():
+            return None
+        try:
+            with np.load(self.calibration, allow_pickle=False) as f:
+                if str(f["key"]) != self.calibration_key:
+                    raise CacheDamaged("it is for other inputs")
+                ratios, gains, channels = f["ratios"], f["gains"], f["channels"]
+            if len(ratios) != len(channels) or gains.size != channels.sum():
+                raise CacheDamaged("its arrays do not fit each other")
+        except Exception as err:  # noqa: BLE001 - any unreadable file is recalibrated
+            _LOG.warning("int8 calibration %s is damaged (%s); calibrating", self.calibration, err)
+            with contextlib.suppress(OSError):
+                self.calibration.unlink()
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(self.calibration)  # recently used: kept by _prune
+        starts = np.cumsum([0, *channels[:-1]])
+        gain_list = [
+            gains[s : s + n].astype(np.float32) for s, n in zip(starts, channels, strict=True)
+        ]
+        return ratios.astype(np.float32), gain_list
+
+    def save_calibration(self, ratios: np.ndarray, gains: list[np.ndarray]) -> None:
+        """Write the calibration beside the entries: a temporary file renamed into place."""
+        tmp = self.dir / f"{TMP_PREFIX}{self.calibration.stem}-{uuid.uuid4().hex[:8]}.npz"
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            np.savez(
+                tmp,
+                key=np.array(self.calibration_key),
+                ratios=np.asarray(ratios, dtype=np.float32),
+                gains=np.concatenate(gains).astype(np.float32) if gains else np.zeros(0),
+                channels=np.array([len(g) for g in gains], dtype=np.int64),
+            )
+            os.replace(tmp, self.calibration)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            _LOG.warning("int8 calibration not saved (%s)", getattr(err, "strerror", None) or err)
 
     # ---- writing
 
@@ -271,6 +350,7 @@ class GraphCache:
             }
             extra = asdict(built)
             extra.pop("conv_ratios")
+            extra.pop("calibration")  # how this build got it, not part of the entry
             manifest = {
                 "key": self.key,
                 "inputs": self.inputs,
@@ -309,10 +389,12 @@ class GraphCache:
             children = list(self.dir.iterdir())
         except OSError:
             return
-        entries = []
+        entries, calibrations = [], []
         for child in children:
             with contextlib.suppress(OSError):
-                if child.name.startswith(ENTRY_PREFIX) and child != self.entry:
+                if child.name.startswith(CALIBRATION_PREFIX) and child != self.calibration:
+                    calibrations.append((child.stat().st_mtime, child))
+                elif child.name.startswith(ENTRY_PREFIX) and child != self.entry:
                     manifest = child / MANIFEST  # none: a damaged entry, pruned first
                     entries.append((manifest.stat().st_mtime if manifest.exists() else 0, child))
                 elif (
@@ -322,3 +404,6 @@ class GraphCache:
                     shutil.rmtree(child, ignore_errors=True)
         for _, child in sorted(entries, reverse=True)[KEEP_ENTRIES - 1 :]:
             _remove(child)
+        for _, child in sorted(calibrations, reverse=True)[KEEP_CALIBRATIONS - 1 :]:
+            with contextlib.suppress(OSError):
+                child.unlink()
