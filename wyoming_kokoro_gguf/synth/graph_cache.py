@@ -14,7 +14,7 @@ temporary directory and renamed into place, so a reader sees a whole entry or no
 processes building at once both succeed and one rename wins.  Every file's size and CRC-32
 are in the manifest and checked on load; a damaged entry is removed and rebuilt.
 
-The int8 calibration (output ratios and channel gains, ~88 KB) has a file of its own beside the
+The int8 calibration (output ratios and channel gains, 76 KB) has a file of its own beside the
 entries, keyed without the CPU and the ORT/NumPy versions: it depends on the model and the
 graph only, and is most of a first build on a slow CPU (789 s of 815 s under QEMU arm64), so a
 new CPU or ORT rebuilds the graphs but reuses it (docs/PERFORMANCE.md section 8).
@@ -50,7 +50,7 @@ MANIFEST = "manifest.json"
 RATIOS = "conv_ratios.npy"
 ENTRY_PREFIX = "graphs-"
 CALIBRATION_PREFIX = "calibration-"
-KEEP_CALIBRATIONS = 4  # ~88 KB each: the current one and a few other models / option sets
+KEEP_CALIBRATIONS = 4  # 76 KB each: the current one and a few other models / option sets
 TMP_PREFIX = ".tmp-graphs-"
 KEEP_ENTRIES = 2  # the current entry and one more (a rollback, or another option set)
 STALE_TMP_S = 3600.0  # a temporary directory this old belongs to a process that died
