@@ -84,7 +84,7 @@ VOICE_LANGUAGES: dict[str, tuple[str, str, str]] = {
 
 # The default voice, best first, when --voice is not in the model: af_heart in the published
 # files; the offline weights have only Japanese voices and their English-speaking aliases, of
-# which am_jm_kumo is heard best reading English (docs/TEXT.md: corpus word error rate 0.006,
+# which am_jm_kumo is heard best reading English (docs/TEXT.md: corpus word error rate 0.004,
 # af_jf_alpha 0.045).
 DEFAULT_VOICES: tuple[str, ...] = ("af_heart", "am_jm_kumo")
 
