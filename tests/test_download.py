@@ -462,7 +462,7 @@ def test_fresh_offline_start_serves_english_speech(tmp_path, kokoro_onnx, asset_
         wav = tmp_path / "out.wav"
         text = "Turn on the kitchen lights, please."
         done = subprocess.run(
-            [*client, "--voice", "af_jf_alpha", "-o", str(wav), text],
+            [*client, "-o", str(wav), text],  # the default voice, as a new user hears it
             capture_output=True,
             text=True,
         )

@@ -1,6 +1,7 @@
-"""The first unit of a streamed text (server/segmenter.py): it ends at the first clause mark
-after FIRST_PIECE_MIN_CHARS characters, since the listener waits for the whole first unit and a
-pass takes time in proportion to its audio; later units stay long.  Through a real server, the
+"""The first unit of a streamed text (server/segmenter.py): once its sentence is known to be
+long (3 x FIRST_PIECE_MIN_CHARS), it ends at the first clause mark after FIRST_PIECE_MIN_CHARS
+characters, since the listener waits for the whole first unit and a pass takes time in
+proportion to its audio; a short sentence stays whole; later units stay long.  Through a real server, the
 text cut this way is heard whole and without a gap longer than a clause pause."""
 
 from __future__ import annotations
@@ -47,10 +48,20 @@ def test_a_clause_shorter_than_the_minimum_is_not_cut() -> None:
     assert units_of(["Good morning. Today, at nine thirty, you meet Anna."])[0] == "Good morning."
 
 
-def test_the_first_clause_is_cut_only_once_it_is_seen_whole() -> None:
+def test_the_first_clause_is_cut_only_once_the_sentence_is_known_to_be_long() -> None:
     seg = TextSegmenter()
     assert seg.feed("The front door is locked,") == []  # "3,5": the mark needs a space after
-    assert seg.feed(" the gar") == [FIRST]
+    assert seg.feed(" the gar") == []  # the sentence may still end soon: keep it whole
+    assert seg.feed("age is closed, and the living") == [FIRST]  # over 3 x the minimum
+
+
+def test_a_short_sentence_stays_whole_however_it_arrives() -> None:
+    """A clause spoken alone loses the sentence's intonation: "Turn on the kitchen lights,"
+    alone was heard "Tau Nong Keijun Lights" (jf_alpha), the whole sentence "Turn on ..."."""
+    text = "Turn on the kitchen lights, please."
+    assert units_of([text]) == [text]
+    assert units_of(list(text)) == [text]
+    assert units_of([text[:27], text[27:]]) == [text]
 
 
 @pytest.fixture(scope="module")

@@ -38,16 +38,19 @@ class TextSegmenter:
     white space and a word that does not start in lower case, or at a line break.  A period
     after a known abbreviation or a single initial does not end a sentence, and "3.5" never
     splits because a split needs white space after the mark, which only the next piece of text
-    can show.  The first unit also ends at its first clause mark (, ; :) after at least
-    ``first_clause_chars``: the listener waits for the whole first unit, and a pass takes time
-    in proportion to its audio (the engine cuts its own first piece the same way, synth/text.py).
+    can show.  Once ``first_clause_chars`` wait without a sentence end, the first unit ends at
+    its first clause mark (, ; :) after at least FIRST_PIECE_MIN_CHARS: the listener waits for
+    the whole first unit, and a pass takes time in proportion to its audio (the engine cuts its
+    own first piece the same way, synth/text.py).  A short sentence stays whole: a clause
+    spoken alone loses the sentence's intonation, and with it words ("Turn on the kitchen
+    lights," alone was heard "Tau Nong Keijun Lights").
     Later units end at the last clause mark once ``clause_chars`` wait without a sentence end,
     and at a word boundary after ``max_chars`` when there is no punctuation at all.
     """
 
     def __init__(
         self,
-        first_clause_chars: int = FIRST_PIECE_MIN_CHARS,
+        first_clause_chars: int = 3 * FIRST_PIECE_MIN_CHARS,
         clause_chars: int = 150,
         max_chars: int = 300,
     ) -> None:
@@ -146,8 +149,9 @@ class TextSegmenter:
         if len(buf.strip()) < limit:
             return None
         best = None
+        shortest = FIRST_PIECE_MIN_CHARS if self._emitted == 0 else min(limit, 40)
         for m in _CLAUSE_MARK.finditer(buf):
-            if len(buf[: m.end()].strip()) >= min(limit, 40) and not _inside_markup(buf, m.end()):
+            if len(buf[: m.end()].strip()) >= shortest and not _inside_markup(buf, m.end()):
                 best = m.end()
                 if self._emitted == 0:
                     break  # the first unit: its first clause, so the first audio comes soon
