@@ -52,6 +52,12 @@ from wyoming.client import AsyncClient  # noqa: E402
 
 from wyoming_kokoro_gguf import client as wclient  # noqa: E402
 from wyoming_kokoro_gguf.audio import SAMPLE_RATE  # noqa: E402
+from wyoming_kokoro_gguf.host.probe import (  # noqa: E402
+    process_tree,
+    reset_tree_peaks,
+    status_bytes,
+    tree_bytes,
+)
 
 TEXTS = {
     "5 words": "Turn on the kitchen lights.",
@@ -152,50 +158,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def vm_hwm_bytes(pid: int, field: str = "VmHWM") -> int | None:
-    """Peak resident set (VmHWM; or another /proc status field such as VmRSS) of one process,
-    or None once it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
-    return int(match.group(1)) * 1024 if match else None
-
-
-def _tree(pid: int) -> list[int]:
-    """A process and its living descendants (the server's engine runs in a child process)."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        return [pid, *(p.pid for p in root.children(recursive=True))]
-    except psutil.NoSuchProcess:
-        return []
-
-
 def peak_rss_mb(pid: int) -> float:
-    """Peak resident memory of a process plus its living descendants (sum of VmHWM), in MB.
-
-    Read it before stopping the server: a process's VmHWM goes with it.
-    """
-    pids = _tree(pid)
-    if not pids:
+    """Peak resident memory of a process plus its living descendants (sum of VmHWM), in MB;
+    NaN once the process is gone."""
+    if not process_tree(pid):
         return float("nan")
-    return sum(vm_hwm_bytes(p) or 0 for p in pids) / 1e6
-
-
-def reset_peak_rss(pid: int) -> bool:
-    """Restart VmHWM counting at the current RSS for the process tree (Linux clear_refs "5"),
-    so the next reading is the peak of what follows: the peak while speaking one text."""
-    done = False
-    for p in _tree(pid):
-        try:
-            Path(f"/proc/{p}/clear_refs").write_text("5")
-            done = True
-        except OSError:
-            return False
-    return done
+    return tree_bytes(pid) / 1e6
 
 
 def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
@@ -341,12 +309,11 @@ def run_server(
         # warmed up before it logs Ready, kokoro-onnx's child warms up too).
         asyncio.run(measure_text(uri, "Ready.", voice, False))
         row.load_peak_mb = peak_rss_mb(proc.pid)
-        tree = _tree(proc.pid)
-        rss = [(vm_hwm_bytes(p, "VmRSS") or 0) / 1e6 for p in tree]
+        rss = [(status_bytes(p, "VmRSS") or 0) / 1e6 for p in process_tree(proc.pid)]
         row.ready_rss_mb = (rss[0], sum(rss[1:])) if rss else None
         for label, text in texts.items():
             best: dict[str, float | None] = {}
-            can_reset = reset_peak_rss(proc.pid)
+            can_reset = reset_tree_peaks(proc.pid)
             for stream in (False, True):
                 key = "stream" if stream else "oneshot"
                 results = [
@@ -366,7 +333,7 @@ def run_server(
             [row.load_peak_mb or 0.0, *(m.get("rss_peak_mb") or 0.0 for m in row.per_text.values())]
         )
         time.sleep(REST_WAIT_S)  # what a server keeps between announcements
-        row.rest_rss_mb = sum((vm_hwm_bytes(p, "VmRSS") or 0) / 1e6 for p in _tree(proc.pid))
+        row.rest_rss_mb = tree_bytes(proc.pid, "VmRSS") / 1e6
         row.load_avg = (load_before, os.getloadavg()[0])
         if bench is not None:
             print(f"  wyoming-bench against {system} {variant}", flush=True)

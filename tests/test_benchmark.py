@@ -80,14 +80,14 @@ HOLDER = textwrap.dedent(
 
 
 def test_peak_rss_counts_the_child_and_resets() -> None:
-    """peak_rss_mb sums VmHWM over the process tree; reset_peak_rss starts a new peak."""
+    """peak_rss_mb sums VmHWM over the process tree; reset_tree_peaks starts a new peak."""
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
         child_pid = int(proc.stdout.readline())
-        parent_alone = bench.vm_hwm_bytes(proc.pid) / 1e6
-        child_alone = bench.vm_hwm_bytes(child_pid) / 1e6
+        parent_alone = bench.status_bytes(proc.pid) / 1e6
+        child_alone = bench.status_bytes(child_pid) / 1e6
         assert child_alone >= 150
         assert bench.peak_rss_mb(proc.pid) == pytest.approx(parent_alone + child_alone, abs=1)
         # The child frees its block: the peak stays until it is reset.
@@ -95,12 +95,12 @@ def test_peak_rss_counts_the_child_and_resets() -> None:
         proc.stdin.flush()
         assert proc.stdout.readline().strip() == "freed"
         assert bench.peak_rss_mb(proc.pid) >= 150
-        assert bench.reset_peak_rss(proc.pid)
+        assert bench.reset_tree_peaks(proc.pid)
         assert bench.peak_rss_mb(proc.pid) < 100
     finally:
         proc.kill()
         proc.wait()
-    assert bench.vm_hwm_bytes(proc.pid) is None
+    assert bench.status_bytes(proc.pid) is None
 
 
 def test_texts_are_the_benchmark_texts() -> None:

@@ -211,9 +211,7 @@ def measure(
 # the plan allows (510 at most): the speaking peak the plan predicts.  Four different ones (the
 # phrase cache would answer repeats), so that two passes at once are both long.
 RUN_ON_SENTENCE = (
-    "the weather this afternoon will be mostly sunny with a light breeze from the west and "
-    "temperatures rising to about twenty degrees before clouds move in from the coast later in "
-    "the evening bringing a chance of light rain after midnight and the temperatures falling "
+    f"{LONG_TEXT} and the temperatures falling "
     "slowly towards morning when the wind turns to the north and the first showers reach the "
     "hills before the sun comes back in the afternoon with a light breeze from the west and "
     "temperatures rising to about twenty degrees before clouds move in from the coast."
@@ -231,34 +229,54 @@ def longest_pass_text(passes: int) -> str:
 MIB = 1 << 20
 
 
+def process_tree(pid: int) -> list[int]:
+    """A process (first) and its living descendants, read from /proc (Linux; [] once gone):
+    the server's engine runs in a child process."""
+    pids, tree = [pid], []
+    while pids:
+        p = pids.pop()
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+            children = [int(c) for task in tasks for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        tree.append(p)
+        pids += children
+    return tree
+
+
+def status_bytes(pid: int, field: str = "VmHWM") -> int | None:
+    """VmHWM (the peak resident set) or another /proc status field such as VmRSS of one
+    process, in bytes; None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
+    return int(match.group(1)) * 1024 if match else None
+
+
+def tree_bytes(pid: int, field: str = "VmHWM") -> int:
+    """``status_bytes`` summed over a process and its descendants (read before stopping it:
+    a process's VmHWM goes with it)."""
+    return sum(status_bytes(p, field) or 0 for p in process_tree(pid))
+
+
 def tree_mib(pid: int, field: str = "VmHWM") -> int:
-    """VmHWM (peak) or VmRSS of a process and all its descendants, summed, in MiB (Linux)."""
-    pids, total = [pid], 0
-    while pids:
-        p = pids.pop()
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-            for task in Path(f"/proc/{p}/task").iterdir():
-                pids += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith(field + ":"):
-                total += int(line.split()[1]) * 1024
-    return round(total / MIB)
+    """``tree_bytes`` in MiB."""
+    return round(tree_bytes(pid, field) / MIB)
 
 
-def _reset_peaks(pid: int) -> None:
-    """Restart VmHWM counting at the current RSS for the whole tree (Linux clear_refs 5)."""
-    pids = [pid]
-    while pids:
-        p = pids.pop()
-        try:
+def reset_tree_peaks(pid: int) -> bool:
+    """Restart VmHWM counting at the current RSS for the whole tree (Linux clear_refs "5"), so
+    the next reading is the peak of what follows; False where that cannot be done."""
+    pids = process_tree(pid)
+    try:
+        for p in pids:
             Path(f"/proc/{p}/clear_refs").write_text("5")
-            for task in Path(f"/proc/{p}/task").iterdir():
-                pids += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
+    except OSError:
+        return False
+    return bool(pids)
 
 
 def _wait_ready(proc: subprocess.Popen, log: Path, timeout: float) -> None:
@@ -311,7 +329,7 @@ def serve_once(
         result: dict[str, Any] = {"load_peak_mib": tree_mib(proc.pid)}
         result["ready_mib"] = tree_mib(proc.pid, "VmRSS")
         for name, text in texts.items():
-            _reset_peaks(proc.pid)
+            reset_tree_peaks(proc.pid)
             result[f"{name}_audio_s"] = round(_speak(port, text, voice), 1)
             result[f"{name}_peak_mib"] = tree_mib(proc.pid)
     finally:
