@@ -66,23 +66,16 @@ GRAPH_VERSION = 1
 # The sources whose change changes what is built: the graph package, the lowering options, the
 # build (int8 calibration) and what it runs, the engine (session options) and this module.
 _SYNTH_DIR = Path(__file__).resolve().parent
-SOURCES = (
+_BUILDER_SOURCES = (
     *sorted((_SYNTH_DIR / "graph").glob("*.py")),
     _SYNTH_DIR / "lowering.py",
     _SYNTH_DIR / "build.py",
     _SYNTH_DIR / "stages.py",
-    _SYNTH_DIR / "engine.py",
-    Path(__file__).resolve(),
 )
+SOURCES = (*_BUILDER_SOURCES, _SYNTH_DIR / "engine.py", Path(__file__).resolve())
 # What the calibration is computed from: the graph, its options, the build and the sentence's
 # phonemes (not the engine's session options nor this cache's format).
-CALIBRATION_SOURCES = (
-    *sorted((_SYNTH_DIR / "graph").glob("*.py")),
-    _SYNTH_DIR / "lowering.py",
-    _SYNTH_DIR / "build.py",
-    _SYNTH_DIR / "stages.py",
-    _SYNTH_DIR / "phonemes.py",
-)
+CALIBRATION_SOURCES = (*_BUILDER_SOURCES, _SYNTH_DIR / "phonemes.py")
 # The options that change the graph the calibration measures (threads, arena, passes and
 # max_phonemes only change how it runs).
 CALIBRATION_OPTIONS = ("linear", "conv", "rewrites", "stft")
@@ -167,6 +160,11 @@ def calibration_inputs(model: dict[str, Any], options: EngineOptions) -> dict[st
     }
 
 
+def _digest(inputs: dict[str, Any]) -> str:
+    """The key of a set of inputs: a hash of their canonical JSON."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
 def _crc32(path: Path) -> int:
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
@@ -201,12 +199,9 @@ class GraphCache:
         self.dir = Path(cache_dir)
         self.model_size = model_path.stat().st_size
         self.inputs = cache_inputs(model_path, options)
-        self.key = hashlib.sha256(json.dumps(self.inputs, sort_keys=True).encode()).hexdigest()
+        self.key = _digest(self.inputs)
         self.entry = self.dir / f"{ENTRY_PREFIX}{self.key[:32]}"
-        calibration = calibration_inputs(self.inputs["model"], options)
-        self.calibration_key = hashlib.sha256(
-            json.dumps(calibration, sort_keys=True).encode()
-        ).hexdigest()
+        self.calibration_key = _digest(calibration_inputs(self.inputs["model"], options))
         self.calibration = self.dir / f"{CALIBRATION_PREFIX}{self.calibration_key[:32]}.npz"
         self.status = "miss"
         self._tmp: Path | None = None
