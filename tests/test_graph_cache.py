@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from wyoming_kokoro_gguf.synth.graph_cache import (
     CALIBRATION_PREFIX,
     ENTRY_PREFIX,
     MANIFEST,
+    STALE_TMP_S,
     TMP_PREFIX,
     Built,
     GraphCache,
@@ -244,6 +246,25 @@ def test_calibration_key_leaves_out_cpu_and_versions(tmp_path, monkeypatch, capl
             assert other.load_calibration() is None
         assert "damaged" in caplog.text and not first.calibration.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)]
+
+
+def test_a_dead_writers_temporary_files_and_directories_are_pruned(tmp_path):
+    """A process that died while writing leaves a temporary entry directory or calibration
+    file; once stale, the next prune removes both kinds (a fresh one may still be written)."""
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(100))
+    stale_dir = tmp_path / f"{TMP_PREFIX}dead"
+    stale_dir.mkdir()
+    (stale_dir / "stage1.onnx").write_bytes(b"x")
+    stale_file = tmp_path / f"{TMP_PREFIX}{CALIBRATION_PREFIX}dead.npz"
+    stale_file.write_bytes(b"x")
+    fresh_file = tmp_path / f"{TMP_PREFIX}{CALIBRATION_PREFIX}writing.npz"
+    fresh_file.write_bytes(b"x")
+    old = time.time() - 2 * STALE_TMP_S
+    for path in (stale_dir, stale_file):
+        os.utime(path, (old, old))
+    GraphCache(tmp_path, model, OPTIONS)._prune()
+    assert not stale_dir.exists() and not stale_file.exists() and fresh_file.exists()
 
 
 @pytest.mark.slow

@@ -53,7 +53,7 @@ CALIBRATION_PREFIX = "calibration-"
 KEEP_CALIBRATIONS = 4  # 76 KB each: the current one and a few other models / option sets
 TMP_PREFIX = ".tmp-graphs-"
 KEEP_ENTRIES = 2  # the current entry and one more (a rollback, or another option set)
-STALE_TMP_S = 3600.0  # a temporary directory this old belongs to a process that died
+STALE_TMP_S = 3600.0  # a temporary directory or file this old belongs to a process that died
 HEAD_BYTES = 4 << 20  # GGUF metadata and tensor index are at the start of the file
 TAIL_BYTES = 1 << 20
 # An entry holds the weights as ORT runs them (fp32 mostly): up to ~2x a quantized file.  Write
@@ -396,7 +396,10 @@ class GraphCache:
                     child.name.startswith(TMP_PREFIX)
                     and time.time() - child.stat().st_mtime > STALE_TMP_S
                 ):
-                    shutil.rmtree(child, ignore_errors=True)
+                    if child.is_dir():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:  # a calibration file being written
+                        child.unlink()
         for _, child in sorted(entries, reverse=True)[KEEP_ENTRIES - 1 :]:
             _remove(child)
         for _, child in sorted(calibrations, reverse=True)[KEEP_CALIBRATIONS - 1 :]:
