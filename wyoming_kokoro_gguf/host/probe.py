@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import re
 import socket
@@ -424,8 +425,7 @@ def _main_measure(args: argparse.Namespace) -> int:
 # the probe's flags that the server takes too (the model's and the host's)
 SERVER_FLAGS = (
     "model", "data_dir", "download_dir", "local_files_only", "quant", "threads", "passes",
-    "arch", "cpu_flags", "cores", "mem_mb", "avail_mb", "cgroup_mem_mb", "cgroup_cpus",
-    "disk_mb", "cpu_model", "board",
+    *(f.name for f in dataclasses.fields(host.HostOverrides)),
 )  # fmt: skip
 
 
