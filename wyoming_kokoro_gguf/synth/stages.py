@@ -39,3 +39,12 @@ def release_heap() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def return_freed_blocks_at_once() -> None:
+    """Have glibc serve blocks of 64 KiB and up from mmap and trim its heap past 64 KiB, so
+    memory freed after a pass goes back to the OS (not glibc: its allocator decides)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 << 10)  # M_MMAP_THRESHOLD (fixed: no dynamic raise)
+        libc.mallopt(-1, 64 << 10)  # M_TRIM_THRESHOLD
