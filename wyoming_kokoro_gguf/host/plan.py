@@ -179,6 +179,12 @@ class Plan:
         reasons = {k: self.reasons[k] for k in values if k in self.reasons}
         return EngineOptions(**values, reasons=reasons)
 
+    def peak_with_cache_holding(self, audio_s: float) -> int:
+        """The predicted peak once the phrase cache holds only ``audio_s`` seconds of audio (the
+        prediction counts it full; a measurement seldom fills it)."""
+        held = min(self.cache_mb, audio_s * CACHE_MB_PER_AUDIO_S)
+        return math.ceil(self.predicted_peak_mb - self.cache_mb + held)
+
     def summary(self) -> str:
         """One line for the log."""
         linear = f"matmulnbits({self.linear_bits}-bit)" if self.linear == "matmulnbits" else "fp32"

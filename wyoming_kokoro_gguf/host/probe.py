@@ -220,11 +220,13 @@ RUN_ON_SENTENCE = (
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
-def longest_pass_text(passes: int) -> str:
+def longest_pass_text(passes: int, first_day: int = 0) -> str:
     """Enough run-on sentences for ``passes`` passes at once, each as long as allowed: a text's
-    first pass runs alone, the next ``passes`` together."""
+    first pass runs alone, the next ``passes`` together.  Another ``first_day`` gives another
+    text, which the phrase cache does not already hold."""
     count = 1 if passes <= 1 else passes + 1
-    return " ".join(f"On {day} {RUN_ON_SENTENCE}" for day in DAYS[:count])
+    days = DAYS[first_day:] + DAYS[:first_day]
+    return " ".join(f"On {day} {RUN_ON_SENTENCE}" for day in days[:count])
 
 
 MIB = 1 << 20
@@ -352,12 +354,19 @@ def measure_server(
     passes: int = 2,
 ) -> dict[str, Any]:
     """The server's memory with these flags: a first start (building the graph cache when it
-    is cold), then a warm start speaking ``texts`` (default: ``passes`` passes at once, as long
-    as the plan allows)."""
-    texts = texts or {"longest_pass": longest_pass_text(passes)}
+    is cold), then a warm start speaking ``texts``.  By default two texts of ``passes`` passes
+    at once, as long as the plan allows; ``longest_pass_peak_mib`` is the higher of their peaks
+    (where concurrent passes' peaks meet varies from run to run) and ``longest_pass_audio_s``
+    the audio of both."""
+    rounds = {"longest_pass": longest_pass_text(passes)}
+    rounds["longest_pass_again"] = longest_pass_text(passes, first_day=passes + 1)
     with tempfile.TemporaryDirectory() as tmp:
         first = serve_once(server_args, {}, voice, Path(tmp) / "first.log")
-        warm = serve_once(server_args, texts, voice, Path(tmp) / "warm.log")
+        warm = serve_once(server_args, texts or rounds, voice, Path(tmp) / "warm.log")
+    if not texts:
+        again = warm.pop("longest_pass_again_peak_mib")
+        warm["longest_pass_peak_mib"] = max(warm["longest_pass_peak_mib"], again)
+        warm["longest_pass_audio_s"] += warm.pop("longest_pass_again_audio_s")
     warm["first_start_peak_mib"] = first["load_peak_mib"]
     warm["first_start_graph_cache"] = first["graph_cache"]
     return warm
@@ -457,9 +466,11 @@ def _main_measure_server(args: argparse.Namespace) -> int:
     if args.text_file:
         texts = {"text": Path(args.text_file).read_text(encoding="utf-8")}
     measured = measure_server(server_args(args), texts, args.voice, result.passes)
+    name = "text" if texts else "longest_pass"
+    speaking = result.peak_with_cache_holding(measured[name + "_audio_s"])
     out = {
         "predicted": {
-            "speaking_peak_mib": result.predicted_peak_mb,
+            "speaking_peak_mib": speaking,
             "first_start_peak_mib": result.predicted_load_peak_mb,
         },
         "measured": measured,
@@ -468,11 +479,10 @@ def _main_measure_server(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    name = "text" if texts else "longest_pass"
     print(f"plan:      {result.summary()}")
     print(f"server:    {measured['plan']}")
     print(
-        f"speaking:  predicted {result.predicted_peak_mb} MiB, measured "
+        f"speaking:  predicted {speaking} MiB (phrase cache holding what was spoken), measured "
         f"{measured[name + '_peak_mib']} MiB ({measured[name + '_audio_s']} s of audio)"
     )
     print(
