@@ -474,7 +474,7 @@ def prepare_models(cache: Path, variants: list[str], with_quality: bool) -> dict
     voices_en = cache / "voices-en.npz"
     if not voices_en.exists():
         np.savez(voices_en, **model_store.english_aliases(convert.read_voices(paths["voices"])))
-    wanted = [v for v in variants if v != "auto"]
+    wanted = [BOARD_PLANS[v][0] if v in BOARD_PLANS else v for v in variants if v != "auto"]
     if "auto" in variants:
         paths["auto_variant"] = auto_variant(cache)
         wanted.append(paths["auto_variant"])
@@ -504,22 +504,31 @@ def prepare_models(cache: Path, variants: list[str], with_quality: bool) -> dict
 # f32 is the full-precision reference: f32 weights and fp32 arithmetic everywhere.  Every
 # other variant runs as the host plan decides (int8 convolutions on CPUs with VNNI/dotprod).
 REFERENCE_QUANT = {"f32": "fp32"}
+# A small board simulated with the server's host flags: the plan it makes there for the file that
+# --model auto fetches there.  The 400 MB goal is this plan's.
+BOARD_PLANS = {"2gb": ("q8_0", ["--mem-mb", "2048"])}
+BOARD_LABEL = "2 GB plan"
 
 
 def variant_label(variant: str, paths: dict[str, Any]) -> str:
     if variant == "auto":
         return f"auto ({paths['auto_variant']})"
+    if variant in BOARD_PLANS:
+        return f"{BOARD_LABEL} ({BOARD_PLANS[variant][0]}, {' '.join(BOARD_PLANS[variant][1])})"
     return f"{variant} (fp32 arithmetic)" if variant in REFERENCE_QUANT else variant
 
 
 def server_command(
     variant: str, paths: dict[str, Any], threads: int, voice: str = SERVER_VOICE
 ) -> list[str]:
+    board: list[str] = []
     if variant == "auto":
         model, data_dir = "auto", paths["auto_dir"]
     else:
-        model, data_dir = str(paths[variant]), paths[variant].parent
+        file, board = BOARD_PLANS.get(variant, (variant, []))
+        model, data_dir = str(paths[file]), paths[file].parent
     return [
+        *board,
         sys.executable,
         "-m",
         "wyoming_kokoro_gguf",
@@ -589,9 +598,11 @@ def quality(
 def _resolve_args(variant: str, paths: dict[str, Any], threads: int) -> SimpleNamespace:
     """The server's arguments that model_store.resolve reads, as server_command gives them."""
     auto = variant == "auto"
+    file, board = BOARD_PLANS.get(variant, (variant, []))
     return SimpleNamespace(
-        model="auto" if auto else str(paths[variant]),
-        data_dir=[str(paths["auto_dir"] if auto else paths[variant].parent)],
+        model="auto" if auto else str(paths[file]),
+        data_dir=[str(paths["auto_dir"] if auto else paths[file].parent)],
+        mem_mb=int(board[1]) if board else None,
         download_dir=None,
         local_files_only=True,
         quant=REFERENCE_QUANT.get(variant, "auto"),
@@ -932,13 +943,15 @@ def targets(rows: list[Row], qual: dict[str, dict[str, float]]) -> list[tuple[st
                     verdict(first <= 0.25),
                 )
             )
-    if ours and long in ours.per_text and ours.per_text[long].get("rss_peak_mb"):
-        rss = ours.per_text[long]["rss_peak_mb"]
+    small = find("this server", BOARD_LABEL, most) or ours
+    if small and long in small.per_text and small.per_text[long].get("rss_peak_mb"):
+        rss, load = small.per_text[long]["rss_peak_mb"], small.load_peak_mb
         out.append(
             (
-                f"server peak RSS while speaking the {long} text <= 400 MB",
-                f"{rss:.0f} MB",
-                verdict(rss <= 400),
+                f"{small.variant}: server and engine at most 400 MB loading and speaking the "
+                f"{long} text",
+                f"{load:.0f} MB loading, {rss:.0f} MB speaking",
+                verdict(max(rss, load) <= 400),
             )
         )
     auto_q = next((q for v, q in qual.items() if v.startswith("auto")), None)
@@ -1183,9 +1196,12 @@ def main(argv: list[str] | None = None) -> int:
     texts = {TEXT_KEYS[key]: TEXTS[TEXT_KEYS[key]] for key in wanted}
     from wyoming_kokoro_gguf.host.plan import VARIANT_NAMES
 
-    bad = [v for v in variants if v != "auto" and v not in VARIANT_NAMES]
+    bad = [v for v in variants if v != "auto" and v not in VARIANT_NAMES and v not in BOARD_PLANS]
     if bad or not variants:
-        parser.error(f"--variants {args.variants!r}: choose from auto, {', '.join(VARIANT_NAMES)}")
+        parser.error(
+            f"--variants {args.variants!r}: choose from auto, {', '.join(VARIANT_NAMES)}, "
+            + ", ".join(BOARD_PLANS)
+        )
     args.cache.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     most = max(thread_counts)

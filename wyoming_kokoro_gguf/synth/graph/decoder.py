@@ -27,7 +27,7 @@ class Decoder(Generator):
     def build_stage2(self, calibrate: bool = False) -> onnx.ModelProto:
         """Stage 2: aligned features -> audio.  With conv="int8", input ``conv_ratios``
         (see _int8_conv); ``calibrate`` adds the output ``conv_peaks``."""
-        b = Builder("kokoro_stage2", self.use_external)
+        b = Builder("kokoro_stage2", self.use_external, self.options.weights == "int8")
         self.external = b.external if b.external is not None else {}
         self.int8_convs, self.conv_bounds, self.conv_channels, self._peaks = 0, [], [], []
         self.calibrate = calibrate

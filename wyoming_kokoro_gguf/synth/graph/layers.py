@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto
 
-from wyoming_kokoro_gguf.synth.graph.builder import LAYER_NORM_EPS, Builder, Weights
+from wyoming_kokoro_gguf.synth.graph.builder import LAYER_NORM_EPS, Builder, Weights, symmetric_int8
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions
 
 
@@ -206,10 +206,7 @@ class Layers:
         and divided back after dequantizing, or left as is when an InstanceNormalization
         follows (AdaIN: scale-free per channel).
         """
-        flat = np.abs(kernel.reshape(kernel.shape[0], -1)).max(axis=1)
-        scale = np.where(flat > 0, flat / 127.0, 1.0).astype(np.float32)
-        shape = (-1,) + (1,) * (kernel.ndim - 1)
-        q = np.clip(np.rint(kernel / scale.reshape(shape)), -127, 127).astype(np.int8)
+        q, scale = symmetric_int8(kernel)
         index = self.int8_convs
         self.int8_convs += 1
         self.conv_channels.append(len(scale))

@@ -32,7 +32,7 @@ class TextStage(Layers):
 
     def build_stage1(self) -> onnx.ModelProto:
         """Stage 1 as an ONNX model (outputs ``durations``, ``d``, ``t_en``)."""
-        b = Builder("kokoro_stage1", self.use_external)
+        b = Builder("kokoro_stage1", self.use_external, self.options.weights == "int8")
         self.external = b.external if b.external is not None else {}
         w = self.w
         tokens = b.input("tokens", TensorProto.INT64, [1, "T"])
