@@ -528,7 +528,6 @@ def server_command(
         file, board = BOARD_PLANS.get(variant, (variant, []))
         model, data_dir = str(paths[file]), paths[file].parent
     return [
-        *board,
         sys.executable,
         "-m",
         "wyoming_kokoro_gguf",
@@ -545,6 +544,7 @@ def server_command(
         voice,
         "--quant",
         REFERENCE_QUANT.get(variant, "auto"),
+        *board,
     ]
 
 

@@ -234,7 +234,9 @@ def test_the_memory_goal_is_the_2gb_plans_loading_and_speaking() -> None:
     auto.per_text[long]["rss_peak_mb"] = 390
     label = bench.variant_label("2gb", {})
     assert label.startswith(bench.BOARD_LABEL) and "--mem-mb 2048" in label
-    assert bench.server_command("2gb", {"q8_0": Path("/m/q8.gguf")}, 2)[:2] == ["--mem-mb", "2048"]
+    command = bench.server_command("2gb", {"q8_0": Path("/m/q8.gguf")}, 2)
+    assert command[:3] == [sys.executable, "-m", "wyoming_kokoro_gguf"]
+    assert command[-2:] == ["--mem-mb", "2048"] and "/m/q8.gguf" in command
     board = bench.Row("this server", label, 2, load_peak_mb=410, per_text={long: {}})
     board.per_text[long]["rss_peak_mb"] = 380
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -221,3 +222,30 @@ def test_inspect_cli(ttscpp_files) -> None:
 
 def test_model_file_exports() -> None:
     assert model_file.VoiceInfo is layout.VoiceInfo
+
+
+def _mapped_kib(path: Path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a mapping's header line
+            inside = line.endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+def test_dropping_pages_keeps_the_tensors(ttscpp_files) -> None:
+    """#19: a first start lets go of the file's pages once the graphs hold what they need; a
+    tensor read afterwards still has its values (re-read from the page cache)."""
+    path, _ = ttscpp_files["F32"]
+    model = open_model(path)
+    names = model.tensor_names
+    before = {name: np.array(model.tensor(name)) for name in names}
+    resident = _mapped_kib(path)
+    model.drop_pages()
+    assert resident > 0 and _mapped_kib(path) < resident / 4, (resident, _mapped_kib(path))
+    for name in names:
+        np.testing.assert_array_equal(model.tensor(name), before[name])
+    model.close()
+    model.drop_pages()  # closed: nothing to drop, no error

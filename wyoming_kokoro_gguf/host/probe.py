@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--download-dir", help="where downloads go (default: first --data-dir)")
     parser.add_argument("--local-files-only", action="store_true", help="as the server's flag")
     parser.add_argument("--model", default="auto", help="auto, a variant name, or a .gguf path")
-    parser.add_argument("--quant", default="auto", help="auto, fp32, int8, or conv=...,linear=...")
+    parser.add_argument(
+        "--quant", default="auto", help="auto, fp32, int8, or conv=...,linear=...,weights=..."
+    )
     parser.add_argument("--threads", default="auto", help="auto or a number")
     parser.add_argument("--passes", default="auto", help="auto or a number")
     parser.add_argument(

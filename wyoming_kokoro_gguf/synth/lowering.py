@@ -32,11 +32,12 @@ class EngineOptions:
         ~5.6 dB log-spectral distance from fp32 (kokoro-onnx's int8 export: 6-12 dB LSD from
         its fp32), the same ASR word error rate on the benchmark's 12 sentences.
     weights: how the weights the two choices above leave in fp32 are stored (the AdaIN style
-        projections, the 1x1 and upsampling convolutions, the LSTMs; with fp32 convolutions
-        also the decoder's): "fp32", or "int8" with a scale per output row, dequantized by each
-        call (graph/builder.py).  int8 stored 69 MiB less once ready and 158 MiB less at a
-        first start (q8_0, int8 convolutions), at the same speed, for a little clarity (ASR
-        word error rate on 65 home-automation sentences: see docs/PERFORMANCE.md section 6).
+        projections, the 1x1 and upsampling convolutions, the LSTMs, ALBERT where the file's
+        Linear weights are not 8-bit; with fp32 convolutions also the decoder's): "fp32", or
+        "int8" with a scale per row, dequantized by each call (graph/builder.py).  Measured
+        through the server: 74 MiB less once ready and 164 less at a first start with int8
+        convolutions, 174 and 411 with fp32 ones, at the same speed; ASR word error rate on 65
+        home-automation sentences +0.002 to +0.016 (docs/PERFORMANCE.md section 6).
     threads: intra-op threads for ONNX Runtime (0 = all cores).
     allow_spinning: ORT's busy-wait between ops; off by default because a Home Assistant box
         shares its CPU (spinning burned 5-7% CPU per call at equal speed, docs/PERFORMANCE.md
