@@ -13,6 +13,7 @@ inside phonemes.Phonemizer, and the voice table is only replaced, never mutated 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -66,7 +67,10 @@ def session_options(options: EngineOptions) -> ort.SessionOptions:
         "session.intra_op.allow_spinning", "1" if options.allow_spinning else "0"
     )
     so.enable_cpu_mem_arena = options.mem_arena
-    if not options.mem_arena:
+    if options.mem_arena:
+        _register_shared_arena()
+        so.add_session_config_entry("session.use_env_allocators", "1")
+    else:
         # Without the arena every tensor is malloc'ed and freed: glibc keeps the freed
         # activations unless told otherwise (2,000 characters, q8_0: speaking peak 1,422 MB
         # without this, 433 MB with it).
@@ -79,6 +83,23 @@ def session_options(options: EngineOptions) -> ort.SessionOptions:
     so.add_session_config_entry("session.set_denormal_as_zero", "1")
     so.log_severity_level = 3
     return so
+
+
+@functools.cache
+def _register_shared_arena() -> None:
+    """One CPU arena in ORT's environment for every session of this process that asks for it.
+
+    Each session otherwise grows its own arena to its own high-water mark and keeps it: the two
+    stages' peaks do not overlap in time, so one arena serves both.  Measured (q8_0, fp32
+    convolutions, int8 weights, 2,000 characters, engine process, four alternating runs each):
+    speaking peak 355-368 MiB against 375-384 with an arena per session, same speed.  Growth
+    stays ORT's default (doubling); growing by exactly each request fragmented the arena
+    (610 MiB).
+    """
+    cpu = ort.OrtMemoryInfo(
+        "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+    )
+    ort.create_and_register_allocator(cpu, ort.OrtArenaCfg(0, 0, -1, -1))
 
 
 class UnknownVoiceError(KeyError):
