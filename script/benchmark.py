@@ -40,7 +40,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -595,20 +594,14 @@ def quality(
     return out
 
 
-def _resolve_args(variant: str, paths: dict[str, Any], threads: int) -> SimpleNamespace:
-    """The server's arguments that model_store.resolve reads, as server_command gives them."""
-    auto = variant == "auto"
-    file, board = BOARD_PLANS.get(variant, (variant, []))
-    return SimpleNamespace(
-        model="auto" if auto else str(paths[file]),
-        data_dir=[str(paths["auto_dir"] if auto else paths[file].parent)],
-        mem_mb=int(board[1]) if board else None,
-        download_dir=None,
-        local_files_only=True,
-        quant=REFERENCE_QUANT.get(variant, "auto"),
-        threads=str(threads),
-        passes="auto",
-    )
+def _resolve_args(variant: str, paths: dict[str, Any], threads: int) -> Any:
+    """What model_store.resolve reads, from the flags server_command gives the server (a board's
+    --mem-mb included: the quality of the "2gb" variant is its plan's)."""
+    from wyoming_kokoro_gguf.__main__ import build_parser
+    from wyoming_kokoro_gguf.host import models as model_store
+
+    flags = server_command(variant, paths, threads)[3:]  # after "python -m wyoming_kokoro_gguf"
+    return model_store.Choice.from_args(build_parser().parse_args(flags))
 
 
 # ----------------------------------------------------------------------------- text

@@ -251,3 +251,17 @@ def test_the_memory_goal_is_the_2gb_plans_loading_and_speaking() -> None:
     target, measured, verdict = goal([auto, board])
     assert target.startswith(label) and measured == "410 MB loading, 380 MB speaking"
     assert verdict == "not met"
+
+
+def test_quality_runs_each_variant_with_its_servers_plan(kokoro_gguf) -> None:
+    """The quality section plans a variant from the flags its server gets: the "2gb" row is the
+    2 GB plan (int8 weights, one pass), not the plan this machine would give the same file."""
+    from wyoming_kokoro_gguf.host import models as model_store
+
+    paths = {"q8_0": kokoro_gguf("q8_0")}
+    board = model_store.locate(bench._resolve_args("2gb", paths, 2)).host_plan
+    roomy = model_store.locate(bench._resolve_args("q8_0", paths, 2)).host_plan
+    assert board.model_path == roomy.model_path == str(paths["q8_0"])
+    assert (board.weights, board.passes) == ("int8", 1), board.summary()
+    assert board.available_mb < 2048 < roomy.available_mb
+    assert board.threads == roomy.threads == 2
