@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from wyoming_kokoro_gguf.audio import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 from wyoming_kokoro_gguf.host.profile import INT8_DOT_FEATURES, HostProfile
@@ -250,11 +250,18 @@ def audio_seconds(phonemes: int) -> float:
     return phonemes / TOKENS_PER_AUDIO_S
 
 
+_T = TypeVar("_T")
+
+
+def _for_conv(pair: tuple[_T, _T], conv: str) -> _T:
+    """The figure of a (fp32 convolutions, int8 convolutions) pair that applies to ``conv``."""
+    return pair[1 if conv == "int8" else 0]
+
+
 def _measured(table: dict[str, tuple[int, int]], key: str, conv: str) -> int:
-    index = 1 if conv == "int8" else 0
     if key in table:
-        return table[key][index]
-    return table["f16"][index] + VARIANT_OFFSET_MB[key]
+        return _for_conv(table[key], conv)
+    return _for_conv(table["f16"], conv) + VARIANT_OFFSET_MB[key]
 
 
 def act_mb_per_s(conv: str) -> float:
@@ -277,7 +284,7 @@ def predict_memory(
     ready = _measured(READY_MB, key, conv)
     first = _measured(FIRST_START_MB, key, conv)
     if weights == "int8":
-        saved_ready, saved_first = INT8_WEIGHTS_SAVING_MB[1 if conv == "int8" else 0]
+        saved_ready, saved_first = _for_conv(INT8_WEIGHTS_SAVING_MB, conv)
         ready, first = ready - saved_ready, first - saved_first
     act = (1 + EXTRA_PASS_FACTOR * (passes - 1)) * act_mb_per_s(conv) * audio_seconds(max_phonemes)
     return math.ceil(ready + act + cache_mb), first
@@ -735,7 +742,7 @@ def _weights_reason(ctx: _Planning, fit: _Fit) -> str:
         return f"{fit.weights}: set with --quant"
     if fit.weights == "fp32":
         return "fp32: plenty of memory, so the weights keep full precision"
-    ready, first = INT8_WEIGHTS_SAVING_MB[1 if fit.conv == "int8" else 0]
+    ready, first = _for_conv(INT8_WEIGHTS_SAVING_MB, fit.conv)
     return (
         f"int8: memory is limited ({ctx.available} MB available): the weights left in fp32 "
         f"are stored as int8 with a scale per row ({ready} MB less once ready, {first} MB less "
