@@ -286,6 +286,20 @@ def ttscpp_quantizable(name: str) -> tuple[bool, bool]:
     return q, f16
 
 
+def ggml_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The numpy-order shape ggml's own GGUF writer stores for a tensor of ``shape``.
+
+    ggml writes ``n_dims = ggml_n_dims(tensor)`` (ggml/src/gguf.cpp, ``gguf_add_tensor``):
+    the index of the last ``ne`` that is not 1, plus one, at least 1.  ``ne`` is the reversed
+    numpy shape, so trailing ``ne == 1`` are leading size-1 dims here, and they are not written.
+    TTS.cpp's quantizer (``examples/quantize/quantize_impl.cpp``) re-adds every tensor this way:
+    (1, C, 1) -> (C, 1), (1, 1, 3) -> (3,), (1, 9) -> (9,)."""
+    ne = list(reversed(shape))
+    while len(ne) > 1 and ne[-1] == 1:
+        ne.pop()
+    return tuple(reversed(ne))
+
+
 def _vocab() -> list[str]:
     from wyoming_kokoro_gguf.weights.layout import KOKORO_VOCAB
 
@@ -301,10 +315,16 @@ def build(
     seed: int = 0,
     drop: tuple[str, ...] = (),
     voices: tuple[str, ...] = tuple(VOICES),
+    writer: str = "",
 ) -> dict[str, np.ndarray]:
     """Write a TTS.cpp-style Kokoro GGUF at ``path``; return the float32 weights written
     (before quantization).  ``qtype`` is TTS.cpp quantize's type: F32 (converter output), F16,
-    Q4_0, Q5_0 or Q8_0 (quantize run with --convert-non-quantized-to-f16)."""
+    Q4_0, Q5_0 or Q8_0 (quantize run with --convert-non-quantized-to-f16).
+
+    ``writer`` is who writes the shapes: "python" (TTS.cpp's Python encoder, every dimension
+    kept) or "ggml" (its C++ quantizer: ``ggml_shape``).  By default the F32 file is the
+    encoder's and the quantized ones the quantizer's, as for the published files."""
+    trim = (writer or ("python" if qtype == "F32" else "ggml")) == "ggml"
     rng = np.random.default_rng(seed)
     target = {"F32": T.F32, "F16": T.F16, "Q4_0": T.Q4_0, "Q5_0": T.Q5_0, "Q8_0": T.Q8_0}[qtype]
     w = gguf.GGUFWriter(path=None, arch="kokoro")
@@ -316,13 +336,14 @@ def build(
             continue
         a = (rng.standard_normal(shape) * 0.05).astype(np.float32)
         values[name] = a
+        stored = a.reshape(ggml_shape(shape)) if trim else a
         quantizable, f16 = ttscpp_quantizable(name)
         if target != T.F32 and quantizable:
-            w.add_tensor(name, gguf.quants.quantize(a, target), raw_dtype=target)
+            w.add_tensor(name, gguf.quants.quantize(stored, target), raw_dtype=target)
         elif target != T.F32 and f16:
-            w.add_tensor(name, a.astype(np.float16), raw_dtype=T.F16)
+            w.add_tensor(name, stored.astype(np.float16), raw_dtype=T.F16)
         else:
-            w.add_tensor(name, a, raw_dtype=T.F32)
+            w.add_tensor(name, stored, raw_dtype=T.F32)
     w.add_array("kokoro.voices", list(voices))
     for v in voices:
         a = (rng.standard_normal((510, 2 * dims.style)) * 0.1).astype(np.float32)
@@ -368,6 +389,31 @@ def build_llama(path: Path) -> None:
     w.add_tensor("token_embd.weight", np.zeros((3, 32), np.float32))
     w.add_tensor("blk.0.attn_q.weight", np.zeros((32, 32), np.float32))
     w.write_header_to_file(path=Path(path))
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def rewrite_as_ggml(src: Path, dst: Path) -> None:
+    """Copy a GGUF file as ggml's writer would store it: same metadata, types and bytes, each
+    tensor's shape as ``ggml_shape`` (what TTS.cpp's quantizer does to a file it re-adds)."""
+    reader = gguf.GGUFReader(src)
+    arch = str(reader.fields["general.architecture"].contents())
+    w = gguf.GGUFWriter(path=None, arch=arch)
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        sub = field.types[1] if len(field.types) > 1 else None
+        w.add_key_value(name, field.contents(), field.types[0], sub_type=sub)
+    for t in reader.tensors:
+        shape = tuple(int(x) for x in reversed(t.shape.tolist()))
+        qtype = T(int(t.tensor_type))
+        data = np.asarray(t.data)
+        if qtype in (T.F32, T.F16):
+            w.add_tensor(t.name, data.reshape(ggml_shape(shape)), raw_dtype=qtype)
+        else:  # rows of blocks: ggml_shape only drops leading 1s, so the rows stay as they are
+            w.add_tensor(t.name, data, raw_shape=ggml_shape(shape), raw_dtype=qtype)
+    w.write_header_to_file(path=Path(dst))
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()

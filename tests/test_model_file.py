@@ -22,13 +22,16 @@ T = gguf.GGMLQuantizationType
 
 @pytest.fixture(scope="module")
 def ttscpp_files(tmp_path_factory) -> dict[str, tuple[Path, dict[str, np.ndarray]]]:
-    """TTS.cpp-style files: the converter's F32 output and the quantizer's F16 / Q4_0 / Q8_0, plus
-    a no_espeak F32 twin."""
+    """TTS.cpp-style files: the converter's F32 output and the quantizer's F16 / Q4_0 / Q5_0 /
+    Q8_0 (shapes as ggml writes them), an F32 file through ggml's writer, and a no_espeak F32
+    twin."""
     d = tmp_path_factory.mktemp("ttscpp")
     out = {}
-    for q in ("F32", "F16", "Q4_0", "Q8_0"):
+    for q in ("F32", "F16", "Q4_0", "Q5_0", "Q8_0"):
         p = d / f"Kokoro_espeak_{q}.gguf"
         out[q] = (p, fx.build(p, q))
+    p = d / "Kokoro_espeak_F32_ggml.gguf"
+    out["F32_ggml"] = (p, fx.build(p, "F32", writer="ggml"))
     p = d / "Kokoro_no_espeak.gguf"
     out["no_espeak"] = (p, fx.build(p, "F32", espeak=False))
     return out
@@ -53,7 +56,7 @@ def test_policy_matches_ttscpp_quantizer() -> None:
         assert layout.is_f16_compatible(name) == f16, name
 
 
-@pytest.mark.parametrize("variant", ["F32", "F16", "Q4_0", "Q8_0", "no_espeak"])
+@pytest.mark.parametrize("variant", ["F32", "F16", "Q4_0", "Q5_0", "Q8_0", "F32_ggml", "no_espeak"])
 def test_ttscpp_file_loads(ttscpp_files, variant) -> None:
     path, values = ttscpp_files[variant]
     mf = open_model(path)
@@ -66,7 +69,7 @@ def test_ttscpp_file_loads(ttscpp_files, variant) -> None:
     assert mf.hparams["kokoro.duration_predictor.albert.recurrence"] == 12
     assert mf.dims.hidden == fx.SmallKokoro().hidden
     assert mf.vocab[16] == " " and mf.phoneme_to_id["ɹ"] == mf.vocab.index("ɹ")
-    qtype = {"Q4_0": T.Q4_0, "Q8_0": T.Q8_0}.get(variant)
+    qtype = {"Q4_0": T.Q4_0, "Q5_0": T.Q5_0, "Q8_0": T.Q8_0}.get(variant)
     for name, ref in values.items():
         got = (
             mf.tensor(name)
@@ -75,13 +78,13 @@ def test_ttscpp_file_loads(ttscpp_files, variant) -> None:
         )
         assert got.shape == ref.shape and got.dtype == np.float32
         t = mf.tensor_type(name)
-        if variant in ("F32", "no_espeak") or "voice_tensors" in name:
+        if variant in ("F32", "F32_ggml", "no_espeak") or "voice_tensors" in name:
             assert t == T.F32
             assert np.array_equal(got, ref)
         elif layout.is_ttscpp_quantizable(name) and qtype is not None:
             assert t == qtype
             d = np.abs(ref.reshape(-1, 32)).max(axis=1, keepdims=True) / (
-                8 if qtype == T.Q4_0 else 127
+                {T.Q4_0: 8, T.Q5_0: 16}.get(qtype, 127)
             )
             assert np.all(np.abs(got - ref).reshape(-1, 32) <= d * 1.01 + 1e-7), name
         elif layout.is_f16_compatible(name):
@@ -89,6 +92,47 @@ def test_ttscpp_file_loads(ttscpp_files, variant) -> None:
             assert np.array_equal(got, ref.astype(np.float16).astype(np.float32))
         else:
             assert t == T.F32
+
+
+@pytest.mark.parametrize("variant", ["F16", "Q5_0", "F32_ggml"])
+def test_ggml_writer_shapes_are_read_as_the_layout(ttscpp_files, variant) -> None:
+    """The published F16/Q8/Q5/Q4 files store 53 tensors without their size-1 dims (ggml's
+    writer): the reader hands them out in the layout's shape."""
+    path, values = ttscpp_files[variant]
+    mf = open_model(path)
+    gen, dp = "kokoro.decoder.generator.", "kokoro.duration_predictor."
+    ch = fx.SmallKokoro().gen // 2
+    stored = {
+        gen + "resblocks.0.0.alpha1": (ch, 1),
+        dp + "f0_proj_kernel": (fx.SmallKokoro().hidden // 2, 1),
+        "kokoro.decoder.f0_conv_weight": (3,),
+        gen + "m_source_weight": (9,),
+    }
+    for name, shape in stored.items():
+        assert mf.tensor_shape(name) == shape, name
+        assert mf.logical_shape(name) == values[name].shape, name
+    trimmed = [n for n in values if mf.tensor_shape(n) != values[n].shape]
+    # as in Kokoro-82M: 48 Snake alphas, the f0/n projection kernels and convs, m_source_weight
+    assert len(trimmed) == 53
+
+
+def test_ggml_form_of_our_file_speaks_the_same(ttscpp_files, tmp_path) -> None:
+    """Our converter's f32 file, rewritten as ggml's writer stores it, loads and gives the same
+    audio, bit for bit."""
+    from wyoming_kokoro_gguf.synth.engine import Engine
+    from wyoming_kokoro_gguf.synth.lowering import default_options
+    from wyoming_kokoro_gguf.weights import convert
+
+    ours, ggml = tmp_path / "ours.gguf", tmp_path / "ggml.gguf"
+    convert.convert(ttscpp_files["F32"][0], ours, "f32")
+    fx.rewrite_as_ggml(ours, ggml)
+    assert open_model(ggml).tensor_shape("kokoro.decoder.f0_conv_weight") == (3,)
+    audio = []
+    for path in (ours, ggml):
+        engine = Engine.load(path, default_options().with_threads(1))
+        engine.trim = False
+        audio.append(np.concatenate(list(engine.synthesize("Hello there.", "af_heart"))))
+    assert len(audio[0]) > 2400 and np.array_equal(audio[0], audio[1])
 
 
 def _one_line_error(path: Path, *must: str) -> str:

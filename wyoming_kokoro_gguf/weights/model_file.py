@@ -94,7 +94,7 @@ class KokoroModelFile:
             ]
         self.voices: dict[str, VoiceInfo] = {str(n): layout.voice_info(str(n)) for n in names}
         self.dims: KokoroDims = KokoroDims()
-        # Layout shapes of tensors stored flattened (quantized conv weights: [out, in*k]).
+        # Layout shapes of tensors stored in another shape (``_stores``).
         self._logical: dict[str, tuple[int, ...]] = {}
 
     # ---- tensors -----------------------------------------------------------------------------
@@ -119,8 +119,9 @@ class KokoroModelFile:
         return tuple(int(x) for x in reversed(self._get(name).shape.tolist()))
 
     def logical_shape(self, name: str) -> tuple[int, ...]:
-        """Shape in the Kokoro layout (differs from tensor_shape only for conv weights that were
-        quantized, which are stored flattened to [out, in * k])."""
+        """Shape in the Kokoro layout (differs from tensor_shape for conv weights that were
+        quantized, stored flattened to [out, in * k], and for tensors ggml's writer stored
+        without their size-1 dims: ``_stores``)."""
         return self._logical.get(name) or self.tensor_shape(name)
 
     def raw_tensor(self, name: str) -> np.ndarray:
@@ -239,6 +240,21 @@ def _check_bounds(path: Path, reader: GGUFReader) -> None:
             )
 
 
+def _stores(got: tuple[int, ...], want: tuple[int, ...], qtype: GGMLQuantizationType) -> bool:
+    """Whether a tensor stored as ``got`` holds the layout's ``want`` in another shape.
+
+    Two forms are written in practice: ggml's own writer (TTS.cpp's quantizer, which wrote the
+    published F16/Q8/Q5/Q4 files) drops trailing ``ne == 1``, i.e. leading size-1 dims in numpy
+    order, for every type ((1, C, 1) is stored (C, 1)); and quantized conv weights are stored
+    2-D, [out, in * k], because GGML blocks run along the row."""
+    if int(np.prod(got)) != int(np.prod(want)):
+        return False
+    if [d for d in got if d != 1] == [d for d in want if d != 1]:
+        return True
+    floats = (GGMLQuantizationType.F32, GGMLQuantizationType.F16)
+    return len(got) == 2 and qtype not in floats
+
+
 def _validate(mf: KokoroModelFile) -> None:
     path = mf.path
     if mf.architecture != layout.ARCHITECTURE:
@@ -265,13 +281,7 @@ def _validate(mf: KokoroModelFile) -> None:
         ) from None
     for name, want in layout.expected_shapes(dims).items():
         got = shape(name)
-        if (
-            got != want
-            and len(got) == 2
-            and int(np.prod(got)) == int(np.prod(want))
-            and mf.tensor_type(name) not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16)
-        ):
-            # quantized conv weights are stored 2-D (GGML blocks run along the row)
+        if got != want and _stores(got, want, mf.tensor_type(name)):
             mf._logical[name] = want
         elif got != want:
             raise ModelFileError(
