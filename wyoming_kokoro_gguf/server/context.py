@@ -81,7 +81,8 @@ class ServerContext:
 
     def _voices_changed(self) -> None:
         voices = list(self.engine.voices.values())
-        self._info_event = build_info(voices, self.streaming).event()
+        model = ((self.engine.plan or {}).get("reasons") or {}).get("model")
+        self._info_event = build_info(voices, self.streaming, model).event()
         names = sorted(self.engine.voices)
         wanted = self.config.voice
         if wanted and wanted in self.engine.voices:

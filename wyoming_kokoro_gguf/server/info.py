@@ -13,8 +13,9 @@ KOKORO_ATTRIBUTION = Attribution(
 PROGRAM_NAME = "kokoro-gguf"
 
 
-def build_info(voices: list[VoiceDesc], streaming: bool) -> Info:
-    """The Info event's content: one TTS program with every voice, all installed."""
+def build_info(voices: list[VoiceDesc], streaming: bool, model: str | None = None) -> Info:
+    """The Info event's content: one TTS program with every voice, all installed; ``model``
+    (which file runs and why, once resolved) goes in the program's description."""
     tts_voices = [
         TtsVoice(
             name=v.name,
@@ -28,7 +29,7 @@ def build_info(voices: list[VoiceDesc], streaming: bool) -> Info:
     ]
     program = TtsProgram(
         name=PROGRAM_NAME,
-        description="Kokoro-82M text to speech from GGUF files",
+        description="Kokoro-82M text to speech from GGUF files" + (f" ({model})" if model else ""),
         attribution=KOKORO_ATTRIBUTION,
         installed=True,
         version=__version__,
