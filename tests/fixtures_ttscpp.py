@@ -316,6 +316,7 @@ def build(
     drop: tuple[str, ...] = (),
     voices: tuple[str, ...] = tuple(VOICES),
     writer: str = "",
+    dictionary_words: int = 1,
 ) -> dict[str, np.ndarray]:
     """Write a TTS.cpp-style Kokoro GGUF at ``path``; return the float32 weights written
     (before quantization).  ``qtype`` is TTS.cpp quantize's type: F32 (converter output), F16,
@@ -323,7 +324,9 @@ def build(
 
     ``writer`` is who writes the shapes: "python" (TTS.cpp's Python encoder, every dimension
     kept) or "ggml" (its C++ quantizer: ``ggml_shape``).  By default the F32 file is the
-    encoder's and the quantized ones the quantizer's, as for the published files."""
+    encoder's and the quantized ones the quantizer's, as for the published files.
+    ``dictionary_words``: the size of a no_espeak file's phonemizer dictionary (TTS.cpp's files
+    carry about 20 MB of such strings)."""
     trim = (writer or ("python" if qtype == "F32" else "ggml")) == "ggml"
     rng = np.random.default_rng(seed)
     target = {"F32": T.F32, "F16": T.F16, "Q4_0": T.Q4_0, "Q5_0": T.Q5_0, "Q8_0": T.Q8_0}[qtype]
@@ -363,8 +366,9 @@ def build(
         w.add_array("phonemizer.graphemes", ["a", "b", "th"])
         w.add_array("phonemizer.rules.keys", ["a", "th"])
         w.add_array("phonemizer.rules.phonemes", ["æ", "θ"])
-        w.add_array("phonemizer.dictionary.keys", ["the"])
-        w.add_array("phonemizer.dictionary.values", ["ðə"])
+        words = ["the"] + [f"word{i}" for i in range(1, dictionary_words)]
+        w.add_array("phonemizer.dictionary.keys", words)
+        w.add_array("phonemizer.dictionary.values", ["ðə"] * dictionary_words)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     w.add_token_list(_vocab())
     w.add_uint32("tokenizer.ggml.eos_token_id", 0)
@@ -406,13 +410,9 @@ def rewrite_as_ggml(src: Path, dst: Path) -> None:
         sub = field.types[1] if len(field.types) > 1 else None
         w.add_key_value(name, field.contents(), field.types[0], sub_type=sub)
     for t in reader.tensors:
-        shape = tuple(int(x) for x in reversed(t.shape.tolist()))
-        qtype = T(int(t.tensor_type))
+        # quantized data comes as [*rows, bytes per row]: dropping leading 1s keeps the rows
         data = np.asarray(t.data)
-        if qtype in (T.F32, T.F16):
-            w.add_tensor(t.name, data.reshape(ggml_shape(shape)), raw_dtype=qtype)
-        else:  # rows of blocks: ggml_shape only drops leading 1s, so the rows stay as they are
-            w.add_tensor(t.name, data, raw_shape=ggml_shape(shape), raw_dtype=qtype)
+        w.add_tensor(t.name, data.reshape(ggml_shape(data.shape)), raw_dtype=T(int(t.tensor_type)))
     w.write_header_to_file(path=Path(dst))
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

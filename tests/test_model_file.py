@@ -117,22 +117,48 @@ def test_ggml_writer_shapes_are_read_as_the_layout(ttscpp_files, variant) -> Non
 
 
 def test_ggml_form_of_our_file_speaks_the_same(ttscpp_files, tmp_path) -> None:
-    """Our converter's f32 file, rewritten as ggml's writer stores it, loads and gives the same
-    audio, bit for bit."""
+    """Our converter's f32 and q8_0 files, rewritten as ggml's writer stores them, load and
+    give the same audio, bit for bit."""
     from wyoming_kokoro_gguf.synth.engine import Engine
     from wyoming_kokoro_gguf.synth.lowering import default_options
     from wyoming_kokoro_gguf.weights import convert
 
-    ours, ggml = tmp_path / "ours.gguf", tmp_path / "ggml.gguf"
-    convert.convert(ttscpp_files["F32"][0], ours, "f32")
-    fx.rewrite_as_ggml(ours, ggml)
-    assert open_model(ggml).tensor_shape("kokoro.decoder.f0_conv_weight") == (3,)
-    audio = []
-    for path in (ours, ggml):
-        engine = Engine.load(path, default_options().with_threads(1))
-        engine.trim = False
-        audio.append(np.concatenate(list(engine.synthesize("Hello there.", "af_heart"))))
-    assert len(audio[0]) > 2400 and np.array_equal(audio[0], audio[1])
+    for qtype in ("f32", "q8_0"):
+        ours, ggml = tmp_path / f"ours-{qtype}.gguf", tmp_path / f"ggml-{qtype}.gguf"
+        convert.convert(ttscpp_files["F32"][0], ours, qtype)
+        fx.rewrite_as_ggml(ours, ggml)
+        assert open_model(ggml).tensor_shape("kokoro.decoder.f0_conv_weight") == (3,)
+        audio = []
+        for path in (ours, ggml):
+            engine = Engine.load(path, default_options().with_threads(1))
+            engine.trim = False
+            audio.append(np.concatenate(list(engine.synthesize("Hello there.", "af_heart"))))
+        assert len(audio[0]) > 2400 and np.array_equal(audio[0], audio[1]), qtype
+
+
+def test_no_espeak_phonemizer_tables_are_stepped_over(tmp_path) -> None:
+    """TTS.cpp's no_espeak files carry about a million phonemizer strings that espeak-ng makes
+    useless: the reader steps over long string arrays (opening such a file took 50 s and 1.5 GB
+    when each string was parsed) and says so; short ones (the vocabulary) are read."""
+    path = tmp_path / "Kokoro_no_espeak_Q8.gguf"
+    fx.build(path, "Q8_0", espeak=False, dictionary_words=model_file.LONG_STRING_ARRAY + 1)
+    mf = open_model(path)
+    words = model_file.LONG_STRING_ARRAY + 1
+    assert mf.skipped == {
+        "phonemizer.dictionary.keys": words,
+        "phonemizer.dictionary.values": words,
+    }
+    assert "phonemizer.dictionary.keys" not in mf.metadata
+    assert mf.metadata["phonemizer.rules.keys"] == ["a", "th"] and len(mf.vocab) == 178
+    assert mf.phonemizer_type == 0 and len(mf.voices) == 50
+    for field in ("phonemizer.dictionary.keys", "phonemizer.dictionary.values"):
+        assert len(mf._reader.fields[field].parts) == 5  # no view per string
+    done = subprocess.run(
+        [sys.executable, "-m", "wyoming_kokoro_gguf.inspect", str(path)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"phonemizer.dictionary.keys ({words:,} strings)" in done.stdout
 
 
 def _one_line_error(path: Path, *must: str) -> str:

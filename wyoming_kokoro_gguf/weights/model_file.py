@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import struct
+import sys
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -45,6 +47,36 @@ SUPPORTED_TYPES = frozenset(
 )
 
 
+# String arrays longer than this are stepped over, not parsed (``_Reader``).
+LONG_STRING_ARRAY = 4096
+
+
+class _Reader(GGUFReader):
+    """gguf's reader, stepping over long string arrays instead of parsing them.
+
+    GGUFReader makes two numpy views per string: the ~20 MB of phonemizer tables in TTS.cpp's
+    no_espeak files (about a million strings) took 50 s and 1.5 GB to open.  This project
+    phonemizes with espeak-ng and never reads them; their length is kept (``skipped``)."""
+
+    def _get_field_parts(self, orig_offs: int, raw_type: int) -> Any:
+        if raw_type == GGUFValueType.ARRAY:
+            item_type = self._get(orig_offs, np.uint32)
+            count = self._get(orig_offs + 4, np.uint64)
+            if item_type[0] == GGUFValueType.STRING and count[0] > LONG_STRING_ARRAY:
+                end = self._step_over_strings(orig_offs + 12, int(count[0]))
+                types = [GGUFValueType.ARRAY, GGUFValueType.STRING]
+                return end - orig_offs, [item_type, count], [], types
+        return super()._get_field_parts(orig_offs, raw_type)
+
+    def _step_over_strings(self, offs: int, count: int) -> int:
+        little = (sys.byteorder == "little") == (self.byte_order == "I")
+        length = struct.Struct("<Q" if little else ">Q").unpack_from
+        view = memoryview(self.data)
+        for _ in range(count):
+            offs += 8 + length(view, offs)[0]
+        return offs
+
+
 def _field_value(field: Any) -> Any:
     """A GGUF metadata value as plain Python (str, int, float, bool or list)."""
     types = field.types
@@ -70,8 +102,13 @@ class KokoroModelFile:
         self._reader = reader
         self._tensors = {t.name: t for t in reader.tensors}
         self.metadata: dict[str, Any] = {}
+        # string arrays stepped over (_Reader): name -> number of strings
+        self.skipped: dict[str, int] = {}
         for name, field in reader.fields.items():
             if name.startswith("GGUF."):
+                continue
+            if field.types[:1] == [GGUFValueType.ARRAY] and not field.data and field.parts[-1][0]:
+                self.skipped[name] = int(field.parts[-1][0])
                 continue
             self.metadata[name] = _field_value(field)
         self.architecture: str = str(self.metadata.get("general.architecture", ""))
@@ -325,7 +362,7 @@ def open_model(path: str | os.PathLike[str]) -> KokoroModelFile:
     if magic != b"GGUF":
         raise ModelFileError(f"{p}: not a GGUF file (bad magic {magic!r})")
     try:
-        reader = GGUFReader(p, "r")
+        reader = _Reader(p, "r")
     except (ValueError, IndexError, OverflowError, UnicodeDecodeError, KeyError) as exc:
         size = p.stat().st_size
         raise ModelFileError(

@@ -42,6 +42,7 @@ def describe(mf: KokoroModelFile) -> dict[str, Any]:
         "vocab_size": len(mf.vocab),
         "phonemizer_type": mf.phonemizer_type,
         "phonemizer": PHONEMIZERS.get(mf.phonemizer_type, "unknown"),
+        "not_read": mf.skipped,
         "voices": {
             name: {
                 "language": v.language,
@@ -74,6 +75,9 @@ def render(info: dict[str, Any]) -> str:
             f"  {t:<6} {e['tensors']:>5} tensors  {_human(e['bytes']):>10}  {e['elements']:>11,} values"
         )
     lines.append(f"phonemizer:    {info['phonemizer_type']} ({info['phonemizer']})")
+    if info["not_read"]:
+        tables = (f"{k} ({n:,} strings)" for k, n in info["not_read"].items())
+        lines.append(f"not read:      {', '.join(tables)}")
     lines.append(f"vocabulary:    {info['vocab_size']} tokens")
     lines.append("hyper-parameters:")
     for k, v in info["hparams"].items():
