@@ -3,6 +3,8 @@
 The server answers /resolve/main/<file> with a 302 to /cdn/<file> carrying X-Linked-Etag
 (sha256) and X-Linked-Size, as the hub does for LFS files, and serves byte ranges.  Faults are
 switched on per test: a connection cut mid-body, corrupted bytes, HTTP errors, no length.
+It also answers the hub's own paths (/<repo>/resolve/main/<file>, for HF_ENDPOINT), can send the
+CDN leg to a second site on another host name, and records the Authorization each leg received.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiohttp import web
+from http_proxy import ForwardProxy
 
 from wyoming_kokoro_gguf.host import download, plan
+from wyoming_kokoro_gguf.host import hub as hub_module
 from wyoming_kokoro_gguf.host import models as model_store
 
 PAYLOAD = random.Random(6).randbytes(3 * 1024 * 1024 + 123)
@@ -41,23 +45,36 @@ class FakeHub:
     ignore_range: bool = False
     ranges: list[str | None] = field(default_factory=list)
     base: str = ""
+    origin: str = ""  # http://127.0.0.1:<port>, the "hub endpoint"
+    cdn_origin: str = ""  # when set, the LFS redirect goes there (another host), as the hub's does
+    cdn_port: int = 0  # the second site, for cdn_origin
     asked: int = 0  # resolve requests received
+    paths: list[str] = field(default_factory=list)  # resolve paths asked for
+    auth: dict[str, list[str | None]] = field(default_factory=dict)  # leg -> Authorization seen
+    via: list[str | None] = field(default_factory=list)  # Via header of each request (proxies)
+
+    def _record(self, leg: str, request: web.Request) -> None:
+        self.auth.setdefault(leg, []).append(request.headers.get("Authorization"))
+        self.via.append(request.headers.get("Via"))
 
     async def resolve(self, request: web.Request) -> web.StreamResponse:
         self.asked += 1
+        self.paths.append(request.path)
+        self._record("resolve", request)
         if self.status:
             return web.Response(status=self.status, text="no")
         name = request.match_info["name"]
         return web.Response(
             status=302,
             headers={
-                "Location": f"/cdn/{name}",
+                "Location": f"{self.cdn_origin}/cdn/{name}",
                 "X-Linked-Etag": f'"{hashlib.sha256(self.payload).hexdigest()}"',
                 "X-Linked-Size": str(len(self.payload)),
             },
         )
 
     async def cdn(self, request: web.Request) -> web.StreamResponse:
+        self._record("cdn", request)
         data = bytearray(self.payload)
         if self.corrupt:
             data[len(data) // 2] ^= 0xFF
@@ -88,18 +105,45 @@ class FakeHub:
         return resp
 
 
+NETWORK_ENV = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "HF_ENDPOINT",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_TOKEN_PATH",
+    "HF_HUB_DISABLE_IMPLICIT_TOKEN",
+    download.BASE_URL_ENV,
+)
+
+
+@pytest.fixture(autouse=True)
+def network_env(monkeypatch, tmp_path):
+    """No proxy, mirror or token of the machine running the tests leaks in (nor out)."""
+    for name in NETWORK_ENV:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no token file unless a test writes
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # nor the user's ~/.netrc
+
+
 @pytest.fixture
 async def hub():
     fake = FakeHub()
     app = web.Application()
     app.router.add_get("/resolve/main/{name}", fake.resolve)
+    app.router.add_get(f"/{hub_module.HF_REPO}/resolve/main/{{name}}", fake.resolve)
     app.router.add_get("/cdn/{name}", fake.cdn)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    fake.base = f"http://127.0.0.1:{port}/resolve/main"
+    for _ in range(2):  # the hub, and its "CDN" (the same app on a second port)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port, cdn_port = (address[1] for address in runner.addresses)
+    fake.origin = f"http://127.0.0.1:{port}"
+    fake.base = f"{fake.origin}/resolve/main"
+    fake.cdn_port = cdn_port
     yield fake
     await runner.cleanup()
 
@@ -215,6 +259,145 @@ async def test_fetch_variant_uses_published_name(hub, tmp_path, monkeypatch):
     assert download.variant_url("q4_0", download.HF_BASE_URL) == (
         "https://huggingface.co/mmwillet2/Kokoro_GGUF/resolve/main/Kokoro_espeak_Q4.gguf"
     )
+
+
+# ---------------------------------------------------------------- real networks: proxy, mirror, token
+
+
+@pytest.fixture
+async def proxy():
+    forward = ForwardProxy(hosts={"kokoro-hub.test": "127.0.0.1"})
+    await forward.start()
+    yield forward
+    await forward.stop()
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
+async def test_download_goes_through_the_http_proxy(hub, proxy, tmp_path, monkeypatch, variable):
+    """The file comes from a host name only the proxy can resolve, both legs through it."""
+    monkeypatch.setenv(variable, proxy.url)
+    port = hub.origin.rsplit(":", 1)[1]
+    url = f"http://kokoro-hub.test:{port}/resolve/main/model.gguf"
+    dest = tmp_path / "model.gguf"
+    await download.fetch_file(url, dest)
+    assert dest.read_bytes() == PAYLOAD
+    assert [(method, target) for method, target, _ in proxy.seen] == [
+        ("GET", url),
+        ("GET", f"http://kokoro-hub.test:{port}/cdn/model.gguf"),
+    ]
+    assert hub.via == ["1.1 test-proxy"] * 2
+
+
+async def test_no_proxy_bypasses_the_proxy(hub, proxy, tmp_path, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    await download.fetch_file(f"{hub.base}/model.gguf", tmp_path / "model.gguf")
+    assert (tmp_path / "model.gguf").read_bytes() == PAYLOAD
+    assert proxy.seen == [] and hub.via == [None, None]
+    monkeypatch.delenv("NO_PROXY")  # the same URL without the exception goes through it
+    await download.fetch_file(f"{hub.base}/model.gguf", tmp_path / "again.gguf")
+    assert len(proxy.seen) == 2 and hub.via[2:] == ["1.1 test-proxy"] * 2
+
+
+@pytest.mark.parametrize(("variable", "scheme"), [("HTTP_PROXY", "http"), ("HTTPS_PROXY", "https")])
+async def test_unreachable_proxy_is_named(tmp_path, monkeypatch, variable, scheme):
+    monkeypatch.setenv(variable, closed_port_url().removesuffix("/resolve/main"))
+    with pytest.raises(download.OfflineError) as info:
+        await download.fetch_file(f"{scheme}://kokoro-hub.test/x.gguf", tmp_path / "x.gguf")
+    text = str(info.value)
+    assert text.startswith("cannot reach the proxy 127.0.0.1:") and "\n" not in text
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_proxy_refusing_connect_is_one_line(proxy, tmp_path, monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)  # this proxy has no CONNECT: it answers 404
+    with pytest.raises(download.DownloadError) as info:
+        await download.fetch_file("https://kokoro-hub.test/x.gguf", tmp_path / "x.gguf")
+    assert str(info.value) == (
+        f"the proxy {proxy.url.removeprefix('http://')} refused to open kokoro-hub.test for "
+        "x.gguf: HTTP 404 Not Found"
+    )
+
+
+async def test_hf_endpoint_mirror(hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", hub.origin + "/")
+    repo_file = "/mmwillet2/Kokoro_GGUF/resolve/main/Kokoro_espeak_Q8.gguf"
+    assert download.variant_url("q8_0") == hub.origin + repo_file
+    path = await download.fetch_variant("q8_0", tmp_path)
+    assert path.read_bytes() == PAYLOAD and hub.paths == [repo_file]
+
+
+async def test_base_url_beats_hf_endpoint(hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_url())  # any request there would fail
+    monkeypatch.setenv(download.BASE_URL_ENV, hub.base)
+    path = await download.fetch_variant("q4_0", tmp_path)
+    assert path.read_bytes() == PAYLOAD and hub.paths == ["/resolve/main/Kokoro_espeak_Q4.gguf"]
+
+
+@pytest.mark.parametrize("value", ["hf-mirror.com", "ftp://hf-mirror.com"])
+def test_bad_hf_endpoint_is_one_line(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("HF_ENDPOINT", value)
+    with pytest.raises(download.DownloadError, match=f"HF_ENDPOINT='{value}' is not a URL"):
+        download.download_variant("q8_0", tmp_path)
+
+
+@pytest.mark.parametrize("cdn_elsewhere", [False, True])
+async def test_token_goes_to_the_endpoint_not_across_a_redirect(
+    hub, tmp_path, monkeypatch, cdn_elsewhere
+):
+    """The hub sends LFS files to a CDN on another host: the token must not follow."""
+    if cdn_elsewhere:
+        hub.cdn_origin = f"http://localhost:{hub.cdn_port}"
+    monkeypatch.setenv("HF_ENDPOINT", hub.origin)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    await download.fetch_file(f"{hub.base}/model.gguf", tmp_path / "model.gguf")
+    assert (tmp_path / "model.gguf").read_bytes() == PAYLOAD
+    assert hub.auth["resolve"] == ["Bearer hf_secret"]
+    # Kept on a redirect within the hub's origin, dropped when it leaves it.
+    assert hub.auth["cdn"] == [None if cdn_elsewhere else "Bearer hf_secret"]
+
+
+@pytest.mark.parametrize(
+    ("env", "token_file", "expected"),
+    [
+        ({"HF_TOKEN": "hf_env"}, "hf_file", "Bearer hf_env"),
+        ({"HUGGING_FACE_HUB_TOKEN": "hf_legacy"}, None, "Bearer hf_legacy"),
+        ({}, "hf_file\n", "Bearer hf_file"),  # what `hf auth login` writes in HF_HOME
+        ({"HF_TOKEN_PATH": "{tmp}/elsewhere/tok"}, "hf_path", "Bearer hf_path"),
+        ({"HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"}, "hf_file", None),
+        ({"HF_HUB_DISABLE_IMPLICIT_TOKEN": "1", "HF_TOKEN": "hf_env"}, None, "Bearer hf_env"),
+        ({}, None, None),
+    ],
+)
+async def test_token_sources(hub, tmp_path, monkeypatch, env, token_file, expected):
+    monkeypatch.setenv("HF_ENDPOINT", hub.origin)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(tmp=tmp_path))
+    if token_file is not None:
+        path = hub_module.token_path()
+        path.parent.mkdir(parents=True)
+        path.write_text(token_file)
+    await download.fetch_file(f"{hub.base}/model.gguf", tmp_path / "model.gguf")
+    assert hub.auth["resolve"] == [expected]
+
+
+async def test_netrc_credentials_win_over_the_token(hub, tmp_path, monkeypatch):
+    """aiohttp sends .netrc credentials itself and cannot combine them with our header."""
+    rc = tmp_path / "netrc"
+    rc.write_text("machine 127.0.0.1 login user password pass\n")
+    rc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(rc))
+    monkeypatch.setenv("HF_ENDPOINT", hub.origin)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    await download.fetch_file(f"{hub.base}/model.gguf", tmp_path / "model.gguf")
+    assert hub.auth["resolve"] == ["Basic dXNlcjpwYXNz"]  # user:pass
+
+
+async def test_token_not_sent_to_a_base_url_off_the_endpoint(hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")  # the endpoint stays huggingface.co
+    monkeypatch.setenv(download.BASE_URL_ENV, hub.base)
+    await download.fetch_variant("q8_0", tmp_path)
+    assert hub.auth["resolve"] == [None] and hub.auth["cdn"] == [None]
 
 
 @contextlib.contextmanager

@@ -55,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--download-dir",
         help="directory for downloaded and converted models (default: first --data-dir)",
     )
-    parser.add_argument("--local-files-only", action="store_true", help="never download")
+    parser.add_argument(
+        "--local-files-only",
+        action="store_true",
+        help="never download (downloads honour HTTPS_PROXY, NO_PROXY, HF_ENDPOINT and HF_TOKEN: "
+        "docs/DOWNLOADS.md)",
+    )
     parser.add_argument(
         "--voice",
         help="default voice (a voice name or a blend name; default af_heart, else am_jm_kumo, "

@@ -5,6 +5,11 @@ never look like a model.  Bytes go to ``<name>.part``; a later attempt resumes i
 Range request; the file is renamed into place only after its size (and sha256, when the server
 or our table knows it) checked out.  A download that cannot fit on the disk is refused before it
 starts, or cleaned up when the disk fills mid-way, so no partial file is left behind.
+
+Real networks: the client honours ``HTTPS_PROXY``, ``HTTP_PROXY`` and ``NO_PROXY`` (aiohttp's
+``trust_env``), and hub.py supplies ``HF_ENDPOINT`` and the ``HF_TOKEN`` as huggingface_hub
+reads them.  huggingface_hub itself is not used: it would add ~27 MB of packages for what these
+few lines do (docs/DOWNLOADS.md).
 """
 
 from __future__ import annotations
@@ -13,18 +18,21 @@ import asyncio
 import errno
 import hashlib
 import logging
+import netrc
 import os
 import re
 import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; downloads are not serialized there
     fcntl = None  # type: ignore[assignment]
 
+from wyoming_kokoro_gguf.host import hub
 from wyoming_kokoro_gguf.host.plan import VARIANTS
 
 if TYPE_CHECKING:
@@ -32,9 +40,9 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-HF_REPO = "mmwillet2/Kokoro_GGUF"
-HF_BASE_URL = f"https://huggingface.co/{HF_REPO}/resolve/main"
-BASE_URL_ENV = "WYOMING_KOKORO_GGUF_BASE_URL"  # a mirror (or a test server) instead of the hub
+HF_REPO = hub.HF_REPO
+HF_BASE_URL = hub.repo_url(hub.DEFAULT_ENDPOINT)
+BASE_URL_ENV = hub.BASE_URL_ENV  # a folder of the files (a test server) instead of the hub
 # sha256 of published files we have verified ourselves; Hugging Face also sends it for LFS
 # files (X-Linked-Etag), which is what is checked when this table has no entry.
 KNOWN_SHA256: dict[str, str] = {}
@@ -60,7 +68,11 @@ class VerifyError(DownloadError):
 
 
 def base_url() -> str:
-    return os.environ.get(BASE_URL_ENV, HF_BASE_URL).rstrip("/")
+    """WYOMING_KOKORO_GGUF_BASE_URL, else <HF_ENDPOINT>/<repo>/resolve/main."""
+    try:
+        return hub.base_url()
+    except hub.HubSettingError as err:
+        raise DownloadError(str(err)) from None
 
 
 def variant_url(variant: str, base: str | None = None) -> str:
@@ -151,6 +163,7 @@ async def _attempt(
     dest: Path,
     expected_size: int | None,
     sha256: str | None,
+    auth: dict[str, str],
 ) -> tuple[int, str | None, str]:
     """One request: append to the .part file. Returns (total size, expected sha256, digest)."""
     part = _part_path(dest)
@@ -158,7 +171,7 @@ async def _attempt(
     if expected_size is not None and offset > expected_size:
         _remove(part)
         offset = 0
-    headers = {"Accept-Encoding": "identity"}
+    headers = {"Accept-Encoding": "identity", **auth}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     async with session.get(url, headers=headers) as resp:
@@ -294,6 +307,7 @@ async def _fetch_unlocked(
         t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
     )
     sha256 = (sha256 or KNOWN_SHA256.get(dest.name) or "").lower() or None
+    auth = _auth_for(url)
     own_session = session is None
     if session is None:
         timeout = aiohttp.ClientTimeout(
@@ -302,7 +316,8 @@ async def _fetch_unlocked(
             sock_connect=connect_timeout,
             sock_read=read_timeout,
         )
-        session = aiohttp.ClientSession(timeout=timeout)
+        # trust_env: HTTP(S)_PROXY and NO_PROXY from the environment, as curl and pip do.
+        session = aiohttp.ClientSession(timeout=timeout, trust_env=True)
     part = _part_path(dest)
     restarted = False
     try:
@@ -311,7 +326,14 @@ async def _fetch_unlocked(
             attempt += 1
             resumed = part.exists() and part.stat().st_size > 0
             try:
-                total, want_sha, digest = await _attempt(session, url, dest, expected_size, sha256)
+                total, want_sha, digest = await _attempt(
+                    session, url, dest, expected_size, sha256, auth
+                )
+            except aiohttp.ClientProxyConnectionError as err:
+                raise OfflineError(
+                    f"cannot reach the proxy {err.host}:{err.port} (HTTP_PROXY/HTTPS_PROXY) to "
+                    f"download {dest.name}: {_reason(err)}"
+                ) from None
             except (aiohttp.ClientConnectorError, *connect_timeouts) as err:
                 raise OfflineError(
                     f"cannot reach {_host(url)} to download {dest.name}: {_reason(err)}"
@@ -332,6 +354,14 @@ async def _fetch_unlocked(
                 )
                 await asyncio.sleep(min(2 ** (attempt - 1), 10) * 0.5)
                 continue
+            except aiohttp.ClientHttpProxyError as err:  # HTTPS through a proxy: CONNECT refused
+                proxy = err.request_info.real_url  # host and port only: never its credentials
+                raise DownloadError(
+                    f"the proxy {proxy.host}:{proxy.port} refused to open "
+                    f"{_host(url)} for {dest.name}: HTTP {err.status} {err.message}".strip()
+                ) from None
+            except aiohttp.ClientError as err:  # a bad redirect, an invalid URL, ...
+                raise DownloadError(f"download of {dest.name} failed: {_reason(err)}") from None
             size = part.stat().st_size if part.exists() else 0
             problem = None
             if size != total:
@@ -359,6 +389,29 @@ async def _fetch_unlocked(
     finally:
         if own_session:
             await session.close()
+
+
+def _auth_for(url: str) -> dict[str, str]:
+    """The hub token's header for url, unless ~/.netrc has credentials for its host: aiohttp
+    (trust_env) sends those itself and refuses a second Authorization; the user's file wins."""
+    try:
+        auth = hub.auth_headers(url)
+    except hub.HubSettingError as err:
+        raise DownloadError(str(err)) from None
+    host = urlsplit(url).hostname
+    if auth and host and _netrc_knows(host):
+        _LOGGER.info("using the .netrc credentials for %s instead of the Hugging Face token", host)
+        return {}
+    return auth
+
+
+def _netrc_knows(host: str) -> bool:
+    """Whether the .netrc aiohttp reads ($NETRC, else ~/.netrc) has an entry for host."""
+    path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def _host(url: str) -> str:
