@@ -119,12 +119,26 @@ def test_workflow_publishes_the_images_the_manifest_names(config):
         "home-assistant/builder/actions/build-image",
         "home-assistant/builder/actions/publish-multi-arch-manifest",
     }  # not the deprecated home-assistant/builder action itself
-    assert all(re.fullmatch(r"[^@]+@\d{4}\.\d{2}\.\d+", u) for u in builder), builder
+    # one release of the builder for all three (its actions are made to work together)
+    assert len(set(re.findall(r"home-assistant/builder/\S+ # (\S+)", text))) == 1
     build = workflow["jobs"]["build"]["steps"]
     image_step = next(s for s in build if "build-image" in s.get("uses", ""))
     assert image_step["with"]["context"] == "./addon"
     # The wheel of the release goes into the build context before the image is built.
     assert any("addon/wheels/" in s.get("run", "") for s in build)
+
+
+PINNED_USES = re.compile(r"^\s*(?:- )?uses: ([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # (v?\d+(?:\.\d+)+)$")
+
+
+def test_workflow_actions_are_pinned_to_commits_naming_their_tag():
+    """A tag can be moved to other code; a commit SHA cannot. The comment says which release
+    the SHA is, for readers and for Dependabot/Renovate."""
+    for workflow in sorted((ROOT / ".github" / "workflows").glob("*.y*ml")):
+        lines = [ln for ln in workflow.read_text().splitlines() if re.match(r"^\s*(- )?uses:", ln)]
+        assert lines, workflow
+        for line in lines:
+            assert PINNED_USES.match(line), f"{workflow.name}: not pinned to a SHA: {line.strip()}"
 
 
 def test_no_key_set_to_its_default(config):
