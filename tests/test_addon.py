@@ -158,6 +158,34 @@ def test_wyoming_service_conventions(config):
     assert "{arch}" in config["image"]  # prebuilt images (the Supervisor pulls, not builds)
 
 
+def test_minimum_home_assistant_for_streaming(config):
+    """Streaming synthesis (the default) needs Home Assistant 2025.7; older cores are told
+    so by the Supervisor before installing."""
+    assert config["homeassistant"] == "2025.7.0"
+    assert config["options"]["streaming"] is True
+
+
+def test_manifest_and_translations_within_80_columns():
+    for path in (ADDON / "config.yaml", ADDON / "translations" / "en.yaml"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert len(line) <= 80, f"{path.name}:{number} has {len(line)} characters"
+
+
+def test_yaml_files_pass_yamllint():
+    """yamllint's default rules (line length 80 among them), as Home Assistant's app
+    repositories run it; the repository's .yamllint extends them unchanged."""
+    pytest.importorskip("yamllint", reason="pip install the 'test' extra")
+    settings = load_yaml(ROOT / ".yamllint")
+    assert settings["extends"] == "default" and "rules" not in settings
+    files = [str(ADDON), str(ROOT / "repository.yaml")]
+    done = subprocess.run(
+        [sys.executable, "-m", "yamllint", "-s", "-c", str(ROOT / ".yamllint"), *files],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_options_schema_and_translations_agree(config):
     options, schema = config["options"], config["schema"]
     assert set(options) == set(schema)
@@ -166,6 +194,11 @@ def test_options_schema_and_translations_agree(config):
     assert set(described) == set(schema)
     for key, entry in described.items():
         assert entry["name"] and entry["description"], key
+        element = schema[key][0] if isinstance(schema[key], list) else schema[key]
+        if isinstance(element, dict):  # a list of records: each field is named too
+            assert set(entry["fields"]) == set(element), key
+            for field, text in entry["fields"].items():
+                assert text["name"] and text["description"], (key, field)
     assert set(translations["network"]) == set(config["ports"])
     # The server's own validation knows exactly these options, with the same defaults.
     assert set(schema) == addon_options.KNOWN
