@@ -760,14 +760,7 @@ def check(opts: Options, budget: Budget | None = None) -> dict:
     if os.geteuid() != 0:
         raise Skip("needs root (debootstrap, chroot)")
     sys.path.insert(0, str(ROOT))
-    version = run(
-        [sys.executable, str(ROOT / "script" / "release_versions.py")],
-        capture_output=True,
-        text=True,
-    )
-    if version.returncode != 0:
-        raise Failed(version.stderr.strip())
-    version = version.stdout.strip()
+    version = release_version()
     CACHE.mkdir(parents=True, exist_ok=True)
     if arch == "arm64":
         say("the amd64 check first: its audio is what arm64's is compared with")
@@ -801,6 +794,18 @@ def check(opts: Options, budget: Budget | None = None) -> dict:
     return report
 
 
+def release_version() -> str:
+    """The version every release file names (script/release_versions.py), or Failed."""
+    done = run(
+        [sys.executable, str(ROOT / "script" / "release_versions.py")],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise Failed(done.stderr.strip())
+    return done.stdout.strip()
+
+
 def compare(reference: Path, wav: Path) -> dict:
     """arm64's audio against amd64's: the same length, and how close (SNR)."""
     ref, _ = read_wav(reference)
@@ -817,6 +822,17 @@ def cpu_features(image: Image) -> str:
     grep = ["grep", "-m1", "^Features", "/proc/cpuinfo"]
     done = chroot(image.root, grep, image.env, capture_output=True, text=True)
     return done.stdout.split(":", 1)[-1].strip() or "(none reported)"
+
+
+def docker_check(opts: Options) -> dict:
+    """--docker: the image built and run for real (script/addon_check_docker.py)."""
+    if opts.arch != "amd64":
+        raise Skip("--docker builds and runs the amd64 image only")
+    sys.modules.setdefault("addon_check", sys.modules[__name__])  # one Skip/Failed class
+    sys.path.insert(0, str(ROOT / "script"))
+    import addon_check_docker
+
+    return addon_check_docker.check(opts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -842,6 +858,11 @@ def main(argv: list[str] | None = None) -> int:
         help="arm64: the CPU QEMU emulates (default %(default)s, a Pi 5; cortex-a72: a Pi 4)",
     )
     parser.add_argument(
+        "--docker",
+        action="store_true",
+        help="build addon/Dockerfile with Docker or Podman and run the image (amd64; no root)",
+    )
+    parser.add_argument(
         "--worktree",
         action="store_true",
         help="build the wheel from the working tree (default: the last commit, like a release)",
@@ -855,7 +876,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, terminated)
     try:
-        report = check(opts)
+        report = docker_check(opts) if args.docker else check(opts)
     except Skip as why:
         say(f"skipped: {why}")
         return SKIP
@@ -865,8 +886,12 @@ def main(argv: list[str] | None = None) -> int:
     except Failed as why:
         say(f"FAILED: {why}")
         return 1
-    (CACHE / f"report-{args.arch}.json").write_text(json.dumps(report, indent=2))
+    name = "docker" if args.docker else args.arch
+    (CACHE / f"report-{name}.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
+    if args.docker:
+        say(f"docker: passed ({report['engine']}, {report['health']})")
+        return 0
     for name, part in (("amd64", report.get("amd64", {})), (args.arch, report)):
         if "heard" in part:
             say(f"{name}: Whisper hears {part['heard']!r} (WER {part['wer']})")

@@ -3,7 +3,8 @@
 The version lives only in wyoming_kokoro_gguf/__init__.py (__version__; pyproject.toml reads it
 dynamically). The add-on manifest (addon/config.yaml `version`) and the newest heading of
 addon/CHANGELOG.md must name the same version: the add-on image installs the wheel of its own
-version (the Dockerfile's BUILD_VERSION build argument is the manifest's version).
+version (the Dockerfile's BUILD_VERSION build argument is the manifest's version). An
+`## Unreleased` section may sit above it: the next release's notes, until script/release tag.
 
 Usage: python script/release_versions.py [ROOT]
 Prints the version and exits 0 when everything agrees; otherwise prints one line per
@@ -23,6 +24,7 @@ PACKAGE_INIT = Path("wyoming_kokoro_gguf") / "__init__.py"
 CONFIG = Path("addon") / "config.yaml"
 CHANGELOG = Path("addon") / "CHANGELOG.md"
 PYPROJECT = Path("pyproject.toml")
+UNRELEASED = "Unreleased"
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(?:(?:a|b|rc)\d+)?$")
 
 
@@ -46,9 +48,11 @@ def config_version(root: Path) -> str | None:
 
 
 def changelog_version(root: Path) -> str | None:
+    """The newest released version's heading; an `## Unreleased` section above it (the notes
+    of the next release, which script/release tag names) is skipped."""
     for line in (root / CHANGELOG).read_text().splitlines():
         match = re.match(r"^##\s+\[?v?([^\]\s]+)\]?", line)
-        if match:
+        if match and match.group(1).lower() != UNRELEASED.lower():
             return match.group(1)
     return None
 

@@ -119,12 +119,26 @@ def test_workflow_publishes_the_images_the_manifest_names(config):
         "home-assistant/builder/actions/build-image",
         "home-assistant/builder/actions/publish-multi-arch-manifest",
     }  # not the deprecated home-assistant/builder action itself
-    assert all(re.fullmatch(r"[^@]+@\d{4}\.\d{2}\.\d+", u) for u in builder), builder
+    # one release of the builder for all three (its actions are made to work together)
+    assert len(set(re.findall(r"home-assistant/builder/\S+ # (\S+)", text))) == 1
     build = workflow["jobs"]["build"]["steps"]
     image_step = next(s for s in build if "build-image" in s.get("uses", ""))
     assert image_step["with"]["context"] == "./addon"
     # The wheel of the release goes into the build context before the image is built.
     assert any("addon/wheels/" in s.get("run", "") for s in build)
+
+
+PINNED_USES = re.compile(r"^\s*(?:- )?uses: ([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # (v?\d+(?:\.\d+)+)$")
+
+
+def test_workflow_actions_are_pinned_to_commits_naming_their_tag():
+    """A tag can be moved to other code; a commit SHA cannot. The comment says which release
+    the SHA is, for readers and for Dependabot/Renovate."""
+    for workflow in sorted((ROOT / ".github" / "workflows").glob("*.y*ml")):
+        lines = [ln for ln in workflow.read_text().splitlines() if re.match(r"^\s*(- )?uses:", ln)]
+        assert lines, workflow
+        for line in lines:
+            assert PINNED_USES.match(line), f"{workflow.name}: not pinned to a SHA: {line.strip()}"
 
 
 def test_no_key_set_to_its_default(config):
@@ -144,6 +158,34 @@ def test_wyoming_service_conventions(config):
     assert "{arch}" in config["image"]  # prebuilt images (the Supervisor pulls, not builds)
 
 
+def test_minimum_home_assistant_for_streaming(config):
+    """Streaming synthesis (the default) needs Home Assistant 2025.7; older cores are told
+    so by the Supervisor before installing."""
+    assert config["homeassistant"] == "2025.7.0"
+    assert config["options"]["streaming"] is True
+
+
+def test_manifest_and_translations_within_80_columns():
+    for path in (ADDON / "config.yaml", ADDON / "translations" / "en.yaml"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert len(line) <= 80, f"{path.name}:{number} has {len(line)} characters"
+
+
+def test_yaml_files_pass_yamllint():
+    """yamllint's default rules (line length 80 among them), as Home Assistant's app
+    repositories run it; the repository's .yamllint extends them unchanged."""
+    pytest.importorskip("yamllint", reason="pip install the 'test' extra")
+    settings = load_yaml(ROOT / ".yamllint")
+    assert settings["extends"] == "default" and "rules" not in settings
+    files = [str(ADDON), str(ROOT / "repository.yaml")]
+    done = subprocess.run(
+        [sys.executable, "-m", "yamllint", "-s", "-c", str(ROOT / ".yamllint"), *files],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_options_schema_and_translations_agree(config):
     options, schema = config["options"], config["schema"]
     assert set(options) == set(schema)
@@ -152,6 +194,11 @@ def test_options_schema_and_translations_agree(config):
     assert set(described) == set(schema)
     for key, entry in described.items():
         assert entry["name"] and entry["description"], key
+        element = schema[key][0] if isinstance(schema[key], list) else schema[key]
+        if isinstance(element, dict):  # a list of records: each field is named too
+            assert set(entry["fields"]) == set(element), key
+            for field, text in entry["fields"].items():
+                assert text["name"] and text["description"], (key, field)
     assert set(translations["network"]) == set(config["ports"])
     # The server's own validation knows exactly these options, with the same defaults.
     assert set(schema) == addon_options.KNOWN

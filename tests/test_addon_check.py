@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,47 @@ def test_a_spent_budget_is_a_skip_naming_the_step(addon_check):
         spent.left("the engine load")
     assert addon_check.Budget(3600).left("anything") > 0
     assert isinstance(spent.spent("a synthesis"), addon_check.Skip)
+
+
+def _run_docker_check(path: str, cache: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": path, "HOME": str(Path.home()), "WKG_ADDON_CHECK_CACHE": str(cache)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "script" / "addon_check.py"), "--docker"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_docker_check_is_skipped_where_no_container_tool_exists(tmp_path):
+    """Exit 77 and one line naming what is missing, before anything is built."""
+    done = _run_docker_check(str(tmp_path), tmp_path / "cache")  # neither docker nor podman
+    assert done.returncode == 77, done.stderr
+    assert not (tmp_path / "cache").exists()  # nothing built, nothing cached
+    assert done.stderr.strip().splitlines()[-1] == (
+        "addon-check: skipped: no Docker or Podman engine to build and run the image "
+        "(docker: not installed; podman: not installed)"
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_docker_check_is_skipped_where_the_engine_does_not_answer(addon_check, tmp_path):
+    """A docker (or podman) client whose engine is not running: skipped with its own words."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "script"))
+    import addon_check_docker
+
+    if not any(shutil.which(t) for t in ("docker", "podman")):
+        pytest.skip("no docker or podman client here")
+    try:
+        engine = addon_check_docker.find_engine()
+    except addon_check.Skip as why:
+        expected = f"addon-check: skipped: {why}"
+    else:
+        pytest.skip(f"{engine.tool} {engine.version} answers here: run script/addon-check --docker")
+    done = _run_docker_check(os.environ["PATH"], tmp_path / "cache")
+    assert done.returncode == 77, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == expected
+    assert "not installed" not in expected.split(";")[0]  # the client's own answer is named
