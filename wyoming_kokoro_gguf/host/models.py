@@ -23,7 +23,7 @@ import numpy as np
 from wyoming_kokoro_gguf.host import download, plan
 from wyoming_kokoro_gguf.host import profile as host
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions
-from wyoming_kokoro_gguf.weights import convert, pypi_weights
+from wyoming_kokoro_gguf.weights import convert, crispasr, pypi_weights
 from wyoming_kokoro_gguf.weights.model_file import open_model
 
 _LOGGER = logging.getLogger(__name__)
@@ -194,6 +194,8 @@ def scan(dirs: list[Path]) -> list[LocalModel]:
             key = path.resolve()
             if key in seen or not path.is_file() or not is_gguf(path):
                 continue
+            if path.name.startswith(crispasr.VOICE_FILE_PREFIX):
+                continue  # a CrispASR voice, read with its model (weights/crispasr.py)
             seen.add(key)
             published = {v.filename for v in plan.VARIANTS.values()}
             if path.name.startswith(PYPI_PREFIX):
