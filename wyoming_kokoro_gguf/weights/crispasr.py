@@ -155,8 +155,9 @@ def dims_from_metadata(meta: Mapping[str, Any], tensors: Mapping[str, Any]) -> K
         value = meta.get(key)
         return tuple(int(x) for x in value) if value else default
 
-    tok = tensors.get(MARKER)
-    vocab, embd = (int(x) for x in reversed(tok.shape.tolist())) if tok is not None else (0, 0)
+    if MARKER not in tensors:
+        raise LayoutError(f"required tensor {MARKER} is missing")
+    vocab, embd = (int(x) for x in reversed(tensors[MARKER].shape.tolist()))
     gen = u32("kokoro.istft.init_channel", base.gen_channels)
     rates = ints("kokoro.istft.upsample_rates", base.upsample_rates)
     n_dil = u32("kokoro.istft.resblock_n_dilations", len(base.resblock_dilations))
