@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         "docs/DOWNLOADS.md)",
     )
     parser.add_argument(
+        "--voices",
+        help="a CrispASR / kokoro.cpp model's voice files (kokoro-voice-*.gguf): a directory or "
+        "one file (default: the model's directory); TTS.cpp files carry their voices",
+    )
+    parser.add_argument(
         "--voice",
         help="default voice (a voice name or a blend name; default af_heart, else am_jm_kumo, "
         "else the first voice)",

@@ -32,6 +32,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, type=Path, help="Kokoro GGUF file")
     parser.add_argument("--voice", default=None, help="voice name or blend (a:0.7,b:0.3)")
     parser.add_argument(
+        "--voices", default=None, help="a CrispASR model's voice files (default: beside it)"
+    )
+    parser.add_argument(
         "--language", default=None, help="espeak-ng language (default: the voice's)"
     )
     parser.add_argument("--speed", type=float, default=1.0, help="0.5 .. 2.0 (default 1.0)")
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         options = replace(options, linear=args.linear)
     t0 = time.perf_counter()
     try:
-        engine = Engine.load(args.model, options)
+        engine = Engine.load(args.model, options, voices=args.voices)
     except (ModelFileError, GraphBuildError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ import numpy as np
 from wyoming_kokoro_gguf.host import download, plan
 from wyoming_kokoro_gguf.host import profile as host
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions
-from wyoming_kokoro_gguf.weights import convert, pypi_weights
+from wyoming_kokoro_gguf.weights import convert, crispasr, pypi_weights
 from wyoming_kokoro_gguf.weights.model_file import ModelFileError, open_model
 
 _LOGGER = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ class ModelChoice(Protocol):
     @property
     def passes(self) -> str: ...
     @property
+    def voices(self) -> str | None: ...  # a CrispASR model's voice files (None: beside it)
+    @property
     def host(self) -> host.HostOverrides: ...  # optional: this host as probed when absent
 
 
@@ -89,6 +91,7 @@ class Choice:
     quant: str = "auto"
     threads: str = "auto"
     passes: str = "auto"
+    voices: str | None = None
     host: host.HostOverrides = field(default_factory=host.HostOverrides)
 
     @classmethod
@@ -102,6 +105,7 @@ class Choice:
             quant=getattr(args, "quant", "auto"),
             threads=str(getattr(args, "threads", "auto")),
             passes=str(getattr(args, "passes", "auto")),
+            voices=getattr(args, "voices", None),
             host=host.HostOverrides.from_args(args),
         )
 
@@ -195,6 +199,8 @@ def scan(dirs: list[Path]) -> list[LocalModel]:
             key = path.resolve()
             if key in seen or not path.is_file() or not is_gguf(path):
                 continue
+            if path.name.startswith(crispasr.VOICE_FILE_PREFIX):
+                continue  # a CrispASR voice, read with its model (weights/crispasr.py)
             seen.add(key)
             published = {v.filename for v in plan.VARIANTS.values()}
             if path.name.startswith(PYPI_PREFIX):
@@ -384,7 +390,7 @@ def resolve(choice: ModelChoice) -> Resolved:
     restore_readable(_dirs(choice)[0])
     found = locate(choice)
     while found.path is not None:
-        problem = unusable(found.path)
+        problem = unusable(found.path, choice.voices)
         if problem is None:
             return _finish(found.path, found.host_plan, found.note, notes)
         if found.how in ("given", "found"):
@@ -414,10 +420,10 @@ def resolve(choice: ModelChoice) -> Resolved:
     return _finish(path, p, "downloaded", notes)
 
 
-def unusable(path: Path) -> str | None:
+def unusable(path: Path, voices: str | None = None) -> str | None:
     """Why the file cannot be loaded (the reader's one line), or None when it opens."""
     try:
-        open_model(path).close()
+        open_model(path, voices).close()
     except ModelFileError as err:
         return str(err)
     return None

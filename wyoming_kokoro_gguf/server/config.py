@@ -44,6 +44,8 @@ class ServerConfig:
     # Logging.
     debug: bool
     log_format: str
+    # A CrispASR-layout model's voice files (--voices; None: beside the model).
+    voices: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServerConfig:
@@ -70,6 +72,7 @@ class ServerConfig:
             http_host=args.http_host,
             debug=bool(args.debug),
             log_format=args.log_format,
+            voices=getattr(args, "voices", None),
         )
 
 

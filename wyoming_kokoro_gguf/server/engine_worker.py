@@ -97,7 +97,7 @@ def _load(conn: Connection, config: ServerConfig, log: logging.Logger) -> Engine
     plan = resolved.host_plan
     conn.send(ModelResolved(str(resolved.path), plan.as_dict(), float(plan.cache_mb)))
     try:  # the voice list from the file's metadata, long before the engine is built
-        voices = open_model(resolved.path).voices
+        voices = open_model(resolved.path, config.voices).voices
         conn.send(VoicesKnown(tuple(voice_from_info(n, v) for n, v in voices.items()), False))
     except Exception as err:  # noqa: BLE001 - the engine load below reports real problems
         log.debug("early voice list unavailable: %s", one_line(err))
@@ -107,7 +107,11 @@ def _load(conn: Connection, config: ServerConfig, log: logging.Logger) -> Engine
     # the optimized graphs of earlier starts (synth/graph_cache.py): a warm start in ~1 s
     # warmed up below by a real synthesis (the engine's own tiny pass would only repeat it)
     engine = Engine.load(
-        resolved.path, resolved.engine_options, data_dirs[0] / "cache", warm_up=False
+        resolved.path,
+        resolved.engine_options,
+        data_dirs[0] / "cache",
+        warm_up=False,
+        voices=config.voices,
     )
     log.info("graph cache: %s", engine.graph_cache)
     engine.lexicon = Lexicon(data_dirs)

@@ -175,6 +175,7 @@ class Engine:
         options: EngineOptions | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         warm_up: bool = True,
+        voices: str | os.PathLike[str] | None = None,
     ) -> Engine:
         """Open a Kokoro GGUF file and build its ONNX Runtime sessions.
 
@@ -182,9 +183,11 @@ class Engine:
         options and versions are loaded instead (synth/graph_cache.py: ~10 s -> <1 s), and a
         build leaves them there; ``engine.graph_cache`` says which happened.  ``warm_up=False``
         skips the tiny first pass, for callers that warm up with a real synthesis anyway.
+        ``voices``: a CrispASR-layout model's voice files (weights/crispasr.py), when they are
+        not beside it.
         """
         options = options or default_options()
-        model = open_model(Path(path))
+        model = open_model(Path(path), voices)
         cache = None if cache_dir is None else GraphCache(cache_dir, Path(path), options)
         found = None if cache is None else cache.load(lambda: session_options(options))
         if found is None:
@@ -196,7 +199,7 @@ class Engine:
             # ORT holds its own copy of the weights now: unmap the file (only voices are read
             # later, lazily) and give the freed heap back to the system.
             model.close()
-            model = open_model(Path(path))
+            model = open_model(Path(path), voices)
         stage1, stage2, built = found
         for note in built.notes:
             _LOG.info("%s", note)

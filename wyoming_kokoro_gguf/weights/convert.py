@@ -1,11 +1,16 @@
-"""Convert Kokoro weights to a GGUF file in TTS.cpp's layout.
+"""Convert Kokoro weights to a GGUF file in TTS.cpp's layout (or CrispASR's).
 
     python -m wyoming_kokoro_gguf.convert SRC -o OUT.gguf --type TYPE [--voices V] [--quantize-convs]
+        [--layout crispasr]
 
 SRC: a kokoro-onnx / onnx-community ONNX export (fp32, fp16 or int8), the reference PyTorch
-checkpoint (.pth, needs the ``torch`` extra), or an existing Kokoro GGUF (re-quantize).
+checkpoint (.pth, needs the ``torch`` extra), or an existing Kokoro GGUF in either layout
+(re-quantize, or change the layout).
 V: a kokoro-onnx voices file (.bin / .npz), a directory of voice .pt files (``torch`` extra), or
-nothing to keep the voices of a GGUF source.
+nothing to keep the voices of a GGUF source; for a CrispASR source, the directory of its
+kokoro-voice-*.gguf files when they are not beside it.
+``--layout crispasr`` writes CrispASR's layout (weights/crispasr_write.py): OUT and one
+kokoro-voice-NAME.gguf per voice beside it.
 
 The output is written to a temporary file next to OUT and renamed when complete, so an interrupted
 conversion never leaves a half-written .gguf; an existing OUT is only replaced with ``--force``.
@@ -26,7 +31,14 @@ import numpy as np
 from gguf import GGMLQuantizationType
 
 from wyoming_kokoro_gguf import __version__
-from wyoming_kokoro_gguf.weights import layout, quants, torch_source
+from wyoming_kokoro_gguf.weights import (
+    crispasr,
+    crispasr_write,
+    layout,
+    layouts,
+    quants,
+    torch_source,
+)
 from wyoming_kokoro_gguf.weights.model_file import ModelFileError, open_model
 
 CONVERTER_VERSION = 1  # bump when the converter's output changes (test caches key on it)
@@ -162,10 +174,21 @@ def load_source(
 _OWN_KEYS = ("general.", "tokenizer.ggml.tokens", "kokoro.voices", "wyoming_kokoro_gguf.", "GGUF.")
 
 
+def _crispasr_voices(spec: str | os.PathLike[str] | None) -> bool:
+    """Whether --voices names CrispASR voice files (a .gguf, or a directory holding some)."""
+    if spec is None:
+        return False
+    p = Path(spec)
+    return p.suffix.lower() == ".gguf" or (
+        p.is_dir() and any(p.glob(crispasr.VOICE_FILE_PREFIX + "*.gguf"))
+    )
+
+
 def _load_gguf(p: Path, voices: str | os.PathLike[str] | None, progress: Progress) -> Source:
     progress(f"reading GGUF {p}")
+    own_voices = voices is None or _crispasr_voices(voices)
     try:
-        mf = open_model(p)
+        mf = open_model(p, voices if own_voices else None)
     except ModelFileError as exc:
         raise ConvertError(str(exc)) from None
     quantized = sorted({mf.tensor_type(n).name for n in mf.tensor_names} - {"F32", "F16"})
@@ -174,11 +197,13 @@ def _load_gguf(p: Path, voices: str | os.PathLike[str] | None, progress: Progres
             f"note: source is already quantized ({', '.join(quantized)}); re-quantizing adds error"
         )
     tensors = {n: mf.tensor(n) for n in mf.tensor_names if not n.startswith(layout.VOICE_PREFIX)}
-    if voices is None:
+    if own_voices:
         vs = {v: mf.voice_tensor(v) for v in mf.voices}
     else:
         vs = _check_voices(read_voices(voices), mf.dims)
     extra = {k: v for k, v in mf.metadata.items() if not k.startswith(_OWN_KEYS)}
+    if mf.layout != layouts.TTSCPP:  # its keys are another layout's; the sizes are in mf.dims
+        extra = {}
     src = Source(
         tensors=tensors,
         voices=vs,
@@ -339,6 +364,7 @@ def convert(
     quantize_all: bool = False,
     force: bool = False,
     progress: Progress | None = None,
+    layout_name: str = "ttscpp",
 ) -> Report:
     """Convert SRC to a Kokoro GGUF (see module docstring).  Raises ConvertError / QuantError."""
     say = progress or _quiet
@@ -346,6 +372,13 @@ def convert(
     out_path = Path(out)
     if out_path.exists() and not force:
         raise ConvertError(f"{out_path} exists; use --force to overwrite it")
+    if layout_name == "crispasr":
+        if quantize_convs or quantize_all:
+            raise ConvertError("--quantize-convs and --quantize-all are for TTS.cpp's layout")
+        if target not in crispasr_write.TYPES:
+            names = ", ".join(t.name.lower() for t in crispasr_write.TYPES)
+            raise ConvertError(f"CrispASR's layout is written as {names}, not {target.name}")
+        return _write_crispasr(load_source(src, voices, say), out_path, target, force, say)
     if target in quants.K_QUANTS:
         quants.libggml()
     source = load_source(src, voices, say)
@@ -360,19 +393,47 @@ def convert(
     )
 
 
+def _write_crispasr(src: Source, out: Path, target: T, force: bool, say: Progress) -> Report:
+    """SRC in CrispASR's layout: OUT and a kokoro-voice-NAME.gguf per voice beside it."""
+    t0 = time.monotonic()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    say(f"writing {out} and its {len(src.voices)} voice files beside it (CrispASR layout)")
+    try:
+        counts = crispasr_write.write(
+            src.tensors, src.voices, src.vocab, src.dims, out, target, force
+        )
+    except crispasr_write.CrispWriteError as exc:
+        raise ConvertError(str(exc)) from None
+    size = out.stat().st_size
+    say(f"done: {out} ({size / 1e6:.1f} MB) in {time.monotonic() - t0:.1f} s")
+    return Report(path=out, size=size, types=counts, fallbacks={}, seconds=time.monotonic() - t0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m wyoming_kokoro_gguf.convert",
-        description="Convert Kokoro-82M weights (ONNX export, PyTorch .pth or GGUF) to a GGUF file in TTS.cpp's layout.",
+        description="Convert Kokoro-82M weights (ONNX export, PyTorch .pth or GGUF) to a GGUF file "
+        "in TTS.cpp's layout or CrispASR's.",
     )
-    parser.add_argument("src", help="ONNX export (.onnx), PyTorch checkpoint (.pth) or Kokoro GGUF")
+    parser.add_argument(
+        "src", help="ONNX export (.onnx), PyTorch checkpoint (.pth) or Kokoro GGUF (either layout)"
+    )
     parser.add_argument("-o", "--output", required=True, help="output .gguf path")
     parser.add_argument(
         "--type", default="f32", help=f"tensor type: {', '.join(quants.TYPE_NAMES)} (default f32)"
     )
     parser.add_argument(
         "--voices",
-        help="voices .bin/.npz or a directory of voice .pt files (optional for a GGUF source)",
+        help="voices .bin/.npz or a directory of voice .pt files (optional for a GGUF source; "
+        "for a CrispASR source, the directory of its kokoro-voice-*.gguf when not beside it)",
+    )
+    parser.add_argument(
+        "--layout",
+        choices=("ttscpp", "crispasr"),
+        default="ttscpp",
+        help="tensor layout written: TTS.cpp's (default; what the server downloads) or CrispASR's "
+        "/ kokoro.cpp's (OUT plus one kokoro-voice-NAME.gguf per voice beside it; types f32, f16, "
+        "q8_0, q5_0, q4_0)",
     )
     parser.add_argument(
         "--quantize-convs",
@@ -398,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             quantize_all=args.quantize_all,
             force=args.force,
             progress=_quiet if args.quiet else _stderr_progress,
+            layout_name=args.layout,
         )
     except (ConvertError, quants.QuantError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,5 +1,9 @@
 """Read a Kokoro GGUF file (TTS.cpp layout), memory-mapped, and check it before anything uses it.
 
+Files in CrispASR's layout (kokoro.cpp's files, voices in their own files) are presented under
+TTS.cpp's names and shapes (``weights/crispasr.py``); anything else is refused in one line
+naming the layouts read (``weights/layouts.py``).
+
 ``open_model(path)`` validates the architecture, every required tensor and its shape, the
 vocabulary and the voices, and raises ``ModelFileError`` with one line naming what is wrong.  Weights
 are dequantized only when asked for (``tensor(name)``), so opening a file costs little memory.
@@ -21,7 +25,7 @@ import gguf
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
 
-from wyoming_kokoro_gguf.weights import layout
+from wyoming_kokoro_gguf.weights import crispasr, layout, layouts
 from wyoming_kokoro_gguf.weights.layout import KokoroDims, VoiceInfo
 
 
@@ -131,6 +135,8 @@ class KokoroModelFile:
             ]
         self.voices: dict[str, VoiceInfo] = {str(n): layout.voice_info(str(n)) for n in names}
         self.dims: KokoroDims = KokoroDims()
+        self.layout: str = layouts.TTSCPP  # the layout stored; tensors are always TTS.cpp's
+        self.voice_files: list[Path] = []  # CrispASR: the voice files read
         # Layout shapes of tensors stored in another shape (``_stores``).
         self._logical: dict[str, tuple[int, ...]] = {}
 
@@ -295,10 +301,11 @@ def _stores(got: tuple[int, ...], want: tuple[int, ...], qtype: GGMLQuantization
 def _validate(mf: KokoroModelFile) -> None:
     path = mf.path
     if mf.architecture != layout.ARCHITECTURE:
-        arch = mf.architecture or "none"
         raise ModelFileError(
-            f"{path}: general.architecture is {arch!r}, not 'kokoro' (this is not a Kokoro TTS model)"
+            f"{path}: {layouts.other_architecture(mf.architecture, mf.tensor_names)}"
         )
+    if layout.PREFIX + "albert.token_embd" not in mf._tensors:
+        raise ModelFileError(f"{path}: {layouts.other_layout(mf.architecture, mf.tensor_names)}")
     for name in mf.tensor_names:
         qtype = mf.tensor_type(name)
         if qtype not in SUPPORTED_TYPES:
@@ -350,8 +357,27 @@ def _validate(mf: KokoroModelFile) -> None:
             )
 
 
-def open_model(path: str | os.PathLike[str]) -> KokoroModelFile:
-    """Open and validate a Kokoro GGUF file (memory-mapped).  Raises ModelFileError."""
+def _read_crispasr(mf: KokoroModelFile, voices: str | os.PathLike[str] | None) -> None:
+    """Present a CrispASR-layout file and its voice files under TTS.cpp's names (views, no copy)."""
+    try:
+        tensors, hparams = crispasr.ttscpp_view(mf._tensors, mf.metadata)
+        files = crispasr.voice_files(mf.path, voices)
+        voice_tensors = crispasr.read_voices(files)
+    except crispasr.LayoutError as exc:
+        raise ModelFileError(f"{mf.path}: {exc}") from None
+    mf._tensors = {**tensors, **{layout.VOICE_PREFIX + n: t for n, t in voice_tensors.items()}}
+    mf.hparams = {**mf.hparams, **hparams}
+    mf.voices = {n: layout.voice_info(n) for n in voice_tensors}
+    mf.layout, mf.voice_files = layouts.CRISPASR, files
+
+
+def open_model(
+    path: str | os.PathLike[str], voices: str | os.PathLike[str] | None = None
+) -> KokoroModelFile:
+    """Open and validate a Kokoro GGUF file (memory-mapped).  Raises ModelFileError.
+
+    ``voices``: where a CrispASR-layout model's voice files are (a directory or one file; default
+    the model's directory); TTS.cpp files carry their voices and ignore it."""
     p = Path(path)
     if not p.exists():
         raise ModelFileError(f"{p}: no such file")
@@ -372,5 +398,7 @@ def open_model(path: str | os.PathLike[str]) -> KokoroModelFile:
         raise ModelFileError(f"{p}: cannot open: {exc.strerror or exc}") from None
     _check_bounds(p, reader)
     mf = KokoroModelFile(p, reader)
+    if mf.architecture == layout.ARCHITECTURE and crispasr.is_crispasr(mf._tensors):
+        _read_crispasr(mf, voices)
     _validate(mf)
     return mf

@@ -1,8 +1,8 @@
 """Describe a Kokoro GGUF file.
 
-    python -m wyoming_kokoro_gguf.inspect FILE [--json]
+    python -m wyoming_kokoro_gguf.inspect FILE [--json] [--voices DIR]
 
-Prints the architecture, how the weights are stored, tensor count and bytes per type, the
+Prints the architecture, the tensor layout (TTS.cpp's or CrispASR's), how the weights are stored, tensor count and bytes per type, the
 hyper-parameters, the voices with their languages, and the phonemizer type.  Exit code 2 when the
 file cannot be used (with the reader's one-line reason).
 """
@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from wyoming_kokoro_gguf.weights import layout
+from wyoming_kokoro_gguf.weights import crispasr, layout, layouts
 from wyoming_kokoro_gguf.weights.model_file import KokoroModelFile, ModelFileError, open_model
 
 PHONEMIZERS = {
@@ -30,6 +31,8 @@ def describe(mf: KokoroModelFile) -> dict[str, Any]:
         "path": str(mf.path),
         "size": size,
         "architecture": mf.architecture,
+        "layout": mf.layout,
+        "voice_files": [str(p) for p in mf.voice_files],
         "file_type": mf.file_type,
         "tensors": len(mf.tensor_names),
         "types": mf.type_summary,
@@ -63,10 +66,22 @@ def _human(n: float) -> str:
     return str(n)
 
 
+def _layout_line(info: dict[str, Any]) -> str:
+    if info["layout"] == layouts.TTSCPP:
+        return info["layout"]
+    files = info["voice_files"]
+    where = str(Path(files[0]).parent) if files else "nowhere"
+    return (
+        f"{info['layout']}, read as TTS.cpp's (tensor counts below); voices from "
+        f"{len(files)} {crispasr.VOICE_FILE_PREFIX}*.gguf files in {where}"
+    )
+
+
 def render(info: dict[str, Any]) -> str:
     lines = [
         f"file:          {info['path']} ({_human(info['size'])})",
         f"architecture:  {info['architecture']}",
+        f"layout:        {_layout_line(info)}",
         f"weights:       {info['file_type']}",
         f"tensors:       {info['tensors']}",
     ]
@@ -97,9 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("file")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--voices", help="a CrispASR model's voice files (default: the model's directory)"
+    )
     args = parser.parse_args(argv)
     try:
-        mf = open_model(args.file)
+        mf = open_model(args.file, args.voices)
     except ModelFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
