@@ -188,7 +188,8 @@ def test_yaml_files_pass_yamllint():
 
 def test_options_schema_and_translations_agree(config):
     options, schema = config["options"], config["schema"]
-    assert set(options) == set(schema)
+    # every option has a default, but the optional ones (a "?" type), which have none
+    assert set(options) == {k for k, v in schema.items() if not str(v).endswith("?")}
     translations = load_yaml(ADDON / "translations" / "en.yaml")
     described = translations["configuration"]
     assert set(described) == set(schema)
@@ -462,6 +463,29 @@ def test_every_option_maps_to_the_server(tmp_path):
 
     assert parse_blends(args.voice_blend)[0] == ("warm_mix", "af_heart:0.7,af_bella:0.3")
     assert plan.parse_count(args.threads, "--threads") == 3
+
+
+def test_download_options_reach_the_environment_not_the_log(tmp_path, monkeypatch, caplog):
+    """A mirror, a token and a proxy for users whose Home Assistant cannot reach the hub
+    (docs/DOWNLOADS.md); the token never appears in the log."""
+    caplog.set_level(logging.INFO)
+    for env in addon_options.DOWNLOAD_ENV.values():
+        monkeypatch.delenv(env, raising=False)
+    options = {
+        "hf_endpoint": "https://hf-mirror.com",
+        "hf_token": "hf_secret123",
+        "https_proxy": "http://proxy.lan:3128",
+    }
+    parse(options, tmp_path)
+    assert os.environ["HF_ENDPOINT"] == "https://hf-mirror.com"
+    assert os.environ["HF_TOKEN"] == "hf_secret123"
+    assert os.environ["HTTPS_PROXY"] == "http://proxy.lan:3128"
+    assert "hf_token set" in caplog.text and "hf_secret123" not in caplog.text
+    from wyoming_kokoro_gguf.host import hub
+
+    assert hub.repo_url() == "https://hf-mirror.com/mmwillet2/Kokoro_GGUF/resolve/main"
+    with pytest.raises(addon_options.AddonOptionsError, match="'hf_endpoint'.*URL"):
+        addon_options.validate({"hf_endpoint": "hf-mirror.com"})
 
 
 def test_default_options_map_to_server_defaults(tmp_path, config):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,18 @@ def _speed(value: Any) -> float:
 
 # The `convolutions` option -> the server's --quant: the host plan's choice, or one forced.
 CONVOLUTIONS = {"auto": "auto", "fp32": "conv=fp32", "int8": "conv=int8"}
+# Optional download settings -> the environment the downloads read (docs/DOWNLOADS.md): a
+# Supervisor has no proxy or mirror setting of its own to hand an add-on.
+DOWNLOAD_ENV = {"hf_endpoint": "HF_ENDPOINT", "hf_token": "HF_TOKEN", "https_proxy": "HTTPS_PROXY"}
+
+
+def _url(value: Any) -> str:
+    """An http(s) URL, as the Supervisor's `url` type accepts."""
+    text = str(value).strip()
+    if not re.match(r"^https?://[^\s/]+", text):
+        raise vol.Invalid("expected a URL such as https://hf-mirror.com")
+    return text
+
 
 SCHEMA = vol.Schema(
     {
@@ -95,6 +108,9 @@ SCHEMA = vol.Schema(
         ],
         vol.Optional("streaming", default=True): vol.Boolean(),
         vol.Optional("debug_logging", default=False): vol.Boolean(),
+        vol.Optional("hf_endpoint"): _url,
+        vol.Optional("hf_token"): vol.All(str, vol.Strip, vol.Length(min=1, max=400)),
+        vol.Optional("https_proxy"): _url,
     },
     extra=vol.ALLOW_EXTRA,
 )
@@ -186,11 +202,14 @@ def apply(args: argparse.Namespace) -> argparse.Namespace:
         return args
     options = load(path)
     to_args(options, args)
+    for key, env in DOWNLOAD_ENV.items():  # the engine process inherits them
+        if options.get(key):
+            os.environ[env] = options[key]
     if args.debug:
         logging.getLogger().setLevel(logging.DEBUG)
     _LOGGER.info(
         "add-on options: voice %s, speed %g, model %s, threads %s, convolutions %s, "
-        "%d voice blend(s), streaming %s",
+        "%d voice blend(s), streaming %s%s",
         options["voice"],
         options["speed"],
         options["model"],
@@ -198,5 +217,6 @@ def apply(args: argparse.Namespace) -> argparse.Namespace:
         options["convolutions"],
         len(options["voice_blends"]),
         "on" if options["streaming"] else "off",
+        "".join(f", {key} set" for key in DOWNLOAD_ENV if options.get(key)),  # never the token
     )
     return args
