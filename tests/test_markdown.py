@@ -1,4 +1,4 @@
-"""Language-model replies read as a person would: Markdown.
+"""Language-model replies read as a person would: Markdown, links, paths and symbols.
 
 Fast tier: text in, text out (synth/markdown.py and the normalizer's reply forms), and the
 stream segmenter fed 5-character deltas as Home Assistant streams a reply.
@@ -41,6 +41,14 @@ ISSUE_TABLE = [
     ("**Note:** the fan is *off*.", "Note: the fan is off."),
     ("Run `ha core restart` now.", "Run ha core restart now."),
     ("See [the docs](https://www.home-assistant.io/docs/).", "See the docs."),
+    ("Go to /config/automations", "Go to config, automations"),
+    ("It's 50/50.", "It's fifty fifty."),
+    (
+        "Price: $0.32/kWh, or 25 ct/kWh.",
+        "Price: thirty-two cents per kilowatt hour, or twenty-five cents per kilowatt hour.",
+    ),
+    ("The code is 4-2-7-1.", "The code is four two seven one."),
+    ("Use ≥ 2 A & ≤ 10 A", "Use at least two amps and at most ten amps"),
     (
         "| Day | High |\n|---|---|\n| Monday | 21 °C |",
         "Day, High. Monday, twenty-one degrees Celsius.",
@@ -114,6 +122,19 @@ def test_plain_text_is_unchanged() -> None:
     assert speech_text("  ") == "  "
 
 
+@pytest.mark.parametrize(
+    ("text", "heard"),
+    [
+        ("5 * 3", "five times three"),
+        ("#3", "number three"),
+        ("# 3 rooms", "three rooms."),
+        ("Use #smarthome", "Use smarthome"),
+    ],
+)
+def test_a_lone_star_or_hash_keeps_its_meaning(text: str, heard: str) -> None:
+    assert listener(text) == heard
+
+
 # --------------------------------------------------------------------- the stream
 
 REPLIES = [
@@ -180,3 +201,75 @@ def test_a_numbered_item_is_not_cut_after_its_number() -> None:
         "1. Open Settings.",
         "2. Tap Add.",
     ]
+
+
+# --------------------------------------------------------------------- symbols and forms
+
+FORMS = [
+    # "per" between a price or unit and a unit
+    ("$0.32/kWh", "thirty-two cents per kilowatt hour"),
+    ("25 ct/kWh", "twenty-five cents per kilowatt hour"),
+    ("prices in $/kWh", "prices in dollars per kilowatt hour"),
+    ("€/kWh", "euros per kilowatt hour"),
+    ("12 €/month", "twelve euros per month"),
+    ("3 kWh/day", "three kilowatt hours per day"),
+    ("15 km/h and 3 m/s", "fifteen kilometers per hour and three meters per second"),
+    ("$9.99/mo", "nine dollars and ninety-nine cents per month"),
+    # ratios and fractions
+    ("a 50/50 split", "a fifty fifty split"),
+    ("open 24/7", "open twenty-four seven"),
+    ("1/2 cup", "one half cup"),
+    # paths, URLs, e-mail addresses: no "or", no "slash", no scheme
+    ("Go to /config/automations", "Go to config, automations"),
+    ("Open /config/integrations/dashboard.", "Open config, integrations, dashboard."),
+    ("Visit https://www.home-assistant.io/docs/.", "Visit home assistant dot I O, docs."),
+    ("See www.example.com for more.", "See example dot com for more."),
+    (
+        "Open http://homeassistant.local:8123 now",
+        "Open homeassistant dot local, port eight one two three now",
+    ),
+    ("home-assistant.io", "home assistant dot I O"),
+    ("Mail john.doe@example.com today", "Mail john dot doe at example dot com today"),
+    ("the on/off switch", "the on or off switch"),
+    # comparison signs
+    ("Use ≥ 2 A & ≤ 10 A", "Use at least two amps and at most ten amps"),
+    ("if x < 5", "if x less than five"),
+    ("above >20 °C", "above more than twenty degrees Celsius"),
+    ("±0.5 °C", "plus or minus zero point five degrees Celsius"),
+    ("≈ 20 W", "about twenty watts"),
+    ("Settings > Devices & Services", "Settings, Devices and Services"),
+    ("Settings → Areas", "Settings, Areas"),
+    # digit codes are no ranges; ranges still are
+    ("The code is 4-2-7-1.", "The code is four two seven one."),
+    ("PIN 12-34-56", "PIN one two, three four, five six"),
+    ("3-5 days", "three to five days"),
+    ("on 2026-12-02", "on December second, twenty twenty-six"),
+    # compass points where wind or direction is spoken of
+    ("Wind from the NW at 15 km/h.", "Wind from the northwest at fifteen kilometers per hour."),
+    ("Wind: 12 km/h SSE, gusts 30 km/h.", "Wind: twelve kilometers per hour south-southeast,"
+     " gusts thirty kilometers per hour."),
+    ("The wind turns W later.", "The wind turns W later."),
+    ("It blows from the S.", "It blows from the south."),
+    ("NW Energy is my provider.", "NW Energy is my provider."),
+    ("The heater draws 5 W.", "The heater draws five watts."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "heard"), FORMS)
+def test_symbols_and_forms_of_replies(text: str, heard: str) -> None:
+    assert speakable(text, "en-us") == heard
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "heard"),
+    [
+        ("0,30 €/kWh", "es", "treinta céntimos por kilovatios hora"),
+        ("2 €/kWh", "fr", "deux euros par kilowattheure"),
+        ("50/50", "it", "cinquanta cinquanta"),
+        ("x ≥ 5", "en-gb", "x at least five"),
+        ("< 5 °C", "fr-fr", "moins de cinq degrés Celsius"),
+        ("4-2-7-1", "pt-br", "quatro dois sete um"),
+    ],
+)
+def test_forms_in_other_languages(text: str, language: str, heard: str) -> None:
+    assert speakable(text, language) == heard
