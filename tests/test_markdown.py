@@ -17,7 +17,7 @@ from wyoming_kokoro_gguf.synth.text import iter_pieces
 def listener(text: str, language: str = "en-us") -> str:
     """What the engine reads for ``text``: Markdown, pieces, normalizer (before espeak-ng)."""
     pieces = iter_pieces(speech_text(text, language))
-    return " ".join(speakable(piece, language) for piece in pieces)
+    return " ".join(filter(None, (speakable(piece, language) for piece in pieces)))
 
 
 def deltas(text: str, size: int = 5) -> list[str]:
@@ -77,7 +77,8 @@ MARKDOWN = [
     ("* Milk\n+ Eggs", "Milk.\n\nEggs."),
     ("1. Open *Settings*.\n2. Tap **Add**", "Open Settings.\n\nTap Add."),
     ("- Lights:\n  - kitchen\n    - on", "Lights:\n\nkitchen.\n\non."),
-    ("- [ ] buy milk", "[ ] buy milk."),
+    ("- [ ] buy milk\n- [x] pay the bill.", "buy milk.\n\npay the bill, done."),
+    ("[x] marks the spot", "[x] marks the spot"),
     # links and images
     ("[Open the dashboard](http://homeassistant.local:8123/lovelace)", "Open the dashboard"),
     ("![A chart](https://x.io/c.png) Usage is up.", "Usage is up."),
@@ -273,3 +274,15 @@ def test_symbols_and_forms_of_replies(text: str, heard: str) -> None:
 )
 def test_forms_in_other_languages(text: str, language: str, heard: str) -> None:
     assert speakable(text, language) == heard
+
+
+# --------------------------------------------------------------------- the reply corpus
+
+
+def test_reply_corpus_references_are_what_the_text_front_end_says() -> None:
+    from corpora import REPLIES, SYMBOL_NAMES
+
+    assert len(REPLIES) >= 40
+    for text, reference in REPLIES:
+        assert listener(text) == reference, text
+        assert not any(name in reference.lower() for name in SYMBOL_NAMES)

@@ -35,6 +35,18 @@ CODE_OMITTED = {
     "ja": "コードは省略します。",
     "zh": "代码已省略。",
 }
+# What a ticked task list item ("- [x] pay the bill") adds, per language.
+TASK_DONE = {
+    "en": "done",
+    "es": "hecho",
+    "fr": "fait",
+    "it": "fatto",
+    "pt": "feito",
+    "hi": "पूरा",
+    "ja": "かんりょう",
+    "zh": "已完成",
+}
+_TASK_BOX = re.compile(r"\[([ xX])\]\s+")
 # A code block of one line up to this long is read like inline code (a command to type).
 SHORT_CODE_CHARS = 60
 
@@ -115,6 +127,17 @@ def _end(text: str) -> str:
     return text + "." if text and text[-1] not in _ENDS else text
 
 
+def _task(item: str, language: str) -> str:
+    """A task list item: "[ ] call" -> "call", "[x] pay" -> "pay, done" (its state is news)."""
+    box = _TASK_BOX.match(item)
+    if not box:
+        return item
+    rest = item[box.end() :].rstrip()
+    if box[1] == " ":
+        return rest
+    return f"{rest.rstrip('.')}, {TASK_DONE.get(lang_key(language), TASK_DONE['en'])}"
+
+
 def _fence(token: Token, language: str) -> str:
     code = token.content.strip()
     if not code:
@@ -135,7 +158,7 @@ def _render(tokens: list[Token], language: str) -> list[str]:
         elif kind in ("heading_close", "list_item_close"):
             ends -= 1
         elif kind == "inline":
-            text = _inline(token)
+            text = _task(_inline(token), language) if ends else _inline(token)
             if not _RULE.fullmatch(text):
                 blocks.append(_end(text) if ends else text)
         elif kind == "fence":
