@@ -197,3 +197,224 @@ MANDARIN = (
     "现在开始播放音乐。",
     "厨房的温度是18度。",
 )
+
+
+# Language-model replies as Assist's conversation agents write them (Markdown as OpenAI, Ollama
+# and Gemini use it) -> the words a listener must hear.  Spoken through the server in 5-character
+# deltas by tests/test_asr.py; tests/test_markdown.py checks the references against the text
+# front end.  Written for this project.
+REPLIES = [
+    # weather
+    (
+        "**Today:** sunny, with a high of 24 °C and a low of 13 °C.",
+        "Today: sunny, with a high of twenty-four degrees Celsius and a low of thirteen degrees"
+        " Celsius.",
+    ),
+    (
+        "## Weather for tomorrow\n- **Morning:** light rain, 11 °C\n- **Afternoon:** cloudy, 16 °C",
+        "Weather for tomorrow. Morning: light rain, eleven degrees Celsius. Afternoon: cloudy,"
+        " sixteen degrees Celsius.",
+    ),
+    (
+        "The wind is coming from the **NW** at 20 km/h, with gusts up to 45 km/h.",
+        "The wind is coming from the northwest at twenty kilometers per hour, with gusts up to"
+        " forty-five kilometers per hour.",
+    ),
+    (
+        "| Day | High | Low |\n|---|---|---|\n| Monday | 21 °C | 12 °C |\n| Tuesday | 18 °C | 9 °C |",
+        "Day, High, Low. Monday, twenty-one degrees Celsius, twelve degrees Celsius. Tuesday,"
+        " eighteen degrees Celsius, nine degrees Celsius.",
+    ),
+    (
+        "Humidity is *quite high* at **87%**, so it may feel warmer than 19 °C.",
+        "Humidity is quite high at eighty-seven percent, so it may feel warmer than nineteen"
+        " degrees Celsius.",
+    ),
+    (
+        "Expect ≈ 5 mm of rain tonight, so take an umbrella! ☔",
+        "Expect about five millimeters of rain tonight, so take an umbrella!",
+    ),
+    (
+        "> **Weather warning:** strong winds from the SW this evening.",
+        "Weather warning: strong winds from the southwest this evening.",
+    ),
+    (
+        "Air pressure is **1013 hPa** and rising, so the weekend looks *dry*.",
+        "Air pressure is one thousand thirteen hectopascals and rising, so the weekend looks dry.",
+    ),
+    # energy
+    (
+        "Your solar panels produced **18.4 kWh** today, and the house used 12.1 kWh.",
+        "Your solar panels produced eighteen point four kilowatt hours today, and the house used"
+        " twelve point one kilowatt hours.",
+    ),
+    (
+        "The current price is **$0.32/kWh**, or 25 ct/kWh with your discount.",
+        "The current price is thirty-two cents per kilowatt hour, or twenty-five cents per"
+        " kilowatt hour with your discount.",
+    ),
+    (
+        "### Energy today\n1. Solar: 18 kWh\n2. Grid: 6 kWh\n3. Battery: 4 kWh",
+        "Energy today. Solar: eighteen kilowatt hours. Grid: six kilowatt hours. Battery: four"
+        " kilowatt hours.",
+    ),
+    (
+        "The heat pump draws ≥ 2 kW when it runs; the dryer *alone* uses 3 kW.",
+        "The heat pump draws at least two kilowatts when it runs; the dryer alone uses three"
+        " kilowatts.",
+    ),
+    (
+        "Charging costs about €0.29/kWh, so a full charge of 60 kWh is about €17.",
+        "Charging costs about twenty-nine cents per kilowatt hour, so a full charge of sixty"
+        " kilowatt hours is about seventeen euros.",
+    ),
+    (
+        "The battery is at **76%** and will be full in about 2 h.",
+        "The battery is at seventy-six percent and will be full in about two hours.",
+    ),
+    (
+        "Your average use is 9 kWh/day, which costs about $2.88/day.",
+        "Your average use is nine kilowatt hours per day, which costs about two dollars and"
+        " eighty-eight cents per day.",
+    ),
+    (
+        "**Tip:** run the dishwasher after 10 pm, when power is *cheapest*.",
+        "Tip: run the dishwasher after ten P M, when power is cheapest.",
+    ),
+    # calendar
+    (
+        "**Next event:** dentist appointment on *Tuesday* at 3:30 PM.",
+        "Next event: dentist appointment on Tuesday at three thirty P M.",
+    ),
+    (
+        "Here's your schedule for tomorrow:\n\n- 9:15 AM: team meeting\n- 12:30 PM: lunch with"
+        " Anna\n- 6:45 PM: yoga class",
+        "Here's your schedule for tomorrow: nine fifteen A M: team meeting. twelve thirty P M:"
+        " lunch with Anna. six forty-five P M: yoga class.",
+    ),
+    (
+        "You have **3 events** on Friday, March 6. The first one starts at 8 am.",
+        "You have three events on Friday, March sixth. The first one starts at eight A M.",
+    ),
+    (
+        "# Calendar\nNo events are planned for the weekend. 🎉",
+        "Calendar. No events are planned for the weekend.",
+    ),
+    (
+        "Your flight to Lisbon leaves on **2026-05-14** at 07:45.",
+        "Your flight to Lisbon leaves on May fourteenth, twenty twenty-six at seven forty-five"
+        " A M.",
+    ),
+    (
+        "Reminder: the garbage is collected every *Monday* and *Thursday*.",
+        "Reminder: the garbage is collected every Monday and Thursday.",
+    ),
+    # shopping and to-do lists
+    (
+        "Your shopping list has 4 items:\n- Milk\n- Eggs\n- Bread\n- Coffee",
+        "Your shopping list has four items: Milk. Eggs. Bread. Coffee.",
+    ),
+    (
+        "I added **oat milk** and *bananas* to your shopping list.",
+        "I added oat milk and bananas to your shopping list.",
+    ),
+    (
+        "## To-do\n- [ ] Call the plumber\n- [x] Pay the electricity bill",
+        "To-do. Call the plumber. Pay the electricity bill, done.",
+    ),
+    (
+        "Done! I removed *eggs* from the list. You still need:\n1. Flour\n2. Sugar",
+        "Done! I removed eggs from the list. You still need: Flour. Sugar.",
+    ),
+    (
+        "You have **2 tasks** due today: water the plants and take out the recycling.",
+        "You have two tasks due today: water the plants and take out the recycling.",
+    ),
+    (
+        "Buy 2 kg of potatoes, 500 g of carrots and 1 L of milk.",
+        "Buy two kilograms of potatoes, five hundred grams of carrots and one liter of milk.",
+    ),
+    (
+        "The list *Hardware store* has screws, a 10 mm drill bit and wood glue.",
+        "The list Hardware store has screws, a ten millimeters drill bit and wood glue.",
+    ),
+    # device states
+    (
+        "**Living room:** the lights are *on* at 60% brightness.",
+        "Living room: the lights are on at sixty percent brightness.",
+    ),
+    (
+        "| Room | Temperature |\n|---|---|\n| Kitchen | 21.5 °C |\n| Bedroom | 19 °C |",
+        "Room, Temperature. Kitchen, twenty-one point five degrees Celsius. Bedroom, nineteen"
+        " degrees Celsius.",
+    ),
+    (
+        "The front door is **locked** and the garage door is *closed*.",
+        "The front door is locked and the garage door is closed.",
+    ),
+    (
+        "3 windows are open:\n- Kitchen\n- Bathroom\n- Office",
+        "three windows are open: Kitchen. Bathroom. Office.",
+    ),
+    (
+        "The washing machine finished **10 min** ago. The dryer has about 45 min left.",
+        "The washing machine finished ten minutes ago. The dryer has about forty-five minutes"
+        " left.",
+    ),
+    (
+        "Your car is charging at 11 kW and will reach 80% by 6:30 AM.",
+        "Your car is charging at eleven kilowatts and will reach eighty percent by six thirty A M.",
+    ),
+    (
+        "The thermostat is set to **22 °C**, and the room is at 20.5 °C right now.",
+        "The thermostat is set to twenty-two degrees Celsius, and the room is at twenty point"
+        " five degrees Celsius right now.",
+    ),
+    # how-to
+    (
+        "To create an automation, go to **Settings > Automations & Scenes** and tap"
+        " *Create automation*.",
+        "To create an automation, go to Settings, Automations and Scenes and tap Create"
+        " automation.",
+    ),
+    (
+        "Open `/config/integrations` and search for **Zigbee**.",
+        "Open config, integrations and search for Zigbee.",
+    ),
+    (
+        "To restart, run `ha core restart` in the terminal. It takes about **1 minute**.",
+        "To restart, run ha core restart in the terminal. It takes about one minute.",
+    ),
+    (
+        "Here's an example:\n```yaml\nautomation:\n  - alias: Porch light\n    trigger:\n"
+        "      - platform: sun\n        event: sunset\n```\nSave it and reload your automations.",
+        "Here's an example: Code omitted. Save it and reload your automations.",
+    ),
+    (
+        "For details, see [the automation documentation](https://www.home-assistant.io/docs/"
+        "automation/).",
+        "For details, see the automation documentation.",
+    ),
+    (
+        "1. Hold the button on the hub for 5 s.\n2. Enter the code **4-2-7-1**.\n3. Wait until"
+        " the light turns green.",
+        "Hold the button on the hub for five seconds. Enter the code four two seven one. Wait"
+        " until the light turns green.",
+    ),
+    (
+        "A 50/50 split of the bill means you each pay **$42.50**.",
+        "A fifty fifty split of the bill means you each pay forty-two dollars and fifty cents.",
+    ),
+    (
+        "Visit https://www.home-assistant.io/blog for the release notes.",
+        "Visit home assistant dot I O, blog for the release notes.",
+    ),
+    (
+        "Send the logs to support@example.com and mention *version 2025.7*.",
+        "Send the logs to support at example dot com and mention version two thousand"
+        " twenty-five point seven.",
+    ),
+]
+
+# Names of marks a listener must never hear in a reply (what espeak-ng says for them).
+SYMBOL_NAMES = ("asterisk", "hash", "number sign", "slash", "https", "backtick", "underscore")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,43 @@ def test_home_automation_corpus_through_the_server(
     score = corpus_wer(pairs)
     print(f"server corpus WER {score:.3f} over {len(pairs)} sentences")
     assert score <= SERVER_CORPUS_MAX_WER
+
+
+# The issue's bar for language-model replies (tests/corpora.py REPLIES), as for the home corpus.
+REPLY_CORPUS_MAX_WER = 0.05
+
+
+@pytest.mark.slow
+def test_reply_corpus_streamed_through_the_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, asset_cache: Path
+) -> None:
+    """Markdown replies streamed as Home Assistant streams a conversation agent's reply (5
+    characters a delta) through the real Wyoming server in its default voice, judged by
+    Whisper: no mark's name is heard, and the words are within the bar."""
+    import asyncio
+
+    from asr import AsrJudge
+    from corpora import REPLIES, SYMBOL_NAMES, english_pair
+    from wyoming.client import AsyncTcpClient
+    from wyoming_helpers import model_file, running_server, stream_like_ha
+
+    async def stream(port: int, text: str):
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            return await stream_like_ha(client, text, None, delay=0.0, delta_chars=5)
+
+    judge = AsrJudge(asset_cache)
+    pairs, symbols = [], []
+    names = re.compile(rf"\b(?:{'|'.join(SYMBOL_NAMES)})\b", re.I)
+    with running_server(model_file(request), tmp_path_factory.mktemp("replies")) as server:
+        for text, reference in REPLIES:
+            exchange = asyncio.run(stream(server.port, text))
+            assert exchange.error() is None, text
+            transcript = judge.transcribe(exchange.pcm(), 24000)
+            symbols += [(text, transcript)] if names.search(transcript) else []
+            pairs.append(english_pair(reference, transcript))
+            if wer(*pairs[-1]) > 0:
+                print(f"{text!r}\n  want {pairs[-1][0]!r}\n  hear {pairs[-1][1]!r}")
+    score = corpus_wer(pairs)
+    print(f"reply corpus WER {score:.3f} over {len(pairs)} replies; symbols heard: {symbols}")
+    assert not symbols
+    assert score <= REPLY_CORPUS_MAX_WER

@@ -298,15 +298,21 @@ async def stream_like_ha(
     voice: str | None,
     delay: float = 0.005,
     seed: int = 0,
+    delta_chars: int | None = None,
 ) -> Exchange:
     """Home Assistant's streaming sequence, written while the audio is read (HA's two tasks):
-    synthesize-start(voice), synthesize-chunk deltas, synthesize(full text), synthesize-stop."""
+    synthesize-start(voice), synthesize-chunk deltas, synthesize(full text), synthesize-stop.
+    The deltas are 1-8 characters at random, or ``delta_chars`` each."""
     syn_voice = SynthesizeVoice(name=voice) if voice else None
     ex = Exchange(started=time.monotonic())
+    if delta_chars:
+        deltas = [text[n : n + delta_chars] for n in range(0, len(text), delta_chars)]
+    else:
+        deltas = ha_deltas(text, seed)
 
     async def write() -> None:
         await client.write_event(SynthesizeStart(voice=syn_voice).event())
-        for delta in ha_deltas(text, seed):
+        for delta in deltas:
             await client.write_event(SynthesizeChunk(text=delta).event())
             await asyncio.sleep(delay)
         await client.write_event(Synthesize(text=text, voice=syn_voice).event())

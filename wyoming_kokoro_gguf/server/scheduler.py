@@ -87,8 +87,11 @@ class Job:
         self.samples = 0
 
     def add_text(self, text: str) -> None:
-        """Queue one unit of text (a sentence or clause group) for synthesis."""
-        text = " ".join(text.split())
+        """Queue one unit of text (a sentence or clause group) for synthesis.  Spaces are
+        collapsed but line breaks kept: a fenced code block is one unit of several lines, and
+        read as one line it would be inline code, read aloud (synth/markdown.py)."""
+        lines = (" ".join(line.split()) for line in text.splitlines())
+        text = "\n".join(line for line in lines if line)
         if text and not self.closed:
             self.pending.append(text)
             self._scheduler.wake()

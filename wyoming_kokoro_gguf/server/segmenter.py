@@ -19,16 +19,58 @@ _ABBREVIATIONS = frozenset(
     | {"dept", "est", "inc", "ltd", "co", "mt", "ave", "e.g", "i.e", "cf", "al"}
     | {"jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"}
 )
+# Markdown marks that may close after a sentence or clause mark ("**Done.** Next").
+_MARK_CLOSERS = "*_`~"
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
-_CLAUSE_MARK = re.compile(f"[{re.escape(_CLAUSE_END)}](?=\\s)")
-# An unfinished inline pronunciation, "[word](/phonemes/)" (synth/markup.py), before a position:
-# a unit never ends inside one, or its phonemes would be read as text.
+_CLAUSE_MARK = re.compile(f"[{re.escape(_CLAUSE_END)}][{re.escape(_MARK_CLOSERS)}]*(?=\\s)")
+# An unfinished link or inline pronunciation, "[word](/phonemes/)" (synth/markup.py), before a
+# position: a unit never ends inside one, or its address or phonemes would be read as text.
 _OPEN_MARKUP = re.compile(r"\[[^\[\]\n]{0,100}(?:\]\([^()\n]{0,300})?$")
+# A fence line (``` or ~~~) opens or closes a code block, which is one unit.
+_FENCE = re.compile(r"^[ \t]*(?:`{3,}(?![^\n]*`)|~{3,})", re.M)
+# A line that is a numbered list item's marker so far ("1."), or a table row ("| a. | b |").
+_LIST_NUMBER = re.compile(r"(?:^|\n)[ \t]*\d{1,9}$")
+_TABLE_LINE = re.compile(r"(?:^|\n)[ \t]*\|[^\n]*$")
+_DELIMITER_RUN = re.compile(r"\*+|_+|`+")
+
+
+def _open_delimiters(unit: str) -> bool:
+    """Whether emphasis (* _ ** __) or a code span (`) opened in ``unit`` is still open.
+
+    CommonMark's flanking rules, simplified: a run followed by a non-space can open, one after a
+    non-space can close; "5 * 3", "a_b" and "2*3" open nothing."""
+    open_runs: list[str] = []
+    for match in _DELIMITER_RUN.finditer(unit):
+        run = match[0]
+        before = unit[match.start() - 1] if match.start() else " "
+        after = unit[match.end()] if match.end() < len(unit) else " "
+        if open_runs and open_runs[-1][0] == "`":
+            if run == open_runs[-1]:
+                open_runs.pop()
+            continue
+        if run[0] == "`":
+            open_runs.append(run)
+            continue
+        if before.isalnum() and after.isalnum():
+            continue  # inside a word or number: "snake_case", "2*3"
+        if not before.isspace() and run in open_runs:
+            while open_runs.pop() != run:
+                pass
+        elif not after.isspace():
+            open_runs.append(run)
+    return bool(open_runs)
 
 
 def _inside_markup(buf: str, end: int) -> bool:
-    """Whether a cut at ``end`` would fall inside inline pronunciation markup."""
-    return "[" in buf and _OPEN_MARKUP.search(buf, max(0, end - 420), end) is not None
+    """Whether a cut at ``end`` would fall inside a link, a pronunciation, emphasis, a code span,
+    a fenced code block or a table row."""
+    unit = buf[:end]
+    if "[" in unit and _OPEN_MARKUP.search(buf, max(0, end - 420), end) is not None:
+        return True
+    if _TABLE_LINE.search(unit) or len(_FENCE.findall(unit)) % 2:
+        return True
+    line = unit[unit.rfind("\n") + 1 :]
+    return any(c in line for c in "*_`") and _open_delimiters(line)
 
 
 class TextSegmenter:
@@ -103,11 +145,11 @@ class TextSegmenter:
         i = self._scan_from
         while i < n:
             ch = buf[i]
-            if ch == "\n" and buf[:i].strip():
+            if ch == "\n" and buf[:i].strip() and len(_FENCE.findall(buf, 0, i)) % 2 == 0:
                 return i + 1
             if ch in _SENTENCE_END:
                 j = i + 1
-                while j < n and (buf[j] in _SENTENCE_END or buf[j] in _CLOSERS):
+                while j < n and (buf[j] in _SENTENCE_END or buf[j] in _CLOSERS + _MARK_CLOSERS):
                     j += 1
                 if j >= n:
                     if final:
@@ -135,6 +177,8 @@ class TextSegmenter:
     def _is_abbreviation(buf: str, i: int, ch: str) -> bool:
         if ch != ".":
             return False
+        if _LIST_NUMBER.search(buf, 0, i):
+            return True  # a numbered list item's marker: "1. Open Settings."
         m = _WORD_BEFORE.search(buf[:i])
         if not m:
             return False
@@ -157,7 +201,7 @@ class TextSegmenter:
                     break  # the first unit: its first clause, so the first audio comes soon
         if best is not None:
             return best
-        if len(buf) >= self.max_chars:
+        if len(buf) >= self.max_chars and len(_FENCE.findall(buf)) % 2 == 0:
             space = buf.rfind(" ", 0, self.max_chars)
             if space > 0:
                 return space

@@ -30,7 +30,7 @@ import numpy as np
 import onnxruntime as ort
 
 from wyoming_kokoro_gguf.audio import SAMPLE_RATE, to_int16
-from wyoming_kokoro_gguf.synth import markup
+from wyoming_kokoro_gguf.synth import markdown, markup
 from wyoming_kokoro_gguf.synth import normalize as normalize_mod
 from wyoming_kokoro_gguf.synth import text as text_mod
 from wyoming_kokoro_gguf.synth.blend import BlendError, parse_blend
@@ -404,7 +404,9 @@ class Engine:
     def _text_passes(
         self, text: str, language: str, pack: np.ndarray, speed: float, fixed: bool
     ) -> Iterator[Callable[[], np.ndarray]]:
-        """One span's passes: lexicon and inline phonemes first, then pieces, normalizer, G2P."""
+        """One span's passes: Markdown read as a listener hears it, lexicon and inline phonemes,
+        then pieces, normalizer, G2P."""
+        text = markdown.speech_text(text, language)
         if self.lexicon is not None:
             text = self.lexicon.apply(text, language)
         text, given = markup.protect(markup.expand_say_as(text, language))

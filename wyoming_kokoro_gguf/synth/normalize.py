@@ -134,6 +134,7 @@ _EN_UNITS: dict[str, str | tuple[str, str]] = {
     "sec": ("{n} second", "{n} seconds"),
     "ms": ("{n} millisecond", "{n} milliseconds"),
     "d": ("{n} day", "{n} days"),
+    "ct": ("{n} cent", "{n} cents"),
     "%": "{n} percent",
 }
 
@@ -162,11 +163,14 @@ _EN_WORDS = {
     "&": "and",
     "+": "plus",
     "@": "at",
-    "#": "number",
     "=": "equals",
     "~": "about",
     "≈": "about",
     "×": "times",
+    "≥": "at least",
+    "≤": "at most",
+    "±": "plus or minus",
+    "≠": "not equal to",
 }
 
 
@@ -556,7 +560,9 @@ def _money_words(amount: str, code: str, language: str) -> str:
     main = decimal(whole, "", language, negative, "cardinal")
     words = f"{main} {units if not is_one(whole, language) else unit}"
     fraction = (fraction + "0")[:2] if fraction else ""
-    if fraction and int(fraction) and cent:
+    if fraction and int(fraction) and cent and not int(whole or "0") and not negative:
+        words = f"{spell(int(fraction), language)} {cent if int(fraction) == 1 else cents}"
+    elif fraction and int(fraction) and cent:
         small = spell(int(fraction), language)
         word = cent if int(fraction) == 1 else cents
         joint = {"es": "con", "fr": "et", "it": "e", "pt": "e", "hi": "और"}
@@ -837,6 +843,8 @@ def fractions(text: str, language: str) -> str:
 
     def one(m: re.Match[str]) -> str:
         a, b = int(m[1]), int(m[2])
+        if a >= b:
+            return m[0]  # "24/7", "3/2": a ratio (see ``ratios``), not a part of a whole
         name = {2: "half", 4: "quarter"}.get(b) or spell(b, "en", "ordinal")
         if a != 1:
             name = "halves" if b == 2 else name + "s"
@@ -880,6 +888,196 @@ def numbers(text: str, language: str) -> str:
     return re.sub(NUM, lambda m: f"{number_words(m[0], language)}", text)
 
 
+# ---------------------------------------------------------------- forms of written replies
+
+# "per" between a price or unit and the unit it is counted in ("$0.32/kWh", "€/month").
+_PER = {"en": "per", "es": "por", "fr": "par", "it": "per", "pt": "por", "hi": "प्रति"}
+# Nouns a price or quantity is counted per, besides the unit symbols: word or abbreviation ->
+# the word (English; other languages' own nouns are read as written).
+_EN_PER_NOUNS = {
+    **{w: w for w in ("month", "day", "week", "year", "night", "person", "hour", "minute")},
+    **{"mo": "month", "yr": "year", "wk": "week", "pc": "piece", "unit": "unit"},
+}
+_CURRENCY_SYMBOLS = "$€£¥₹"
+
+
+def _unit_word(entry: str | tuple[str, str], one: bool) -> str:
+    """A unit's words without the number: ("{n} watt", "{n} watts") -> "watt"."""
+    return re.sub(r"\{[nf]\}\s?", "", _template(entry, one)).strip()
+
+
+@lru_cache(maxsize=16)
+def _per_re(key: str) -> re.Pattern[str]:
+    lang = LANGS[key]
+    units = {**(LANGS["en"].units if key == "en" else {}), **lang.units}
+    singles = sorted((u for u in units if "/" not in u and u != "%"), key=len, reverse=True)
+    unit = "|".join(re.escape(u) for u in singles)
+    cur = "|".join(re.escape(c) for c in sorted(lang.money, key=len, reverse=True)) or "(?!)"
+    right = "|".join(sorted({*singles, *(_EN_PER_NOUNS if key == "en" else ())}, key=len)[::-1])
+    left = rf"(?:(?:{cur})\s?{NUM}|(?:{NUM}\s?)?(?:{cur}|{unit}))"
+    return re.compile(rf"(?<![\w/])({left})\s?/\s?({right})(?![\w/])")
+
+
+def per_unit(text: str, language: str) -> str:
+    """ "$0.32/kWh" -> "$0.32 per kilowatt hour", "ct/kWh" -> "cents per kilowatt hour",
+    "€/month"; a unit of its own ("km/h", "m/s") is left to ``units``."""
+    key = lang_key(language)
+    if "/" not in text or key not in _PER:
+        return text
+    lang = table(language)
+    units = {**(LANGS["en"].units if key == "en" else {}), **lang.units}
+
+    def one(m: re.Match[str]) -> str:
+        left, right = m[1], m[2]
+        symbol = re.sub(rf"^{NUM}\s?|\s?{NUM}$", "", left)
+        if f"{symbol}/{right}" in units:
+            return m[0]
+        per = units.get(right)
+        noun = _unit_word(per, True) if per else _EN_PER_NOUNS.get(right, right)
+        if symbol == left:  # no amount: "€/kWh" -> "euros per kilowatt hour"
+            if symbol in lang.money:
+                left = lang.money[symbol][1]
+            elif symbol in units:
+                left = _unit_word(units[symbol], False)
+        return f"{left} {_PER[key]} {noun}"
+
+    return _per_re(key).sub(one, text)
+
+
+_RATIO_RE = re.compile(r"(?<![\w/.,])(\d{1,3})/(\d{1,3})(?![\w/]|[.,]\d)")
+
+
+def ratios(text: str, language: str) -> str:
+    """ "50/50" -> "50 50" ("fifty fifty"), "24/7", "60/40": two numbers that are no fraction
+    (fractions are read first) and no date."""
+    if table(language).sep == "":
+        return text
+    return _RATIO_RE.sub(lambda m: f"{m[1]} {m[2]}", text)
+
+
+# Top-level domains read as words; others of two letters are spelled ("io" -> "I O").
+_TLD_WORDS = frozenset({"com", "org", "net", "edu", "gov", "info", "app", "dev", "shop", "home"})
+_TLDS = "com|org|net|edu|gov|info|app|dev|io|ai|de|uk|fr|es|it|nl|eu|ch|at|be|co|tv|me|us|local"
+_HOST = rf"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+(?:{_TLDS}|[a-z]{{2,6}}(?=[/:]))"
+# a path segment does not end with the sentence's punctuation ("/docs/." ends at "docs")
+_SEGMENTS = r"((?:/[^\s/?#<>()\[\]]*[^\s/?#<>()\[\].,;:!'\"])*)"
+_URL_RE = re.compile(
+    rf"\b(?:https?://|www\.)+({_HOST})(?::(\d{{2,5}}))?{_SEGMENTS}/?(?:[?#][^\s<>()]*)?"
+    rf"|(?<![\w@./-])({_HOST})\b(?![\w@-]|\.\w)(?::(\d{{2,5}}))?{_SEGMENTS}"
+)
+_EMAIL_RE = re.compile(rf"(?<![\w.+-])([\w.+-]+)@({_HOST})\b")
+_PATH_RE = re.compile(r"(?<![\w/:.$€£¥%)\]-])/((?:[A-Za-z0-9_.-]*[A-Za-z][A-Za-z0-9_.-]*/?)+)")
+
+
+def _dot(language: str) -> str:
+    return {"en": "dot", "zh": "点", "ja": "ドット"}.get(lang_key(language), "punto")
+
+
+def _host_words(host: str, language: str) -> str:
+    """ "www.home-assistant.io" -> "home assistant dot I O"."""
+    labels = host.lower().removeprefix("www.").split(".")
+    if len(labels[-1]) <= 2 and labels[-1] not in _TLD_WORDS:
+        labels[-1] = " ".join(labels[-1].upper())
+    return f" {_dot(language)} ".join(label.replace("-", " ") for label in labels)
+
+
+def _path_words(path: str) -> str:
+    """ "/config/automations" -> "config, automations": a listener needs the places, a pause
+    between them is the separator (a spoken "slash" for each says nothing more)."""
+    parts = [p.replace("_", " ").replace("-", " ") for p in path.split("/") if p]
+    return ", ".join(parts)
+
+
+def addresses_of_the_web(text: str, language: str) -> str:
+    """URLs, e-mail addresses and paths as a person reads them: no scheme, "dot", no slashes."""
+    if "/" not in text and "@" not in text and "." not in text:
+        return text
+    at = {"en": "at", "es": "arroba", "fr": "arobase", "it": "chiocciola", "pt": "arroba"}
+
+    def email(m: re.Match[str]) -> str:
+        local = m[1].replace(".", f" {_dot(language)} ")
+        return f"{local} {at.get(lang_key(language), 'at')} {_host_words(m[2], language)}"
+
+    def url(m: re.Match[str]) -> str:
+        host, port, path = (m[1], m[2], m[3]) if m[1] else (m[4], m[5], m[6])
+        words = _host_words(host, language)
+        if port:
+            words += ", port " if lang_key(language) == "en" else ", "
+            words += digits(port, language)
+        return f"{words}, {_path_words(path)}" if path and _path_words(path) else words
+
+    text = _EMAIL_RE.sub(email, text)
+    text = _URL_RE.sub(url, text)
+    return _PATH_RE.sub(lambda m: _path_words(m[1]), text)
+
+
+_CODE_RE = re.compile(r"(?<![\w.,-])\d{1,4}(?:-\d{1,4}){2,}(?![\w-]|[.,]\d)")
+
+
+def digit_codes(text: str, language: str) -> str:
+    """ "4-2-7-1" -> "four two seven one": three or more digit groups joined by hyphens are a
+    code (dates and phone numbers are read first), never a chain of ranges."""
+
+    def one(m: re.Match[str]) -> str:
+        groups = m[0].split("-")
+        if all(len(g) == 1 for g in groups):
+            return digits("".join(groups), language)
+        return ", ".join(digits(g, language) for g in groups)
+
+    return _CODE_RE.sub(one, text)
+
+
+_COMPASS = {
+    "N": "north", "NNE": "north-northeast", "NE": "northeast", "ENE": "east-northeast",
+    "E": "east", "ESE": "east-southeast", "SE": "southeast", "SSE": "south-southeast",
+    "S": "south", "SSW": "south-southwest", "SW": "southwest", "WSW": "west-southwest",
+    "W": "west", "WNW": "west-northwest", "NW": "northwest", "NNW": "north-northwest",
+}  # fmt: skip
+_POINTS = "|".join(sorted(_COMPASS, key=len, reverse=True))
+_WIND_RE = re.compile(
+    r"\b(?:wind|winds|windy|gusts?|gusting|breeze|blowing|direction|heading)\b", re.I
+)
+_COMPASS_RE = re.compile(rf"(?<!\d )(?<![\w.])({_POINTS})(?![\w.]|\.\w)")
+_FROM_POINT_RE = re.compile(rf"\b((?:from|to|towards) (?:the )?)({_POINTS})\b(?!\.\w)")
+
+
+def compass(text: str, language: str) -> str:
+    """ "NW", "SSE" -> "northwest", "south-southeast" where a wind or direction is spoken of
+    (English): after "from"/"to the", or anywhere in a sentence about wind; a letter after a
+    number stays a unit ("5 W")."""
+    if lang_key(language) != "en":
+        return text
+    text = _FROM_POINT_RE.sub(lambda m: m[1] + _COMPASS[m[2]], text)
+    if not _WIND_RE.search(text):
+        return text
+    return _COMPASS_RE.sub(lambda m: _COMPASS[m[1]] if len(m[1]) > 1 else m[0], text)
+
+
+_LESS_MORE = {
+    "en": ("less than", "more than"),
+    "es": ("menos de", "más de"),
+    "fr": ("moins de", "plus de"),
+    "it": ("meno di", "più di"),
+    "pt": ("menos de", "mais de"),
+}
+
+
+def signs(text: str, language: str) -> str:
+    """Marks a reply uses: "< 5", "> 20" -> "less/more than"; arrows and "Settings > Devices"
+    (a path through menus) -> a pause; "5 * 3" -> "times"; "*", "_", "`", "|" and a hashtag's
+    "#" that Markdown left are not read."""
+    less, more = _LESS_MORE.get(lang_key(language), ("<", ">"))
+    text = re.sub(r"\s*(?:->|=>|→|⇒|➜)\s*", ", ", text)
+    text = re.sub(r"(?<=\w) > (?=[A-Za-z])", ", ", text)
+    text = re.sub(r"(?<![<>=-])<\s?(?=[-−]?\d)", f" {less} ", text)
+    text = re.sub(r"(?<![<>=-])>\s?(?=[-−]?\d)", f" {more} ", text)
+    text = re.sub(r"(?<=\d)\s?\*\s?(?=\d)", " × ", text)
+    text = re.sub(r"(?<=[^\W_])_+(?=[^\W_])", " ", text)
+    text = re.sub(r"#(?!\s?\d)", " ", text)
+    text = re.sub(r"\s*\|\s*", ", ", text)
+    return re.sub(r"[*_`]+", " ", text)
+
+
 def slashes(text: str, language: str) -> str:
     """ "on/off" -> "on or off"; other slashes between words are read."""
     if lang_key(language) != "en":
@@ -896,17 +1094,23 @@ def tidy(text: str, language: str) -> str:
 
 STAGES: list[Stage] = [
     skip_symbols,
+    addresses_of_the_web,
+    signs,
+    compass,
     letters_and_digits,
+    per_unit,
     money,
     english_calendar,
     dates,
     times,
     addresses,
+    digit_codes,
     ranges,
     units,
     percents,
     ordinals,
     fractions,
+    ratios,
     words,
     numbers,
     slashes,
