@@ -1,0 +1,49 @@
+"""The CI entry point's add-on checks stay within the run's time: a check with no time left is
+skipped and said so, never handed to `timeout` as a negative number (which failed the run)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKS = ROOT / ".ci" / "addon-checks"
+
+
+def _run_checks(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(CHECKS), *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("left", ["-420", "0", "59"])
+def test_checks_without_a_minute_left_are_skipped_not_failed(left, tmp_path):
+    times = tmp_path / "times"
+    done = _run_checks(left, str(times))
+    assert done.returncode == 0, done.stderr
+    for arch in ("amd64", "arm64"):
+        assert f"add-on check {arch} skipped: {left} s left" in done.stderr
+    lines = times.read_text().splitlines()
+    assert [line.split()[:4] for line in lines] == [
+        ["add-on", "amd64", "no", "time"],
+        ["add-on", "arm64", "no", "time"],
+    ]
+
+
+@pytest.mark.parametrize("left", ["", "ten", "5.5"])
+def test_a_bad_time_left_is_a_usage_error(left):
+    done = _run_checks(left)
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: .ci/addon-checks SECONDS_LEFT")
+
+
+def test_ci_scripts_pass_shellcheck():
+    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+    shellcheck = shellcheck or shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (pip install the 'test' extra on x86_64)")
+    scripts = [str(ROOT / ".ci" / "run"), str(CHECKS), str(ROOT / "script" / "test")]
+    done = subprocess.run([shellcheck, *scripts], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
