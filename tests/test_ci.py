@@ -47,3 +47,30 @@ def test_ci_scripts_pass_shellcheck():
     scripts = [str(ROOT / ".ci" / "run"), str(CHECKS), str(ROOT / "script" / "test")]
     done = subprocess.run([shellcheck, *scripts], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _collected(*args: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return {line for line in done.stdout.splitlines() if "::" in line}
+
+
+def test_the_fast_tier_leaves_out_tests_that_use_the_real_model_unmarked():
+    """test_convert's conversions carry no slow mark; their kokoro_gguf fixture puts them in the
+    slow tier (conftest), so script/test never converts the real model."""
+    files = ("tests/test_convert.py", "tests/test_foundation.py")
+    fast = _collected("-m", "not slow", *files)
+    every = _collected(*files)
+    unmarked_heavy = {
+        "tests/test_convert.py::test_f32_metadata_and_voices",
+        "tests/test_convert.py::test_lstm_gate_order_matches_onnx",
+        "tests/test_foundation.py::test_joined_export_is_verified",
+    }
+    assert unmarked_heavy <= every and not unmarked_heavy & fast
+    assert "tests/test_convert.py::test_refuses_overwrite_and_bad_input" in fast

@@ -308,10 +308,8 @@ def test_deterministic(engine: Engine) -> None:
 
 
 @pytest.fixture(scope="module")
-def judge(asset_cache: Path):
-    from asr import AsrJudge
-
-    return AsrJudge(asset_cache)
+def judge(asr_judge):
+    return asr_judge
 
 
 @pytest.fixture(scope="module")

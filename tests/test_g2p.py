@@ -190,8 +190,8 @@ def test_character_error_rate() -> None:
 
 
 @pytest.fixture(scope="module")
-def judge(asset_cache: Path) -> AsrJudge:
-    return AsrJudge(asset_cache)
+def judge(asr_judge) -> AsrJudge:
+    return asr_judge
 
 
 @pytest.fixture(scope="module")

@@ -45,7 +45,6 @@ from wyoming_helpers import (
     ROOT,
     Exchange,
     ServerProcess,
-    model_file,
     read_until,
     run_server_to_exit,
     running_server,
@@ -61,8 +60,8 @@ LONG_TEXT = " ".join(
 
 
 @pytest.fixture(scope="module")
-def model(request: pytest.FixtureRequest) -> Path:
-    return model_file(request)
+def model(english_model: Path) -> Path:
+    return english_model
 
 
 @pytest.fixture(scope="module")

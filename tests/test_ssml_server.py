@@ -22,7 +22,7 @@ from wyoming.tts import (
     SynthesizeStopped,
     SynthesizeVoice,
 )
-from wyoming_helpers import Exchange, model_file, read_until, running_server
+from wyoming_helpers import Exchange, read_until, running_server
 
 from wyoming_kokoro_gguf.synth.normalize import speakable
 from wyoming_kokoro_gguf.synth.phonemes import Phonemizer
@@ -32,8 +32,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model(request: pytest.FixtureRequest) -> Path:
-    return model_file(request)
+def model(english_model: Path) -> Path:
+    return english_model
 
 
 @pytest.fixture(scope="module")
