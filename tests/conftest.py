@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from asset_cache import default_cache
 
 from wyoming_kokoro_gguf.weights import pypi_weights
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("WKG_TEST_CACHE", ROOT / ".cache" / "test-assets"))
+CACHE = default_cache()
 
 
 @pytest.fixture(scope="session", autouse=True)

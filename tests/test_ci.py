@@ -74,3 +74,18 @@ def test_the_fast_tier_leaves_out_tests_that_use_the_real_model_unmarked():
     }
     assert unmarked_heavy <= every and not unmarked_heavy & fast
     assert "tests/test_convert.py::test_refuses_overwrite_and_bad_input" in fast
+
+
+def test_the_asset_cache_lives_outside_the_checkout(monkeypatch, tmp_path):
+    """A fresh clone reuses what earlier runs built: the cache is under XDG_CACHE_HOME (or
+    ~/.cache), never in the tree; WKG_TEST_CACHE overrides it."""
+    from asset_cache import default_cache
+
+    monkeypatch.delenv("WKG_TEST_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache() == tmp_path / "xdg" / "wyoming_kokoro_gguf" / "test-assets"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache() == tmp_path / "home" / ".cache" / "wyoming_kokoro_gguf" / "test-assets"
+    monkeypatch.setenv("WKG_TEST_CACHE", str(tmp_path / "mine"))
+    assert default_cache() == tmp_path / "mine"
