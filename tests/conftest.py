@@ -75,6 +75,17 @@ def english_model(
 
 
 @pytest.fixture(scope="session")
+def f32_engine(kokoro_gguf):
+    """One engine on the f32 file (default options, 2 threads) for every module that speaks
+    through the engine directly; loaded through its graph cache (tests/engine_cache.py)."""
+    from engine_cache import load_engine
+
+    from wyoming_kokoro_gguf.synth.lowering import default_options
+
+    return load_engine(kokoro_gguf("f32"), default_options().with_threads(2))
+
+
+@pytest.fixture(scope="session")
 def asr_judge(asset_cache: Path):
     """One Whisper judge (tests/asr.py) for the whole session: loading it costs seconds."""
     from asr import AsrJudge

@@ -89,3 +89,24 @@ def test_the_asset_cache_lives_outside_the_checkout(monkeypatch, tmp_path):
     assert default_cache() == tmp_path / "home" / ".cache" / "wyoming_kokoro_gguf" / "test-assets"
     monkeypatch.setenv("WKG_TEST_CACHE", str(tmp_path / "mine"))
     assert default_cache() == tmp_path / "mine"
+
+
+def test_each_engine_option_set_has_its_own_graph_cache_directory():
+    """The graph cache keeps 2 entries a directory: the tests' engines (tests/engine_cache.py)
+    get one directory per model file and option set, so none evicts another's entry."""
+    from dataclasses import replace
+
+    from engine_cache import graph_cache_dir
+
+    from wyoming_kokoro_gguf.synth.lowering import default_options
+
+    base = default_options().with_threads(2)
+    same = replace(base, reasons={"conv": "another reason"})
+    dirs = {
+        graph_cache_dir(Path("kokoro-f32.gguf"), base),
+        graph_cache_dir(Path("kokoro-f32.gguf"), replace(base, passes=2)),
+        graph_cache_dir(Path("kokoro-f32.gguf"), replace(base, conv="int8")),
+        graph_cache_dir(Path("kokoro-q4_0.gguf"), base),
+    }
+    assert len(dirs) == 4
+    assert graph_cache_dir(Path("kokoro-f32.gguf"), same) in dirs

@@ -195,10 +195,8 @@ def judge(asr_judge) -> AsrJudge:
 
 
 @pytest.fixture(scope="module")
-def engine(kokoro_gguf):
-    from wyoming_kokoro_gguf.synth.engine import Engine
-
-    return Engine.load(kokoro_gguf("f32"))
+def engine(f32_engine):
+    return f32_engine
 
 
 def _heard(judge: AsrJudge, engine, texts, voice: str, lang: str, **kw) -> list[tuple[str, str]]:
