@@ -58,8 +58,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, potato: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(model: Path, data_dir: Path, voices: list[str], tmp_path_factory):
-    extra = ("--data-dir", str(data_dir), "--voice", voices[0])
+def server(model: Path, data_dir: Path, voices: list[str], tmp_path_factory, asset_cache: Path):
+    # The first data directory holds the graph cache (kept between runs in the asset cache, no
+    # lexicon there); the lexicon comes from the second, this module's own.
+    graphs = asset_cache / "ssml-server-data"
+    extra = ("--data-dir", str(graphs), "--data-dir", str(data_dir), "--voice", voices[0])
     with running_server(model, tmp_path_factory.mktemp("server"), *extra) as srv:
         yield srv
 
