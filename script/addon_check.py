@@ -266,6 +266,9 @@ class Image:
     reused: bool
 
 
+IMAGES: dict[str, Image] = {}  # the roots this run installed, by architecture
+
+
 def install(
     arch: str, wheel: Path, version: str, fresh: bool, timings: Timings, cpu: str = QEMU_CPU
 ) -> Image:
@@ -434,26 +437,8 @@ def start(
         'user="$1"; shift\nexec setpriv --reuid="$user" --regid="$user" --init-groups -- "$@"\n'
     )
     shim.chmod(0o755)
-    data = root / "data"
-    shutil.rmtree(data, ignore_errors=True)
-    data.mkdir()
-    options = {
-        "voice": VOICE,
-        "speed": 1.0,
-        "model": "auto",
-        "threads": "2",
-        "convolutions": convolutions,
-        "voice_blends": [],
-        "streaming": True,
-        "debug_logging": False,
-    }
-    (data / "options.json").write_text(json.dumps(options))
-    share = CACHE / f"share-{arch}-{name}"
-    shutil.rmtree(share, ignore_errors=True)
-    share.mkdir(parents=True)
-    share.chmod(0o755)
-    os.link(model, share / model.name) if same_fs(model, share) else shutil.copy(model, share)
-    (share / model.name).chmod(0o644)
+    write_options(root, convolutions)
+    share = share_model(arch, name, model)
     log = CACHE / f"server-{arch}-{name}.log"
     env = dict(image.env)
     graph_cache.mkdir(parents=True, exist_ok=True)
@@ -475,6 +460,36 @@ def start(
     )
     out.close()
     return Service(proc, port, log, user)
+
+
+def write_options(root: Path, convolutions: str) -> None:
+    """A fresh /data in the root holding the sample options.json."""
+    data = root / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir()
+    options = {
+        "voice": VOICE,
+        "speed": 1.0,
+        "model": "auto",
+        "threads": "2",
+        "convolutions": convolutions,
+        "voice_blends": [],
+        "streaming": True,
+        "debug_logging": False,
+    }
+    (data / "options.json").write_text(json.dumps(options))
+
+
+def share_model(arch: str, name: str, model: Path) -> Path:
+    """A directory holding ``model`` for the root's /share/kokoro: a hard link, or a copy that
+    keeps its mtime (the graph cache and the int8 calibration are keyed by size and mtime)."""
+    share = CACHE / f"share-{arch}-{name}"
+    shutil.rmtree(share, ignore_errors=True)
+    share.mkdir(parents=True)
+    share.chmod(0o755)
+    os.link(model, share / model.name) if same_fs(model, share) else shutil.copy2(model, share)
+    (share / model.name).chmod(0o644)
+    return share
 
 
 def same_fs(a: Path, b: Path) -> bool:
@@ -705,6 +720,66 @@ def copy_calibration(source: Path, target: Path) -> list[str]:
     return copied
 
 
+def in_root(image: Image, program: str, args: list[str], binds: str, budget: Budget, doing: str):
+    """Run a Python program with the root's python3 (the wheel under check), these bind
+    mounts, within the budget; its last JSON line, or Failed with its output."""
+    env = dict(image.env, CHROOT_BIND=binds)
+    try:
+        done = chroot(
+            image.root,
+            ["python3", "-c", program, *args],
+            env,
+            capture_output=True,
+            text=True,
+            timeout=budget.left(doing),
+        )
+    except subprocess.TimeoutExpired:
+        raise budget.spent(doing) from None
+    if done.returncode != 0:
+        raise Failed(f"{doing} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return addon_calibration().last_json(done.stdout)
+
+
+def addon_calibration():
+    """script/addon_calibration.py (beside this file)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import addon_calibration as module
+
+    return module
+
+
+def calibrate_for_arm64(model: Path, timings: Timings, budget: Budget) -> list[str]:
+    """The int8 calibration arm64's plan needs, computed on amd64 (in amd64's root, the same
+    wheel) and copied into arm64's graph cache, so arm64 never calibrates under QEMU; nothing
+    when arm64's plan runs fp32 convolutions."""
+    cal = addon_calibration()
+    arm64, amd64 = IMAGES["arm64"], IMAGES["amd64"]
+    flags = cal.server_flags((arm64.root / RUN_SCRIPT.lstrip("/")).read_text())
+    write_options(arm64.root, "auto")
+    share = share_model("arm64", "plan", model)
+    with timings.step("arm64 plan (the server's code under QEMU, no model pass)"):
+        plan = in_root(
+            arm64, cal.PLAN_PROGRAM, flags, f"{share}:/share/kokoro", budget, "arm64's plan"
+        )
+    say(f"arm64's engine options: {plan['options']} for {plan['model']}")
+    if not cal.needs_calibration(plan["options"]):
+        say("arm64's plan runs fp32 convolutions: no int8 calibration to compute")
+        return []
+    if plan["model"] != f"/share/kokoro/{model.name}":
+        raise Failed(f"arm64's plan names {plan['model']}, not the model under check")
+    target = CACHE / "calibration-for-arm64"
+    target.mkdir(parents=True, exist_ok=True)
+    share = share_model("amd64", "calibration", model)
+    args = [f"/share/kokoro/{model.name}", json.dumps(cal.calibration_options(plan["options"]))]
+    binds = f"{share}:/share/kokoro {target}:/data/cache"
+    with timings.step("int8 calibration for arm64's plan, computed on amd64"):
+        done = in_root(
+            amd64, cal.CALIBRATE_PROGRAM, [*args, "/data/cache"], binds, budget, "calibration"
+        )
+    say(f"amd64 load with arm64's options: {done}")
+    return copy_calibration(target, CACHE / "graph-cache-arm64")
+
+
 def calibration_used(log: Path, copied: list[str]) -> str:
     """What the arm64 server did with amd64's calibration, from its log (synth/build.py)."""
     text = log.read_text(errors="replace")
@@ -768,6 +843,7 @@ def check(opts: Options, budget: Budget | None = None) -> dict:
     with timings.step("wheel (script/release" + (" --worktree)" if opts.worktree else ")")):
         wheel = build_wheel(CACHE / "dist", opts.worktree)
     image = install(arch, wheel, version, opts.fresh, timings, opts.cpu)
+    IMAGES[arch] = image
     with timings.step("models"):
         real = real_model()
         tiny = tiny_model() if opts.tiny else None
@@ -776,6 +852,7 @@ def check(opts: Options, budget: Budget | None = None) -> dict:
         shutil.rmtree(CACHE / f"graph-cache-{arch}", ignore_errors=True)
     if arch == "arm64":
         copied = copy_calibration(CACHE / "graph-cache-amd64", CACHE / f"graph-cache-{arch}")
+        copied += calibrate_for_arm64(real, timings, budget)
     if tiny is not None:  # fp32: no int8 calibration passes
         serve_and_check(image, arch, tiny, "tiny", TINY_SENTENCE, timings, budget, "fp32")
     result, wav = serve_and_check(image, arch, real, "real", SENTENCE, timings, budget)

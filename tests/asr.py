@@ -341,10 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache",
         type=Path,
-        default=Path(__file__).resolve().parent.parent / ".cache" / "test-assets",
+        default=None,
+        help="the asset cache (default: the tests', tests/asset_cache.py)",
     )
     args = parser.parse_args(argv)
     audio, rate = read_wav(args.wav)
+    if args.cache is None:
+        from asset_cache import default_cache
+
+        args.cache = default_cache()
     text = AsrJudge(args.cache).transcribe(audio, rate)
     print(text)
     if args.reference is not None:

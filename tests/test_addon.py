@@ -694,7 +694,7 @@ def offline_default_model(asset_cache: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_run_script_command_line_serves_speech(offline_default_model, asset_cache):
+def test_run_script_command_line_serves_speech(offline_default_model, asr_judge):
     """The run script's command, as the unprivileged user it drops to: when the tests run as
     root, as uid/gid 65534 (nobody) through setpriv, like s6-setuidgid in the container."""
     pytest.importorskip("wyoming_kokoro_gguf.synth.engine")
@@ -772,7 +772,7 @@ def test_run_script_command_line_serves_speech(offline_default_model, asset_cach
     assert rate == 24000 and len(pcm) > 24000 * 0.5
     assert np.abs(pcm.astype(np.int32)).max() > 1000
 
-    from asr import AsrJudge, wer  # tests/asr.py: the offline Whisper judge
+    from asr import wer
 
-    heard = AsrJudge(asset_cache).transcribe(pcm, rate)
+    heard = asr_judge.transcribe(pcm, rate)  # tests/asr.py: the offline Whisper judge
     assert wer(text, heard) <= 0.4, heard

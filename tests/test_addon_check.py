@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -152,3 +153,74 @@ def test_docker_check_is_skipped_where_the_engine_does_not_answer(addon_check, t
     assert done.returncode == 77, done.stderr
     assert done.stderr.strip().splitlines()[-1] == expected
     assert "not installed" not in expected.split(";")[0]  # the client's own answer is named
+
+
+# ---------------------------------------------------------------- arm64's calibration on amd64
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    sys.path.insert(0, str(ROOT / "script"))
+    import addon_calibration
+
+    return addon_calibration
+
+
+def test_the_server_flags_come_from_the_run_script(calibration):
+    script = ROOT / "addon" / "rootfs" / "etc" / "s6-overlay" / "s6-rc.d" / "kokoro" / "run"
+    flags = calibration.server_flags(script.read_text())
+    assert flags[:2] == ["--addon-options", "/data/options.json"]
+    assert "--data-dir" in flags and "/share/kokoro" in flags
+    with pytest.raises(ValueError, match="single exec line"):
+        calibration.server_flags("#!/bin/sh\necho no server\n")
+
+
+def _in_tree(calibration, program: str, args: list[str]) -> dict:
+    """A program of script/addon_calibration.py run with this tree's package (as in a root)."""
+    done = subprocess.run(
+        [sys.executable, "-c", program, *args], capture_output=True, text=True, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return calibration.last_json(done.stdout)
+
+
+def test_the_plan_program_answers_as_the_server_would_plan(calibration, tmp_path):
+    """The add-on's flags and options.json, paths moved into tmp_path: the plan's engine
+    options; the add-on's "convolutions: int8" reaches them."""
+    import fixtures_ttscpp
+
+    share, data = tmp_path / "share", tmp_path / "data"
+    share.mkdir()
+    data.mkdir()
+    fixtures_ttscpp.build(share / "kokoro-tiny-f32.gguf", "F32")
+    script = ROOT / "addon" / "rootfs" / "etc" / "s6-overlay" / "s6-rc.d" / "kokoro" / "run"
+    flags = [
+        flag.replace("/share/kokoro", str(share)).replace("/data", str(data))
+        for flag in calibration.server_flags(script.read_text())
+    ]
+    for convolutions, want in (("int8", "int8"), ("fp32", "fp32")):
+        (data / "options.json").write_text(json.dumps({"convolutions": convolutions}))
+        plan = _in_tree(calibration, calibration.PLAN_PROGRAM, flags)
+        assert plan["model"] == str(share / "kokoro-tiny-f32.gguf")
+        assert plan["options"]["conv"] == want
+        assert calibration.needs_calibration(plan["options"]) == (want == "int8")
+        assert "reasons" not in plan["options"]
+
+
+@pytest.mark.slow  # an engine build with int8 calibration passes
+def test_the_calibrate_program_leaves_the_calibration_file(calibration, tmp_path):
+    """An engine load with int8 convolutions and a graph cache directory writes the
+    calibration file that arm64's graph cache then gets."""
+    import fixtures_ttscpp
+
+    from wyoming_kokoro_gguf.synth.graph_cache import CALIBRATION_PREFIX
+
+    model = tmp_path / "kokoro-tiny-f32.gguf"
+    fixtures_ttscpp.build(model, "F32")
+    options = calibration.calibration_options({"conv": "int8", "linear": "fp32", "threads": 4})
+    assert options["threads"] == 2
+    done = _in_tree(
+        calibration, calibration.CALIBRATE_PROGRAM, [str(model), json.dumps(options), str(tmp_path)]
+    )
+    assert done["int8_convs"] > 0 and done["graph_cache"] == "saved"
+    assert len(list(tmp_path.glob(f"{CALIBRATION_PREFIX}*.npz"))) == 1

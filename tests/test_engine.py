@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from engine_cache import load_engine
 
 from wyoming_kokoro_gguf.synth.blend import BlendError, parse_blend
 from wyoming_kokoro_gguf.synth.engine import Engine, UnknownVoiceError, trim_silence
@@ -62,8 +63,8 @@ def snr_db(ours: np.ndarray, ref: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def engine(kokoro_gguf) -> Engine:
-    return Engine.load(kokoro_gguf("f32"), default_options().with_threads(2))
+def engine(f32_engine) -> Engine:
+    return f32_engine
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def _inputs(engine: Engine, sentence: str, voice: str = VOICE) -> tuple[np.ndarr
 @pytest.fixture(scope="module")
 def engine_reference_ops(kokoro_gguf) -> Engine:
     """The same file with the reference export's op sequence in the decoder (no rewrites)."""
-    return Engine.load(
+    return load_engine(
         kokoro_gguf("f32"), replace(default_options().with_threads(2), rewrites=False)
     )
 
@@ -138,7 +139,7 @@ def test_durations_and_audio_match_reference(
 @pytest.mark.parametrize("qtype", ["q8_0", "q4_0"])
 def test_quantized_files_stay_close(kokoro_gguf, engine: Engine, reference, qtype: str) -> None:
     """Q8_0/Q4_0 (TTS.cpp's choice of tensors) on the reference alignment: report the SNR."""
-    quant = Engine.load(kokoro_gguf(qtype), default_options().with_threads(2))
+    quant = load_engine(kokoro_gguf(qtype), default_options().with_threads(2))
     assert quant.nbits_used > 0  # the Linear blocks really run packed (MatMulNBits)
     snrs, spectral, same = [], [], 0
     for sentence in SENTENCES[:3]:
@@ -160,7 +161,7 @@ def test_quantized_files_stay_close(kokoro_gguf, engine: Engine, reference, qtyp
 @pytest.fixture(scope="module")
 def engine_stft_conv(kokoro_gguf) -> Engine:
     """fp32 with the source's STFT as a strided convolution (what int8 plans run)."""
-    return Engine.load(kokoro_gguf("f32"), replace(default_options(), threads=2, stft="conv"))
+    return load_engine(kokoro_gguf("f32"), replace(default_options(), threads=2, stft="conv"))
 
 
 def test_stft_as_a_convolution(engine: Engine, engine_stft_conv: Engine, judge) -> None:
@@ -222,7 +223,7 @@ def test_int8_convs_run_as_int8_dot_products(kokoro_gguf, engine_stft_conv: Engi
 
     engine = engine_stft_conv
     options = replace(default_options(), threads=2, conv="int8", stft="conv")
-    small = Engine.load(kokoro_gguf("f32"), options)
+    small = load_engine(kokoro_gguf("f32"), options)
     built = graph_mod.KokoroGraph(open_model(kokoro_gguf("f32")), options).build_stage2()
     ops = [node.op_type for node in built.graph.node]
     assert small.int8_convs >= 50 and ops.count("QLinearConv") == small.int8_convs
@@ -287,7 +288,7 @@ def test_int8_weight_storage_keeps_a_quarter_and_the_words(
     assert fp32["big fp32"] > 250e6 and int8["big fp32"] == 0
     assert dequantized > 100 and int8["int8"] > fp32["big fp32"] / 4 * 0.95
     assert sum(int8.values()) < 0.3 * sum(fp32.values())
-    stored = Engine.load(kokoro_gguf("f32"), options)
+    stored = load_engine(kokoro_gguf("f32"), options)
     heard = {"fp32": [], "int8": []}
     for sentence in SENTENCES:
         for name, which in (("fp32", engine), ("int8", stored)):
@@ -308,10 +309,8 @@ def test_deterministic(engine: Engine) -> None:
 
 
 @pytest.fixture(scope="module")
-def judge(asset_cache: Path):
-    from asr import AsrJudge
-
-    return AsrJudge(asset_cache)
+def judge(asr_judge):
+    return asr_judge
 
 
 @pytest.fixture(scope="module")
@@ -336,7 +335,7 @@ def test_intelligibility_no_worse_than_kokoro_onnx(
     ours_engine = (
         engine
         if qtype == "f32"
-        else Engine.load(kokoro_gguf(qtype), default_options().with_threads(2))
+        else load_engine(kokoro_gguf(qtype), default_options().with_threads(2))
     )
     ours = []
     for sentence in SENTENCES:
@@ -439,7 +438,7 @@ def test_passes_ahead_give_the_same_audio_sooner(kokoro_gguf, engine: Engine) ->
     """plan.passes=2: after the first pass (alone), two passes compute at once; the pieces come
     out in order and bit-identical to one-at-a-time; a caller stopping early stops the work."""
     text = " ".join(SENTENCES[:4])
-    ahead = Engine.load(kokoro_gguf("f32"), replace(default_options(), threads=2, passes=2))
+    ahead = load_engine(kokoro_gguf("f32"), replace(default_options(), threads=2, passes=2))
     expected = list(engine.synthesize(text, VOICE, language="en-us"))
     ahead.last_timings.clear()
     got = list(ahead.synthesize(text, VOICE, language="en-us"))
@@ -464,7 +463,7 @@ def test_passes_ahead_give_the_same_audio_sooner(kokoro_gguf, engine: Engine) ->
 def test_passes_ahead_keep_both_workers_busy(kokoro_gguf) -> None:
     """A short pass that ends before a longer earlier one frees its worker for the next pass
     at once, without waiting for the longer one to be returned (audio still in order)."""
-    ahead = Engine.load(kokoro_gguf("q4_0"), replace(default_options(), threads=2, passes=2))
+    ahead = load_engine(kokoro_gguf("q4_0"), replace(default_options(), threads=2, passes=2))
     long = "The weather tomorrow will be sunny in the morning, with a light breeze from the west, "
     long += "and rain is expected in the evening over the hills and the coast."
     text = f"Hello there. {long} Yes. Our train leaves the station at seven."
@@ -537,7 +536,7 @@ def test_pieces_start_promptly(engine: Engine) -> None:
 
 
 def test_max_phonemes_plan_limits_passes(kokoro_gguf) -> None:
-    small = Engine.load(kokoro_gguf("q4_0"), replace(default_options(), threads=2, max_phonemes=60))
+    small = load_engine(kokoro_gguf("q4_0"), replace(default_options(), threads=2, max_phonemes=60))
     text = "the cat sat on the mat and looked at the rain " * 3
     chunks = list(small.synthesize(text, VOICE, language="en-us"))
     passes = small.last_timings[-len(chunks) :]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from wyoming.client import AsyncTcpClient
-from wyoming_helpers import model_file, running_server, stream_like_ha
+from wyoming_helpers import running_server, stream_like_ha
 
 from wyoming_kokoro_gguf.server.segmenter import TextSegmenter
 from wyoming_kokoro_gguf.synth.text import FIRST_PIECE_MIN_CHARS
@@ -65,8 +65,8 @@ def test_a_short_sentence_stays_whole_however_it_arrives() -> None:
 
 
 @pytest.fixture(scope="module")
-def model(request: pytest.FixtureRequest) -> Path:
-    return model_file(request)
+def model(english_model: Path) -> Path:
+    return english_model
 
 
 def _longest_gap_s(pcm: np.ndarray, rate: int = 24000) -> float:
@@ -81,9 +81,9 @@ def _longest_gap_s(pcm: np.ndarray, rate: int = 24000) -> float:
 
 @pytest.mark.slow
 def test_a_stream_cut_at_its_first_clause_is_heard_whole_without_a_gap(
-    model: Path, tmp_path: Path, asset_cache: Path
+    model: Path, tmp_path: Path, asr_judge
 ) -> None:
-    from asr import AsrJudge, wer
+    from asr import wer
 
     async def stream(port: int):
         async with AsyncTcpClient("127.0.0.1", port) as client:
@@ -96,5 +96,5 @@ def test_a_stream_cut_at_its_first_clause_is_heard_whole_without_a_gap(
     # the cut leaves a clause pause (0.15 s kept after the clause, 0.05 s before the next);
     # a lost or doubled unit, or a stalled one, would leave a longer hole or missing words
     assert _longest_gap_s(pcm) < 0.45
-    heard = AsrJudge(asset_cache).transcribe(pcm, 24000)
+    heard = asr_judge.transcribe(pcm, 24000)
     assert wer(TEXT, heard) <= 0.1, heard

@@ -12,6 +12,7 @@ import asyncio
 import json
 import random
 import time
+from pathlib import Path
 
 import pytest
 from reliability_helpers import (
@@ -26,7 +27,7 @@ from reliability_helpers import (
 )
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event, async_write_event
-from wyoming_helpers import model_file, running_server, stream_like_ha
+from wyoming_helpers import running_server, stream_like_ha
 
 from wyoming_kokoro_gguf.server.limits import (
     ProtocolError,
@@ -163,9 +164,9 @@ def test_check_event_fields() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+def server(english_model: Path, tmp_path_factory: pytest.TempPathFactory):
     extra = ("--cache-mb", "0", "--max-text-chars", str(MAX_TEXT))
-    with running_server(model_file(request), tmp_path_factory.mktemp("fuzz"), *extra) as srv:
+    with running_server(english_model, tmp_path_factory.mktemp("fuzz"), *extra) as srv:
         yield srv
 
 

@@ -190,15 +190,13 @@ def test_character_error_rate() -> None:
 
 
 @pytest.fixture(scope="module")
-def judge(asset_cache: Path) -> AsrJudge:
-    return AsrJudge(asset_cache)
+def judge(asr_judge) -> AsrJudge:
+    return asr_judge
 
 
 @pytest.fixture(scope="module")
-def engine(kokoro_gguf):
-    from wyoming_kokoro_gguf.synth.engine import Engine
-
-    return Engine.load(kokoro_gguf("f32"))
+def engine(f32_engine):
+    return f32_engine
 
 
 def _heard(judge: AsrJudge, engine, texts, voice: str, lang: str, **kw) -> list[tuple[str, str]]:

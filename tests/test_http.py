@@ -25,7 +25,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
-from wyoming_helpers import ServerProcess, model_file, running_server
+from wyoming_helpers import ServerProcess, running_server
 
 pytestmark = pytest.mark.slow  # every test here talks to a real server
 
@@ -43,8 +43,8 @@ CHROMIUM_FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def model(request: pytest.FixtureRequest) -> Path:
-    return model_file(request)
+def model(english_model: Path) -> Path:
+    return english_model
 
 
 @pytest.fixture(scope="module")

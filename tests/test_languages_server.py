@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from asr import AsrJudge, corpus_cer
 from corpora import JAPANESE
-from wyoming_helpers import ROOT, model_file, running_server
+from wyoming_helpers import ROOT, running_server
 
 from wyoming_kokoro_gguf.synth.g2p import japanese
 
@@ -31,13 +31,13 @@ CER_MAX = 0.2  # the engine-level figure is 0.08-0.11 on the whole corpus (docs/
 
 
 @pytest.fixture(scope="module")
-def judge(asset_cache: Path) -> AsrJudge:
-    return AsrJudge(asset_cache)
+def judge(asr_judge) -> AsrJudge:
+    return asr_judge
 
 
 @pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    with running_server(model_file(request), tmp_path_factory.mktemp("ja-server")) as srv:
+def server(english_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    with running_server(english_model, tmp_path_factory.mktemp("ja-server")) as srv:
         yield srv
 
 

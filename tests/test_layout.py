@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from wyoming_helpers import model_file
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "wyoming_kokoro_gguf"
@@ -389,16 +388,14 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -
 
 
 @pytest.mark.slow
-def test_wheel_installs_and_runs_outside_the_tree(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_wheel_installs_and_runs_outside_the_tree(tmp_path: Path, english_model: Path) -> None:
     """Build a wheel, install it into a fresh venv outside the tree, run the documented commands.
 
     The venv sees the project's dependencies through a .pth line naming .venv's site-packages
     (a plain path: .venv's own .pth files, among them the editable install of this tree, are not
     processed), so the only wyoming_kokoro_gguf it can import is the wheel's.
     """
-    model = model_file(request)  # the converted model the server tests use
+    model = english_model  # the converted model the server tests use
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["PYTHONNOUSERSITE"] = "1"
 

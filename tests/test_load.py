@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +28,6 @@ from wyoming.tts import SynthesizeChunk, SynthesizeStart, SynthesizeVoice
 from wyoming_helpers import (
     Exchange,
     ServerProcess,
-    model_file,
     read_until,
     running_server,
     stream_like_ha,
@@ -57,10 +57,8 @@ WORDS = [
 
 
 @pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    with running_server(
-        model_file(request), tmp_path_factory.mktemp("load"), "--cache-mb", "0"
-    ) as srv:
+def server(english_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    with running_server(english_model, tmp_path_factory.mktemp("load"), "--cache-mb", "0") as srv:
         yield srv
 
 

@@ -330,16 +330,13 @@ def test_corpus_references_are_what_the_normalizer_says() -> None:
 
 
 @pytest.fixture(scope="module")
-def hear(kokoro_gguf, asset_cache):
+def hear(f32_engine, asr_judge):
     """text -> what the offline Whisper judge hears from the real engine (CORPUS_VOICE, English),
     as Whisper writes it (digits and symbols: "19.5", "52%")."""
     import numpy as np
-    from asr import AsrJudge
 
-    from wyoming_kokoro_gguf.synth.engine import Engine
-
-    engine = Engine.load(kokoro_gguf("f32"))
-    judge = AsrJudge(asset_cache)
+    engine = f32_engine
+    judge = asr_judge
 
     def run(text: str) -> str:
         audio = np.concatenate(list(engine.synthesize(text, CORPUS_VOICE, language="en-us")))

@@ -38,7 +38,6 @@ from wyoming_helpers import (
     audio_format_ok,
     describe,
     free_port,
-    model_file,
     read_until,
     run_server_to_exit,
     running_server,
@@ -223,8 +222,8 @@ def test_bad_flags_exit_2_with_one_line(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def model(request: pytest.FixtureRequest) -> Path:
-    return model_file(request)
+def model(english_model: Path) -> Path:
+    return english_model
 
 
 @pytest.fixture(scope="module")
@@ -252,10 +251,8 @@ def server(model: Path, model_voices: dict, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="module")
-def judge(asset_cache: Path):
-    from asr import AsrJudge
-
-    return AsrJudge(asset_cache)
+def judge(asr_judge):
+    return asr_judge
 
 
 def _wer(judge, pcm: np.ndarray, reference: str) -> tuple[float, str]:

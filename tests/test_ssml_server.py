@@ -22,7 +22,7 @@ from wyoming.tts import (
     SynthesizeStopped,
     SynthesizeVoice,
 )
-from wyoming_helpers import Exchange, model_file, read_until, running_server
+from wyoming_helpers import Exchange, read_until, running_server
 
 from wyoming_kokoro_gguf.synth.normalize import speakable
 from wyoming_kokoro_gguf.synth.phonemes import Phonemizer
@@ -32,8 +32,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model(request: pytest.FixtureRequest) -> Path:
-    return model_file(request)
+def model(english_model: Path) -> Path:
+    return english_model
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +58,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, potato: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(model: Path, data_dir: Path, voices: list[str], tmp_path_factory):
-    extra = ("--data-dir", str(data_dir), "--voice", voices[0])
+def server(model: Path, data_dir: Path, voices: list[str], tmp_path_factory, asset_cache: Path):
+    # The first data directory holds the graph cache (kept between runs in the asset cache, no
+    # lexicon there); the lexicon comes from the second, this module's own.
+    graphs = asset_cache / "ssml-server-data"
+    extra = ("--data-dir", str(graphs), "--data-dir", str(data_dir), "--voice", voices[0])
     with running_server(model, tmp_path_factory.mktemp("server"), *extra) as srv:
         yield srv
 

@@ -41,8 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import wyoming_helpers  # noqa: E402
+from asset_cache import default_cache  # noqa: E402
 
-CACHE = Path(os.environ.get("WKG_TEST_CACHE", ROOT / ".cache" / "test-assets"))
+CACHE = default_cache()
 READY_TIMEOUT = 600.0
 
 
