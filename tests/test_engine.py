@@ -268,9 +268,22 @@ def _initializer_bytes(model, options) -> tuple[dict[str, int], int]:
     return sizes, dequantized
 
 
-def test_int8_weight_storage_keeps_a_quarter_and_the_words(
-    kokoro_gguf, engine: Engine, judge
-) -> None:
+def _heard_sentences(engine: Engine, judge) -> list[tuple[str, str]]:
+    """(sentence, what the judge hears) for SENTENCES spoken by ``engine`` in VOICE."""
+    out = []
+    for sentence in SENTENCES:
+        audio = np.concatenate(list(engine.synthesize(sentence, VOICE, language="en-us")))
+        out.append((sentence, judge.transcribe(audio, engine.sample_rate)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def f32_heard(engine: Engine, judge) -> list[tuple[str, str]]:
+    """The f32 engine's SENTENCES as heard: the reference of two tests, spoken and judged once."""
+    return _heard_sentences(engine, judge)
+
+
+def test_int8_weight_storage_keeps_a_quarter_and_the_words(kokoro_gguf, f32_heard, judge) -> None:
     """#19, weights="int8": every fp32 weight big enough is stored as int8 with a scale per row
     and dequantized by each call; the f32 file's graphs then hold ~a quarter of the bytes, and
     the speech is as intelligible as with fp32 weights."""
@@ -289,11 +302,7 @@ def test_int8_weight_storage_keeps_a_quarter_and_the_words(
     assert dequantized > 100 and int8["int8"] > fp32["big fp32"] / 4 * 0.95
     assert sum(int8.values()) < 0.3 * sum(fp32.values())
     stored = load_engine(kokoro_gguf("f32"), options)
-    heard = {"fp32": [], "int8": []}
-    for sentence in SENTENCES:
-        for name, which in (("fp32", engine), ("int8", stored)):
-            audio = np.concatenate(list(which.synthesize(sentence, VOICE, language="en-us")))
-            heard[name].append((sentence, judge.transcribe(audio, which.sample_rate)))
+    heard = {"fp32": f32_heard, "int8": _heard_sentences(stored, judge)}
     rates = {name: corpus_wer(pairs) for name, pairs in heard.items()}
     print(f"WER by weight storage: {rates}; int8 heard {[h for _, h in heard['int8']]}")
     assert rates["int8"] <= rates["fp32"] + 0.03
@@ -328,19 +337,16 @@ def peer_transcripts(judge, kokoro_onnx: Path, kokoro_voices: Path) -> list[tupl
 
 @pytest.mark.parametrize("qtype", ["f32", "q4_0"])
 def test_intelligibility_no_worse_than_kokoro_onnx(
-    kokoro_gguf, engine: Engine, judge, peer_transcripts, qtype: str
+    kokoro_gguf, f32_heard, judge, peer_transcripts, qtype: str
 ) -> None:
     from asr import corpus_wer
 
-    ours_engine = (
-        engine
-        if qtype == "f32"
-        else load_engine(kokoro_gguf(qtype), default_options().with_threads(2))
-    )
-    ours = []
-    for sentence in SENTENCES:
-        audio = np.concatenate(list(ours_engine.synthesize(sentence, VOICE, language="en-us")))
-        ours.append((sentence, judge.transcribe(audio, ours_engine.sample_rate)))
+    if qtype == "f32":
+        ours = f32_heard
+    else:
+        ours = _heard_sentences(
+            load_engine(kokoro_gguf(qtype), default_options().with_threads(2)), judge
+        )
     wer_ours, wer_theirs = corpus_wer(ours), corpus_wer(peer_transcripts)
     print(f"{qtype}: WER engine {wer_ours:.3f} kokoro-onnx {wer_theirs:.3f}")
     for (ref, hyp), (_, peer_hyp) in zip(ours, peer_transcripts, strict=True):

@@ -319,8 +319,11 @@ CORPUS = HOME_AUTOMATION  # tests/corpora.py, also spoken by script/benchmark
 # The offline voices are Japanese voices reading English; jm_kumo (am_jm_kumo, the server's
 # default English voice) is heard best.  Measured on this corpus with this judge (docs/TEXT.md):
 # jm_kumo 0.006, jf_gongitsune 0.012, jf_nezumi 0.017, jf_tebukuro 0.031, jf_alpha 0.045.
+# The whole corpus is judged once, through the server in this voice (am_jm_kumo, its English
+# alias): tests/test_asr.py::test_home_automation_corpus_through_the_server.  An engine-level run
+# of the same 65 sentences in the same voice heard the same two errors (docs/TEXT.md) and cost
+# 9 minutes more on the busy 2-core machine.
 CORPUS_VOICE = "jm_kumo"
-CORPUS_MAX_WER = 0.05
 
 
 def test_corpus_references_are_what_the_normalizer_says() -> None:
@@ -359,18 +362,3 @@ def test_hard_sentences_are_heard_whole(hear) -> None:
         if score > 0.2 or len(missing) > 1:
             failures.append((text, heard))
     assert not failures
-
-
-@pytest.mark.slow
-def test_home_automation_corpus_word_error_rate(hear) -> None:
-    """The whole corpus, judged against what a listener should hear."""
-    from asr import corpus_wer, wer
-
-    pairs = []
-    for text, reference in CORPUS:
-        pairs.append(english_pair(reference, hear(text)))
-        if wer(*pairs[-1]) > 0:
-            print(f"{text!r}\n  want {pairs[-1][0]!r}\n  hear {pairs[-1][1]!r}")
-    score = corpus_wer(pairs)
-    print(f"corpus WER {score:.3f} over {len(pairs)} sentences")
-    assert score <= CORPUS_MAX_WER
