@@ -172,26 +172,25 @@ REPLY_CORPUS_MAX_WER = 0.05
 
 @pytest.mark.slow
 def test_reply_corpus_streamed_through_the_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, asset_cache: Path
+    english_model: Path, tmp_path_factory: pytest.TempPathFactory, asr_judge
 ) -> None:
     """Markdown replies streamed as Home Assistant streams a conversation agent's reply (5
     characters a delta) through the real Wyoming server in its default voice, judged by
     Whisper: no mark's name is heard, and the words are within the bar."""
     import asyncio
 
-    from asr import AsrJudge
     from corpora import REPLIES, SYMBOL_NAMES, english_pair
     from wyoming.client import AsyncTcpClient
-    from wyoming_helpers import model_file, running_server, stream_like_ha
+    from wyoming_helpers import running_server, stream_like_ha
 
     async def stream(port: int, text: str):
         async with AsyncTcpClient("127.0.0.1", port) as client:
             return await stream_like_ha(client, text, None, delay=0.0, delta_chars=5)
 
-    judge = AsrJudge(asset_cache)
+    judge = asr_judge
     pairs, symbols = [], []
     names = re.compile(rf"\b(?:{'|'.join(SYMBOL_NAMES)})\b", re.I)
-    with running_server(model_file(request), tmp_path_factory.mktemp("replies")) as server:
+    with running_server(english_model, tmp_path_factory.mktemp("replies")) as server:
         for text, reference in REPLIES:
             exchange = asyncio.run(stream(server.port, text))
             assert exchange.error() is None, text
