@@ -169,6 +169,35 @@ def test_stages_are_text_and_language_functions() -> None:
     assert norm.tidy("a  b ,c", "en-us") == "a b,c"
 
 
+def test_a_registered_language_is_read_by_the_shared_stages() -> None:
+    """A ninth language is one ``Lang`` registered: its units, words, ordinals and the words
+    the stages say ("per") are used, with no other change (German here, not a Kokoro one); a
+    clock time without clock words of its own is hour and minutes."""
+    german = norm.Lang(
+        "Komma",
+        "minus",
+        "{n} Prozent",
+        "{a} bis {b}",
+        "Januar Februar März April Mai Juni Juli August September Oktober November Dezember",
+        "Montag Dienstag Mittwoch Donnerstag Freitag Samstag Sonntag",
+        {"km": "{n} Kilometer", "h": ("{n} Stunde", "{n} Stunden")},
+        words={"&": "und"},
+        says={"per": "pro", "first": "erster"},
+        ordinal=(r"\b(\d+)\.(?=\s[A-Z])", ""),
+    )
+    text = "5 km/h & 2 h, 3,5 km, 12.03.2026, am 3. Tag um 7:15"
+    assert norm.speakable(text, "de").startswith("five kilometers per hour")  # English tables
+    norm.register("de", german)
+    try:
+        said = norm.speakable(text, "de")
+    finally:
+        del norm.LANGS["de"]
+    assert said == (
+        "fünf Kilometer pro Stunde und zwei Stunden, drei Komma fünf Kilometer,"
+        " zwölf März zweitausendsechsundzwanzig, am dritte Tag um sieben fünfzehn"
+    )
+
+
 def test_emoji_are_skipped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG, logger=norm.__name__):
         assert norm.speakable("Lights off 👍🏽 now 😀.", "en-us") == "Lights off now."
