@@ -707,8 +707,11 @@ def test_run_script_command_line_serves_speech(offline_default_model, asr_judge)
     data, share = base / "data", base / "share-kokoro"
     data.mkdir()
     share.mkdir()
-    # A custom model in /share/kokoro, as a user would drop it there; nothing to download.
-    os.symlink(model, share / "kokoro-custom-f16.gguf")
+    # A custom model in /share/kokoro, as a user would drop it there; nothing to download. A
+    # copy, not a link: the test assets live under the home directory (~/.cache), closed to
+    # the dropped user when the tests run as root.
+    shutil.copyfile(model, share / "kokoro-custom-f16.gguf")
+    (share / "kokoro-custom-f16.gguf").chmod(0o644)
     options = {
         "voice": "af_jf_alpha",
         "speed": 1.0,
