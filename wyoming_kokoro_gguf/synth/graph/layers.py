@@ -218,6 +218,13 @@ class Layers:
         sums = np.abs(q.reshape(q.shape[0], -1).astype(np.float32)).sum(axis=1) * scale
         self.conv_bounds.append(float(2 * 255 * sums.max() / 127))
         k = kernel.shape[-1]
+        # A constant-shape Reshape states the input's rank, which ORT's shape inference loses in
+        # the generator: only with a known rank does its NHWC transformer give QLinearConv the
+        # channels-last kernels (measured on AVX2: ~1.2x per convolution).
+        x = b.op(
+            "Reshape",
+            [x, b.const([1, kernel.shape[1], *([1] if self._conv2d else []), -1], np.int64)],
+        )
         xq, xs, xz = b.op("DynamicQuantizeLinear", [x], outputs=3)
         xs = b.op("Max", [xs, b.const(1e-12)])  # an all-constant input gives scale 0
         ys = b.op("Mul", [xs, b.op("Gather", [self._ratios, b.const(index, np.int64)])])
