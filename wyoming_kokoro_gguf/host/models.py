@@ -414,7 +414,7 @@ def resolve(choice: ModelChoice) -> Resolved:
         # Offline, the hub down, or a download that failed verification: for 'auto' the
         # offline default still gives a working server; explicit variants fail clearly.
         return _offline(found, choice, str(err), notes)
-    problem = unusable(path)
+    problem = unusable(path, choice.voices)
     if problem is not None:
         notes.append(set_aside(path, problem))
         return _offline(found, choice, notes[-1], notes)
