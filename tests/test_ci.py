@@ -76,6 +76,20 @@ def test_the_fast_tier_leaves_out_tests_that_use_the_real_model_unmarked():
     assert "tests/test_convert.py::test_refuses_overwrite_and_bad_input" in fast
 
 
+def test_a_marker_of_the_callers_own_replaces_the_fast_tier():
+    """`script/test -m slow` runs the slow tier and does not announce the fast one."""
+    done = subprocess.run(
+        [str(ROOT / "script" / "test"), "-m", "slow", "--collect-only", "-q", "tests/test_asr.py"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "the fast tier" not in done.stderr
+    assert "tests/test_asr.py::test_home_automation_corpus_through_the_server" in done.stdout
+
+
 def test_the_asset_cache_lives_outside_the_checkout(monkeypatch, tmp_path):
     """A fresh clone reuses what earlier runs built: the cache is under XDG_CACHE_HOME (or
     ~/.cache), never in the tree; WKG_TEST_CACHE overrides it."""
