@@ -1,0 +1,182 @@
+"""The host measures its own plan (synth/tune.py): on a first start the server times the
+candidate lowerings the memory plan allows, keeps the fastest that passes the quality guard,
+caches the choice, shows it in /health and probe, and the flags override it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import fixtures_ttscpp as fx
+import numpy as np
+import pytest
+from wyoming_helpers import LOAD_TIMEOUT, ServerProcess, synthesize
+
+from wyoming_kokoro_gguf.host import probe
+from wyoming_kokoro_gguf.server.engine_worker import BUILD_NICE
+from wyoming_kokoro_gguf.synth import tune
+from wyoming_kokoro_gguf.synth.lowering import default_options
+
+CANDIDATES = {"conv": ["fp32", "int8"], "threads": [2, 1], "passes": [2, 1]}
+
+
+def trial(conv: str, threads: int, passes: int, rtf: float, rejected: str = "") -> tune.Trial:
+    return tune.Trial(conv, threads, passes, rtf, rejected=rejected)
+
+
+def test_the_fastest_refused_candidate_is_never_selected():
+    planned = trial("fp32", 2, 1, 0.50)
+    refused = trial("int8", 2, 1, 0.20, rejected="SNR 3.0 dB below 10")
+    assert tune.select([planned, refused], planned) is planned
+    passing = trial("int8", 2, 1, 0.40)
+    assert tune.select([planned, refused, passing], planned) is passing
+
+
+def test_the_planned_value_stays_unless_another_is_clearly_faster():
+    planned = trial("fp32", 2, 2, 0.50)
+    noise = trial("fp32", 1, 2, 0.49)  # 2% faster: within a shared CPU's noise
+    assert tune.select([planned, noise], planned) is planned
+    clearly = trial("fp32", 1, 2, 0.45)
+    assert tune.select([planned, clearly], planned) is clearly
+
+
+def test_guard_figures_on_known_signals():
+    rng = np.random.default_rng(0)
+    clean = np.sin(np.arange(48000) * 2 * np.pi * 220 / 24000).astype(np.float32)
+    noisy = clean + rng.normal(0, 0.1 * np.sqrt(0.5), clean.size).astype(np.float32)
+    assert tune.snr_db(clean, noisy) == pytest.approx(20.0, abs=0.3)
+    assert tune.snr_db(clean, clean) == np.inf
+    hiss = rng.normal(0, 0.1, clean.size)
+    assert tune.log_spectral_distance(hiss, hiss) == 0.0
+    assert tune.log_spectral_distance(hiss, 2 * hiss) == pytest.approx(6.02, abs=0.01)
+    guard = tune.Guard()
+    assert guard.verdict(14.0, 5.6) == ""  # int8 convolutions with channel gains (kept)
+    assert "log-spectral" in guard.verdict(14.0, 9.1)  # int8 without gains (refused)
+    assert "SNR" in guard.verdict(3.0, 5.0)
+    assert guard.verdict(float("nan"), float("nan")) == "audio not comparable"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "tiny.gguf"
+    fx.build(path, voices=("af_heart",))
+    return path
+
+
+def thread_nices(pid: int) -> set[int]:
+    """The nice value of each of a process's threads (field 19 of /proc/PID/task/TID/stat)."""
+    nices = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            nices.add(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+    return nices
+
+
+def start(model: Path, data: Path, log_dir: Path, *flags: str) -> tuple[ServerProcess, set]:
+    """A ready server, and every nice value its engine's threads had while it loaded."""
+    srv = ServerProcess(model, log_dir, "--data-dir", str(data), *flags, log_name="server.log")
+    srv.wait_port()
+    seen: set[int] = set()
+    deadline = time.monotonic() + LOAD_TIMEOUT
+    while (doc := srv.health())["state"] != "ready":
+        assert doc["state"] != "failed" and srv.proc.poll() is None, srv.log()[-4000:]
+        assert time.monotonic() < deadline, srv.log()[-4000:]
+        if doc["engine_pid"]:
+            seen |= thread_nices(doc["engine_pid"])
+        time.sleep(0.05)
+    return srv, seen
+
+
+def stop(srv: ServerProcess) -> str:
+    code = srv.stop()
+    log = srv.log()
+    assert code == 0 and "Traceback" not in log, log[-4000:]
+    return log
+
+
+def test_first_start_measures_caches_and_flags_override(tiny_model, tmp_path, capsys):
+    """Through the real server and engine on a tiny model: the first start measures (its int8
+    convolutions, on random weights, are no match for fp32: a real candidate the guard
+    refuses), a second start reuses the choice without building, probe shows it, and flags
+    fix the levers."""
+    data = tmp_path / "data"
+    shown = ["--data-dir", str(data), "--model", str(tiny_model)]
+    assert probe.main(shown) == 0
+    assert "measured:        not yet: the server's first start times conv fp32/int8" in (
+        capsys.readouterr().out
+    )
+    srv, loading_nices = start(tiny_model, data, tmp_path)
+    try:
+        plan = srv.health()["plan"]
+        spoken = asyncio.run(synthesize(srv.port, "Hello there."))
+        assert spoken.pcm().size and spoken.error() is None
+        # building and measuring ran niced; speaking runs at the server's own priority
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert ours + BUILD_NICE in loading_nices
+        assert thread_nices(srv.health()["engine_pid"]) == {ours}
+    finally:
+        first_log = stop(srv)
+    assert "plan measured: " in first_log
+    measured = plan["measured"]
+    assert measured["status"] == "measured"
+    assert plan["tune"] == CANDIDATES
+    trials = {(t["conv"], t["threads"], t["passes"]): t for t in measured["trials"]}
+    assert ("int8", 2, 1) in trials and trials[("int8", 2, 1)]["rejected"]
+    chosen = trials[(measured["conv"], measured["threads"], measured["passes"])]
+    assert not chosen["rejected"] and chosen["conv"] == "fp32"
+    assert (plan["conv"], plan["threads"], plan["passes"]) == (
+        measured["conv"],
+        measured["threads"],
+        measured["passes"],
+    )
+    assert "measured on this host" in plan["reasons"]["conv"]
+    (choice_file,) = (data / "cache").glob("plan-*.json")
+    assert json.loads(choice_file.read_text())["trials"] == measured["trials"]
+
+    srv, _ = start(tiny_model, data, tmp_path)
+    try:
+        again = srv.health()["plan"]
+    finally:
+        second_log = stop(srv)[len(first_log) :]
+    assert "plan reused: " in second_log and "graphs built" not in second_log
+    assert again["measured"]["status"] == "reused"
+    assert again["measured"]["trials"] == measured["trials"]
+    assert again["conv"] == plan["conv"] and again["threads"] == plan["threads"]
+
+    assert probe.main(shown) == 0
+    out = capsys.readouterr().out
+    assert "measured:        on this host" in out and "measured on this host (reused)" in out
+    assert f"conv {plan['conv']}, weights" in out
+
+    flags = ("--quant", "conv=int8", "--threads", "1", "--passes", "1")
+    srv, _ = start(tiny_model, data, tmp_path, *flags)
+    try:
+        forced = srv.health()["plan"]
+    finally:
+        third_log = stop(srv)[len(first_log) + len(second_log) :]
+    assert "plan measured" not in third_log and "plan reused" not in third_log
+    assert forced["measured"] is None
+    assert (forced["conv"], forced["threads"], forced["passes"]) == ("int8", 1, 1)
+    assert forced["tune"] == {"conv": ["int8"], "threads": [1], "passes": [1]}
+
+
+@pytest.mark.slow
+def test_real_int8_passes_the_default_guard_and_fails_a_stricter_one(kokoro_gguf, tmp_path):
+    """On the real q8_0 file the int8 convolutions keep the guard's default thresholds (they
+    keep fp32's word error rate); under a guard asking 30 dB SNR the same real candidate is
+    refused and never chosen, whatever its speed."""
+    model = kokoro_gguf("q8_0")
+    base = replace(default_options(), conv="fp32", threads=2, passes=1)
+    only_conv = tune.Candidates(("fp32", "int8"), (2,), (1,))
+    strict = tune.choose(model, base, only_conv, tmp_path / "a", tune.Guard(min_snr_db=30.0))
+    int8 = next(t for t in strict.trials if t.conv == "int8")
+    assert int8.rejected.startswith("SNR") and strict.conv == "fp32"
+    default = tune.choose(model, base, only_conv, tmp_path / "a")  # the same graphs
+    int8 = next(t for t in default.trials if t.conv == "int8")
+    assert not int8.rejected, int8
+    assert int8.snr_db >= 10.0 and int8.lsd_db <= 7.0
