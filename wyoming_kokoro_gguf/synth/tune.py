@@ -385,7 +385,10 @@ def _measure(
     for n in (p for p in candidates.passes if p != 1):
         if time.perf_counter() - started < BUDGET_S:
             trials.append(_timed(bench, winner, winner.conv, winner.threads, n))
-    best = select(trials, winner)
+    planned = [t for t in trials if t.passes == candidates.passes[0] and not t.rejected]
+    if not planned:  # out of time before passes were tried: they keep the planned value
+        return Choice(winner.conv, winner.threads, candidates.passes[0], trials)
+    best = select(trials, min(planned, key=lambda t: t.rtf))
     return Choice(best.conv, best.threads, best.passes, trials)
 
 
