@@ -127,8 +127,10 @@ def test_first_start_measures_caches_and_flags_override(tiny_model, tmp_path, ca
     assert plan["tune"] == CANDIDATES
     trials = {(t["conv"], t["threads"], t["passes"]): t for t in measured["trials"]}
     assert ("int8", 2, 1) in trials and trials[("int8", 2, 1)]["rejected"]
-    chosen = trials[(measured["conv"], measured["threads"], measured["passes"])]
-    assert not chosen["rejected"] and chosen["conv"] == "fp32"
+    # (the passes trial may be left out when the 60 s budget ran out on a busy machine: the
+    # planned passes are kept then)
+    chosen = [t for k, t in trials.items() if k[:2] == (measured["conv"], measured["threads"])]
+    assert chosen and not any(t["rejected"] for t in chosen) and measured["conv"] == "fp32"
     assert (plan["conv"], plan["threads"], plan["passes"]) == (
         measured["conv"],
         measured["threads"],
