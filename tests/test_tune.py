@@ -19,7 +19,7 @@ from wyoming_helpers import LOAD_TIMEOUT, ServerProcess, predicted_plan_flags, s
 
 from wyoming_kokoro_gguf.host import probe
 from wyoming_kokoro_gguf.server.engine_worker import BUILD_NICE
-from wyoming_kokoro_gguf.synth import tune
+from wyoming_kokoro_gguf.synth import graph_cache, tune
 from wyoming_kokoro_gguf.synth.lowering import default_options
 
 
@@ -67,6 +67,21 @@ def tiny_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny.gguf"
     fx.build(path, voices=("af_heart",), dims=fx.SmallKokoro(max_dur=6))
     return path
+
+
+def test_past_the_budget_the_other_convolution_type_is_never_built(
+    tiny_model, tmp_path, monkeypatch
+):
+    """A slow board, or QEMU, spends the budget on the planned convolutions' trial: the other
+    type is neither built nor timed, and every lever keeps its planned value."""
+    monkeypatch.setattr(tune, "BUDGET_S", 0.0)
+    base = replace(default_options(), conv="fp32", threads=2, passes=2)
+    wanted = tune.Candidates(("fp32", "int8"), (2, 1), (2, 1))
+    choice = tune.choose(tiny_model, base, wanted, tmp_path)
+    assert [(t.conv, t.threads, t.passes) for t in choice.trials] == [("fp32", 2, 1)]
+    assert (choice.conv, choice.threads, choice.passes) == ("fp32", 2, 2)
+    assert len(list(tmp_path.glob(f"{graph_cache.ENTRY_PREFIX}*"))) == 1
+    assert not list(tmp_path.glob(f"{graph_cache.CALIBRATION_PREFIX}*"))
 
 
 def thread_nices(pid: int) -> set[int]:
@@ -193,18 +208,20 @@ def test_first_start_measures_caches_and_flags_override(tiny_model, tmp_path, ca
 @pytest.mark.slow
 def test_real_int8_passes_the_default_guard_and_fails_a_stricter_one(kokoro_gguf, asset_cache):
     """On the real q8_0 file both convolution types are built (kept in the asset cache between
-    runs) and timed; under a guard asking 30 dB SNR the int8 candidate is refused and never
-    chosen, whatever its speed, while its figures keep the default guard's thresholds (int8
-    convolutions keep fp32's word error rate).  A second call reuses the cached choice."""
+    runs) and timed, the planned int8 first; under a guard asking 30 dB SNR the int8 candidate
+    is refused and never chosen, whatever its speed, while its figures keep the default guard's
+    thresholds (int8 convolutions keep fp32's word error rate).  A second call reuses the
+    cached choice."""
     model = kokoro_gguf("q8_0")
     cache_dir = asset_cache / "tune-q8_0"
     for old in cache_dir.glob(f"{tune.CHOICE_PREFIX}*.json"):
         old.unlink()  # measured on every run; the graphs are reused
-    base = replace(default_options(), conv="fp32", threads=2, passes=1)
-    only_conv = tune.Candidates(("fp32", "int8"), (2,), (1,))
+    base = replace(default_options(), conv="int8", threads=2, passes=1)
+    only_conv = tune.Candidates(("int8", "fp32"), (2,), (1,))
     strict = tune.choose(model, base, only_conv, cache_dir, tune.Guard(min_snr_db=30.0))
     assert strict.status == "measured" and strict.conv == "fp32"
-    int8 = next(t for t in strict.trials if t.conv == "int8")
+    int8, fp32 = strict.trials
+    assert (int8.conv, fp32.conv) == ("int8", "fp32") and fp32.snr_db is None
     assert int8.rejected.startswith("SNR") and int8.rtf > 0
     assert tune.Guard().verdict(int8.snr_db, int8.lsd_db) == "", int8
     assert int8.snr_db >= 10.0 and int8.lsd_db <= 7.0

@@ -8,9 +8,10 @@ on a calibration text, keeps the fastest whose audio passes a quality guard agai
 lowering, and caches the choice beside the graph entries (docs/PERFORMANCE.md, "The host
 measures its plan").  Levers set with flags are not candidates.
 
-Search: one lever at a time (convolutions at the planned threads, one pass; then threads; then
-passes), each trial on sessions from the graph cache, so every lever after the first costs one
-cache load and a few passes, not a build.
+Search: one lever at a time (convolutions at the planned threads, one pass, the planned type
+first; then threads; then passes), each trial on sessions from the graph cache, so every lever
+after the convolutions costs one cache load and a few passes, not a build.  Past the budget the
+candidates not yet tried keep their planned values, the other convolution type included.
 """
 
 from __future__ import annotations
@@ -362,29 +363,10 @@ def _measure(
 ) -> Choice:
     bench = _Bench(model_path, base, cache_dir, voices)
     started = time.perf_counter()
-    threads = candidates.threads[0]
-    trials: list[Trial] = []
-    reference = durations = None
-    # fp32 first: it is the reference the others are judged against
-    for conv in sorted(candidates.conv, key=lambda c: c != "fp32"):
-        engine = bench.load(conv, threads, 1)
-        trial = Trial(conv, threads, 1, bench.rtf(engine))
-        if "fp32" in candidates.conv:
-            if durations is None:
-                durations = engine.durations(bench.tokens, bench.style)
-            audio = bench.audio(engine, durations)
-            if reference is None:
-                reference = audio
-            else:
-                trial.snr_db = round(snr_db(reference, audio), 2)
-                trial.lsd_db = round(log_spectral_distance(reference, audio), 2)
-                trial.rejected = guard.verdict(trial.snr_db, trial.lsd_db)
-        trials.append(trial)
-        del engine
-        gc.collect()
-    planned = next(t for t in trials if t.conv == candidates.conv[0])
+    trials = _conv_trials(bench, candidates, guard, started)
+    planned = trials[0]
     winner = select(trials, planned)
-    if winner is not planned and time.perf_counter() - started < BUDGET_S:
+    if winner is not planned and not planned.rejected and time.perf_counter() - started < BUDGET_S:
         _retime(bench, planned)  # a burst of other work during its runs must not decide alone
         winner = select(trials, planned)
     for n in candidates.threads[1:]:
@@ -399,6 +381,36 @@ def _measure(
         return Choice(winner.conv, winner.threads, candidates.passes[0], trials)
     best = select(trials, min(at_planned, key=lambda t: t.rtf))
     return Choice(best.conv, best.threads, best.passes, trials)
+
+
+def _conv_trials(
+    bench: _Bench, candidates: Candidates, guard: Guard, started: float
+) -> list[Trial]:
+    """The convolution types at the planned threads, one pass.  The planned type first (its
+    graph is built anyway), another only within the budget (a slow board, or QEMU, keeps the
+    plan's); each judged against fp32's audio, all on the first engine's durations."""
+    threads = candidates.threads[0]
+    trials: list[Trial] = []
+    audios: dict[str, np.ndarray] = {}
+    durations = None
+    for conv in candidates.conv:
+        if trials and time.perf_counter() - started > BUDGET_S:
+            break
+        engine = bench.load(conv, threads, 1)
+        trials.append(Trial(conv, threads, 1, bench.rtf(engine)))
+        if len(candidates.conv) > 1 and (audios or time.perf_counter() - started <= BUDGET_S):
+            if durations is None:
+                durations = engine.durations(bench.tokens, bench.style)
+            audios[conv] = bench.audio(engine, durations)
+        del engine
+        gc.collect()
+    reference = audios.get("fp32")
+    for trial in trials:
+        if reference is not None and trial.conv != "fp32" and trial.conv in audios:
+            trial.snr_db = round(snr_db(reference, audios[trial.conv]), 2)
+            trial.lsd_db = round(log_spectral_distance(reference, audios[trial.conv]), 2)
+            trial.rejected = guard.verdict(trial.snr_db, trial.lsd_db)
+    return trials
 
 
 def _timed(bench: _Bench, quality: Trial, conv: str, threads: int, passes: int) -> Trial:
