@@ -626,6 +626,15 @@ def plan_line(log: Path) -> str:
     return "(no plan line in the log)"
 
 
+def measured_line(log: Path) -> str:
+    """The choice the engine measured on this CPU at its first start (synth/tune.py), or reused."""
+    for line in log.read_text(errors="replace").splitlines():
+        for mark in ("plan measured: ", "plan reused: "):
+            if mark in line:
+                return mark + line.split(mark, 1)[1].strip()
+    return "(none: every lever fixed by a flag, or no writable cache)"
+
+
 # The server's log lines that start each part of an engine load, and the part's name: a part
 # lasts until the next of these lines (synth/build.py and server/engine_worker.py log them).
 LOAD_MARKS = (
@@ -696,8 +705,10 @@ def serve_and_check(
         if rate != 24000 or len(pcm) < rate * 0.3 or np.abs(pcm.astype(np.int32)).max() < 100:
             raise Failed(f"implausible audio: {len(pcm)} samples at {rate} Hz")
         result["plan"] = plan_line(service.log)
+        result["measured"] = measured_line(service.log)
         result["engine_load"] = load_steps(service.log)
         say(f"plan: {result['plan']}")
+        say(f"measured: {result['measured']}")
         say(f"engine load: {result['engine_load']}")
         return result, wav
     finally:

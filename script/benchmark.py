@@ -570,7 +570,7 @@ def quality(
         resolved = model_store.resolve(_resolve_args(name, paths, threads))
         variant = variant_label(name, paths)
         print(f"quality {variant}: {resolved.host_plan.summary()}", flush=True)
-        engine = Engine.load(resolved.path, resolved.engine_options)
+        engine = Engine.load(resolved.path, measured_options(resolved, name, paths, threads))
         clips = [
             np.concatenate(list(engine.synthesize(s, SERVER_VOICE))) for s in QUALITY_SENTENCES
         ]
@@ -592,6 +592,22 @@ def quality(
         )
         out[variant]["same_length"] = sum(len(a) == len(b) for a, b in zip(ref, clips, strict=True))
     return out
+
+
+def measured_options(resolved: Any, variant: str, paths: dict[str, Any], threads: int) -> Any:
+    """The options the variant's server runs: its plan with what the server's first start
+    measured on this host (synth/tune.py), read from the server's cache (the plan alone when
+    no server ran yet)."""
+    from wyoming_kokoro_gguf.synth import tune
+
+    options, plan = resolved.engine_options, resolved.host_plan
+    if not plan.tune:
+        return options
+    flags = server_command(variant, paths, threads)
+    cache_dir = Path(flags[flags.index("--data-dir") + 1]) / "cache"
+    candidates = tune.Candidates.from_dict(plan.tune)
+    choice = tune.cached_choice(tune.choice_path(cache_dir, resolved.path, options, candidates))
+    return options if choice is None else choice.apply(options)
 
 
 def _resolve_args(variant: str, paths: dict[str, Any], threads: int) -> Any:

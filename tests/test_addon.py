@@ -717,6 +717,7 @@ def test_run_script_command_line_serves_speech(offline_default_model, asr_judge)
         "speed": 1.0,
         "model": "auto",
         "threads": "2",
+        "convolutions": "fp32",
         "voice_blends": [{"name": "mix", "formula": "af_jf_alpha:0.5,am_jm_kumo:0.5"}],
         "streaming": True,
         "debug_logging": False,
@@ -730,7 +731,8 @@ def test_run_script_command_line_serves_speech(offline_default_model, asr_judge)
         "tcp://0.0.0.0:10200": f"tcp://127.0.0.1:{port}",  # loopback only in tests
     }
     assert words[:3] == ["python3", "-m", "wyoming_kokoro_gguf"]
-    cmd = [sys.executable, *(replace.get(w, w) for w in words[1:])]
+    # threads, convolutions and passes fixed: no first-start plan timing (tests/test_tune.py)
+    cmd = [sys.executable, *(replace.get(w, w) for w in words[1:]), "--passes", "2"]
     env = dict(
         os.environ,
         HOME=str(data),

@@ -154,7 +154,8 @@ def _serve_once(data: Path, share: Path, hub: str) -> str:
         "/share/kokoro": str(share),
         "tcp://0.0.0.0:10200": f"tcp://127.0.0.1:{port}",
     }
-    cmd = [sys.executable, *(replace.get(w, w) for w in words[1:])]
+    # with the options' threads and convolutions, every lever fixed: no first-start plan timing
+    cmd = [sys.executable, *(replace.get(w, w) for w in words[1:]), "--passes", "2"]
     env = dict(os.environ, HOME=str(data), WYOMING_KOKORO_GGUF_BASE_URL=hub)
     env.pop("XDG_DATA_HOME", None)  # as in the container: nothing points elsewhere
     env.pop("XDG_CACHE_HOME", None)

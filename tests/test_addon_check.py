@@ -155,6 +155,15 @@ def test_docker_check_is_skipped_where_the_engine_does_not_answer(addon_check, t
     assert "not installed" not in expected.split(";")[0]  # the client's own answer is named
 
 
+def test_the_measured_plan_is_read_from_the_log(addon_check, tmp_path):
+    log = tmp_path / "server.log"
+    log.write_text(FIRST_START_LOG)
+    assert addon_check.measured_line(log).startswith("(none")
+    line = "plan measured: conv int8, 4 threads, 2 at once (measuring took 51.9 s); conv fp32"
+    log.write_text(FIRST_START_LOG + f"2026-12-02 19:41:14,100 INFO x: {line}\n")
+    assert addon_check.measured_line(log) == line
+
+
 # ---------------------------------------------------------------- arm64's calibration on amd64
 
 

@@ -720,6 +720,10 @@ async def test_auto_uses_the_offline_default_on_disk_without_asking_the_hub(
         )
 
 
+# every lever a first start would time fixed (tests/test_tune.py measures)
+FIXED_LEVERS = ("--quant", "conv=fp32", "--threads", "2", "--passes", "2")
+
+
 @pytest.mark.slow
 def test_fresh_offline_start_serves_english_speech(tmp_path, kokoro_onnx, asr_judge):
     """What script/run does on a fresh machine without network: no --model, no model files."""
@@ -736,7 +740,7 @@ def test_fresh_offline_start_serves_english_speech(tmp_path, kokoro_onnx, asr_ju
     log = tmp_path / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "wyoming_kokoro_gguf", "--uri", uri],
+            [sys.executable, "-m", "wyoming_kokoro_gguf", "--uri", uri, *FIXED_LEVERS],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

@@ -200,7 +200,10 @@ def test_key_covers_options_and_file(tmp_path):
     model.write_bytes(b"GGUF" + bytes(100))
     key = GraphCache(tmp_path, model, OPTIONS).key
     assert GraphCache(tmp_path, model, replace(OPTIONS, reasons={"x": "y"})).key == key
-    assert GraphCache(tmp_path, model, replace(OPTIONS, max_phonemes=100)).key != key
+    assert GraphCache(tmp_path, model, replace(OPTIONS, conv="int8")).key != key
+    # session and engine settings share one entry (the plan measurement opens it with each)
+    for same in (dict(max_phonemes=100), dict(threads=1), dict(passes=2), dict(mem_arena=False)):
+        assert GraphCache(tmp_path, model, replace(OPTIONS, **same)).key == key
     model.write_bytes(b"GGUF" + bytes(99) + b"x")  # same size, other contents
     os.utime(model, ns=(0, 0))
     changed = GraphCache(tmp_path, model, OPTIONS)

@@ -387,9 +387,12 @@ def test_server_runs_the_probes_file_and_plan_within_the_predicted_memory(
     fresh processes.  #19: the plan's predicted peak while speaking (passes as long as it
     allows; the phrase cache holding what was spoken) is within 15% of the server's measured one
     (server and engine process summed, the higher of two texts' peaks)."""
+    from wyoming_helpers import predicted_plan_flags
+
     from wyoming_kokoro_gguf.host import probe
 
     flags = [*SERVER_CLASSES[host_class], "--data-dir", str(offline_data_dir)]
+    flags += predicted_plan_flags("auto", flags)  # the plan as predicted: no first-start timing
     code, probed = probe_json(*flags)
     assert code == 0, probed
     p = plan.Plan(**probed["plan"])

@@ -87,6 +87,32 @@ def model_file(request: pytest.FixtureRequest) -> Path:
     return path
 
 
+def predicted_plan_flags(model: Path | str, extra: tuple[str, ...] | list[str]) -> list[str]:
+    """Flags that fix each lever a first start would time (synth/tune.py) at the value the
+    plan predicts for this model and these flags: a test server then runs the predicted plan,
+    so its audio does not hang on the machine's load at its first start, and no start pays
+    the 30-70 s measurement (tests/test_tune.py measures).  None where the plan cannot be
+    made here (a model to download, a bad file): that server fails or fetches before any
+    measuring."""
+    from wyoming_kokoro_gguf.__main__ import build_parser
+    from wyoming_kokoro_gguf.host import models, plan
+
+    try:
+        args = build_parser().parse_args(["--model", str(model), *extra])
+        predicted = models.locate(models.Choice.from_args(args)).host_plan
+    except (Exception, SystemExit):  # noqa: BLE001 - the server reports it itself
+        return []
+    tuned = {lever: values for lever, values in predicted.tune.items() if len(values) > 1}
+    flags = []
+    if "conv" in tuned:
+        quant = {**plan.parse_quant(args.quant), "conv": str(tuned["conv"][0])}
+        flags += ["--quant", ",".join(f"{k}={v}" for k, v in quant.items())]
+    for lever in ("threads", "passes"):
+        if lever in tuned:
+            flags += [f"--{lever}", str(tuned[lever][0])]
+    return flags
+
+
 class ServerProcess:
     """`python -m wyoming_kokoro_gguf` on 127.0.0.1 with its log in a file."""
 
@@ -98,9 +124,11 @@ class ServerProcess:
         http: bool = True,
         ports: tuple[int, int] | None = None,
         log_name: str | None = None,
+        measure_plan: bool = False,
     ) -> None:
         """``ports`` (Wyoming, HTTP) keeps a server's address across restarts; ``log_name``
-        appends to one log over them; by default free ports and a log per port."""
+        appends to one log over them; by default free ports and a log per port.  The server
+        runs the plan as predicted (predicted_plan_flags) unless ``measure_plan``."""
         self.port, http_port = ports or (free_port(), free_port())
         self.http_port = http_port if http else None
         self.uri = f"tcp://127.0.0.1:{self.port}"
@@ -117,6 +145,8 @@ class ServerProcess:
         if self.http_port is not None:
             cmd += ["--http-port", str(self.http_port)]
         cmd += list(extra)
+        if not measure_plan:
+            cmd += predicted_plan_flags(model, extra)
         self.cmd = cmd
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         if log_name:  # one log over restarts: say where each start begins

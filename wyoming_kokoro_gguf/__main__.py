@@ -72,7 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         "else the first voice)",
     )
     parser.add_argument("--speed", type=float, default=1.0, help="speaking speed, 0.5 to 2.0")
-    parser.add_argument("--threads", default="auto", help="compute threads, or 'auto'")
+    parser.add_argument(
+        "--threads",
+        default="auto",
+        help="compute threads, or 'auto' (auto threads, passes and --quant's convolutions are "
+        "timed on the first start and the fastest kept)",
+    )
     parser.add_argument(
         "--passes",
         default="auto",

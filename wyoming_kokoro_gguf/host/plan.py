@@ -164,6 +164,11 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     model_path: str | None = None
     fetch: bool = False
+    # what the engine may measure on a first start (synth/tune.py): per lever, the values this
+    # memory plan allows, the planned one first; one value = fixed (by a flag or by memory)
+    tune: dict[str, list[Any]] = field(default_factory=dict)
+    # the measured choice and its figures, once the engine has it (synth/tune.py Choice)
+    measured: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,6 +203,7 @@ class Plan:
             + f", {self.threads} threads, "
             f"max {self.max_phonemes} phonemes/pass, {self.passes} at once, cache {self.cache_mb:g} MB, predicted peak "
             f"{self.predicted_peak_mb} of {self.available_mb} MB, RTF ~{self.predicted_rtf:.2f}"
+            + (" (conv, threads, passes measured here)" if self.measured else "")
         )
 
 
@@ -509,6 +515,7 @@ def make_plan(
         "available (measured with --measure-server, docs/PERFORMANCE.md section 6)"
     )
     rtf = _plan_speed(ctx, n_threads, fit.conv, rewrites)
+    tune = _plan_tune(ctx, chosen, linear, fit, n_threads, n_passes, threads, passes)
     return Plan(
         variant=chosen,
         linear=linear,
@@ -531,7 +538,38 @@ def make_plan(
         warnings=ctx.warnings,
         model_path=model_path or ctx.local_variants.get(chosen),
         fetch=model_path is None and chosen not in ctx.local_variants,
+        tune=tune,
     )
+
+
+def _plan_tune(
+    ctx: _Planning,
+    chosen: str,
+    linear: str,
+    fit: _Fit,
+    n_threads: int,
+    n_passes: int,
+    threads: str | int | None,
+    passes: str | int | None,
+) -> dict[str, list[Any]]:
+    """The candidates a first start measures: convolutions whose memory fits this plan's
+    passes as well, half the threads (two passes of fewer threads may beat one of more), and
+    one pass where the plan runs two.  A lever set with a flag is not measured."""
+    convs = [fit.conv]
+    other = "int8" if fit.conv == "fp32" else "fp32"
+    if "conv" not in ctx.overrides:
+        serving, loading = predict_memory(
+            chosen, linear, other, fit.max_phonemes, MIN_CACHE_MB, n_passes, fit.weights
+        )
+        if serving <= _budget(ctx.available) and loading <= ctx.available:
+            convs.append(other)
+    thread_values = [n_threads]
+    if parse_count(threads, "--threads") is None and n_threads >= 2:
+        thread_values.append(n_threads // 2)
+    pass_values = [n_passes]
+    if parse_count(passes, "--passes") is None and n_passes > 1:
+        pass_values.append(1)
+    return {"conv": convs, "threads": thread_values, "passes": pass_values}
 
 
 def _plan_threads(ctx: _Planning, threads: str | int | None) -> int:

@@ -27,6 +27,7 @@ from wyoming.tts import Synthesize, SynthesizeVoice
 from wyoming_kokoro_gguf.host import models as model_store
 from wyoming_kokoro_gguf.host import plan
 from wyoming_kokoro_gguf.host import profile as host
+from wyoming_kokoro_gguf.synth import tune
 from wyoming_kokoro_gguf.synth.engine import Engine
 
 
@@ -80,7 +81,26 @@ def make(
         _, download_dir = model_store._dirs(choice)
         return model_store.host_profile(choice, download_dir), None, str(err), None
     found.host_plan.model_path = None if found.path is None else str(found.path)
+    _show_measured(found, args)
     return found.profile, found.host_plan, None, found
+
+
+def _show_measured(found: model_store.Located, args: argparse.Namespace) -> None:
+    """Put the choice a server start measured on this host (synth/tune.py) into the plan, when
+    the cache beside the model's data directory holds one for exactly this plan."""
+    result = found.host_plan
+    if found.path is None or found.profile.simulated or not result.tune:
+        return
+    data_dirs = [Path(d) for d in args.data_dir] or [model_store.default_data_dir()]
+    candidates = tune.Candidates.from_dict(result.tune)
+    if candidates.levers == 0:
+        return
+    path = tune.choice_path(data_dirs[0] / "cache", found.path, result.engine_options(), candidates)
+    choice = tune.cached_choice(path)
+    if choice is not None:
+        result.measured = choice.as_dict()
+        result.reasons.update(choice.reasons())
+        result.conv, result.threads, result.passes = choice.conv, choice.threads, choice.passes
 
 
 def format_text(
@@ -127,6 +147,12 @@ def format_text(
     elif result.model_path:
         how = f" ({found.note})" if found is not None else ""
         lines.append(f"  file:      {result.model_path}{how}")
+    if result.measured is not None:
+        seconds = result.measured["seconds"]
+        lines.append(f"  measured:        on this host at a first start ({seconds:g} s); see conv")
+    elif any(len(v) > 1 for v in result.tune.values()):
+        tried = ", ".join(f"{k} {'/'.join(map(str, v))}" for k, v in result.tune.items())
+        lines.append(f"  measured:        not yet: the server's first start times {tried}")
     for key, reason in result.reasons.items():
         lines.append(f"  {key + ':':<17}{reason}")
     for warning in result.warnings:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -49,10 +48,11 @@ _LOGGER = logging.getLogger(__name__)
 
 ENTRY = "wyoming_kokoro_gguf.server.engine_worker"  # the child's module
 MAX_ENGINE_RESTARTS = 3
-# The engine is bulk work; the protocol front end must win the CPU at once to answer describe
-# in time (measured here: describes during synthesis took up to 150 ms at the same priority on a
-# loaded 2-core machine).  Also leaves Home Assistant itself the upper hand on a shared box.
-ENGINE_NICE = 5
+# The engine runs at the server's priority: speaking is what a person waits for (at nice 5 beside
+# a nice-10 job the paragraph's RTF ratio to kokoro-onnx went from 1.15x to 2.02x).  Only its
+# first start's graph building and plan measurement run niced (engine_worker.BUILD_NICE).
+# Describes during synthesis took up to 150 ms at the same priority on a loaded 2-core machine,
+# well within Home Assistant's 1 s.
 # One clause takes seconds; an engine silent this long is wedged and gets restarted.
 STEP_TIMEOUT = 300.0
 
@@ -117,9 +117,11 @@ class VoicesKnown:
 
 @dataclass(frozen=True)
 class Ready:
-    """Engine -> server: the engine can synthesize."""
+    """Engine -> server: the engine can synthesize; the host plan as measured (synth/tune.py),
+    when the engine measured or reused one."""
 
     load_seconds: float
+    plan: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,18 +183,9 @@ def start(config: ServerConfig) -> tuple[subprocess.Popen, Connection]:
         )
     finally:
         theirs.close()
-    _lower_priority(proc.pid)
     conn = Connection(ours.detach())
     conn.send(Begin(config))
     return proc, conn
-
-
-def _lower_priority(pid: int) -> None:
-    """Nice the engine by ENGINE_NICE from its first instant: importing the engine's modules
-    takes seconds of CPU, while the server must already answer describe in time."""
-    with contextlib.suppress(OSError, AttributeError):
-        ours = os.getpriority(os.PRIO_PROCESS, 0)
-        os.setpriority(os.PRIO_PROCESS, pid, ours + ENGINE_NICE)
 
 
 def _wait(proc: subprocess.Popen, seconds: float) -> None:
@@ -336,6 +329,8 @@ class EngineProcess:
 
     def _on_ready(self, msg: Ready) -> None:
         self.load_seconds = float(msg.load_seconds)
+        if msg.plan is not None:
+            self.plan = msg.plan
         self.state = "ready"
         self.ready.set()
         _LOGGER.info(

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Generator
@@ -28,7 +30,7 @@ from typing import NamedTuple, cast
 import numpy as np
 
 from wyoming_kokoro_gguf.audio import to_int16
-from wyoming_kokoro_gguf.host.models import default_data_dir, resolve
+from wyoming_kokoro_gguf.host.models import Resolved, default_data_dir, resolve
 from wyoming_kokoro_gguf.server.config import ServerConfig
 from wyoming_kokoro_gguf.server.engine_process import (
     Cancel,
@@ -47,14 +49,26 @@ from wyoming_kokoro_gguf.server.engine_process import (
 )
 from wyoming_kokoro_gguf.server.errors import one_line
 from wyoming_kokoro_gguf.server.voices import VoiceDesc, voice_from_info
+from wyoming_kokoro_gguf.synth import tune
 from wyoming_kokoro_gguf.synth.engine import Engine, UnknownVoiceError
+from wyoming_kokoro_gguf.synth.graph_cache import GraphCache
 from wyoming_kokoro_gguf.synth.lexicon import Lexicon
+from wyoming_kokoro_gguf.synth.lowering import EngineOptions
+from wyoming_kokoro_gguf.synth.stages import release_heap
 from wyoming_kokoro_gguf.weights.model_file import open_model
 
 LOGGER_NAME = "wyoming_kokoro_gguf.server.engine_worker"
 # Seconds without work after which the engine process hands its activation memory back
 # (Engine.release_memory): ~300 MB after a long text, at no measured cost to the next request.
 IDLE_RELEASE_S = 3.0
+# Building the graph cache and measuring the plan (a first start: tens of seconds here, minutes
+# on a small board) run at this much lower priority, so Home Assistant and the server's front end
+# keep the CPU.  Speaking runs at the server's own priority: a reply is what a person waits for
+# (docs/PERFORMANCE.md, "Priority": at nice 5 beside a nice-10 job, the paragraph's RTF
+# ratio to kokoro-onnx doubled).  Linux keeps a nice value per thread and new threads inherit
+# it, so the build runs in a thread of its own and ONNX Runtime's pool threads for speaking are
+# created by the main thread, which stays at the server's priority.
+BUILD_NICE = 5
 
 
 def _set_parent_death_signal() -> None:
@@ -104,16 +118,16 @@ def _load(conn: Connection, config: ServerConfig, log: logging.Logger) -> Engine
     conn.send(StateChanged("loading"))
     started = time.monotonic()
     data_dirs = [Path(d) for d in config.data_dir] or [default_data_dir()]
-    # the optimized graphs of earlier starts (synth/graph_cache.py): a warm start in ~1 s
-    # warmed up below by a real synthesis (the engine's own tiny pass would only repeat it)
-    engine = Engine.load(
-        resolved.path,
-        resolved.engine_options,
-        data_dirs[0] / "cache",
-        warm_up=False,
-        voices=config.voices,
-    )
-    log.info("graph cache: %s", engine.graph_cache)
+    cache_dir = data_dirs[0] / "cache"
+    prepared = _at_build_priority(lambda: _prepare_graphs(resolved, cache_dir, config, log), log)
+    engine = prepared.engine
+    if engine is None:  # the main thread's sessions: ORT's threads at the speaking priority
+        # the optimized graphs of earlier starts (synth/graph_cache.py): a warm start in ~1 s
+        # warmed up below by a real synthesis (the engine's own tiny pass would only repeat it)
+        engine = Engine.load(
+            resolved.path, prepared.options, cache_dir, warm_up=False, voices=config.voices
+        )
+    log.info("graph cache: %s", prepared.built or engine.graph_cache)
     engine.lexicon = Lexicon(data_dirs)
     engine.lexicon.refresh(force=True)
     for name, formula in config.blends:
@@ -125,8 +139,92 @@ def _load(conn: Connection, config: ServerConfig, log: logging.Logger) -> Engine
     descs = tuple(voice_from_info(n, v, blends.get(n)) for n, v in engine.voices.items())
     conn.send(VoicesKnown(descs, True))
     _warm_up(engine, config.voice, descs, log)
-    conn.send(Ready(time.monotonic() - started))
+    conn.send(Ready(time.monotonic() - started, prepared.measured))
     return engine
+
+
+def _at_build_priority(work, log: logging.Logger):
+    """``work()`` in a thread niced by BUILD_NICE (with the ORT threads it starts); its result
+    or its exception."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        tid = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + BUILD_NICE)
+        except (OSError, AttributeError) as err:  # not Linux, or a sandbox: build at our own
+            log.debug("build priority unchanged: %s", err)
+        try:
+            outcome["result"] = work()
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, name="kokoro-build")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise cast(BaseException, outcome["error"])
+    return outcome["result"]
+
+
+class _Prepared(NamedTuple):
+    """What the build thread leaves: the options to run, the plan as measured (for /health),
+    how the graph cache entry came about ('' = it was there), and an engine only where the
+    cache could not keep what was built."""
+
+    options: EngineOptions
+    measured: dict | None
+    built: str
+    engine: Engine | None
+
+
+def _prepare_graphs(
+    resolved: Resolved, cache_dir: Path, config: ServerConfig, log: logging.Logger
+) -> _Prepared:
+    """Measure the plan and build the graph cache's entry if either is missing (a first
+    start), so that the serving engine is then loaded from the cache by the main thread."""
+    options, measured = _measured_plan(resolved, cache_dir, config, log)
+    if GraphCache(cache_dir, resolved.path, options).entry.exists():
+        return _Prepared(options, measured, "", None)
+    engine = Engine.load(resolved.path, options, cache_dir, warm_up=False, voices=config.voices)
+    if engine.graph_cache == "saved":
+        del engine  # loaded again from the cache by the main thread
+        release_heap()
+        return _Prepared(options, measured, "saved", None)
+    return _Prepared(options, measured, "", engine)  # unwritable: keep it, build only once
+
+
+def _measured_plan(
+    resolved: Resolved, cache_dir: Path, config: ServerConfig, log: logging.Logger
+) -> tuple[EngineOptions, dict | None]:
+    """The plan's options with the levers this host measured (synth/tune.py: on a first
+    start, measured while the graph cache is built; then read from the cache), and the plan
+    as measured for /health.  Without a writable cache nothing is measured: it would be
+    measured again on every start."""
+    plan, options = resolved.host_plan, resolved.engine_options
+    if not plan.tune:
+        return options, None
+    candidates = tune.Candidates.from_dict(plan.tune)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(cache_dir, os.W_OK):
+            raise PermissionError(f"{cache_dir} is not writable")
+        choice = tune.choose(resolved.path, options, candidates, cache_dir, voices=config.voices)
+    except Exception as err:  # noqa: BLE001 - the planned options still work
+        log.warning("host plan not measured (%s); running the plan as predicted", one_line(err))
+        return options, None
+    if choice.status == "fixed":
+        return options, None
+    log.info("%s", choice.summary())
+    measured = dataclasses.replace(
+        plan,
+        conv=choice.conv,
+        threads=choice.threads,
+        passes=choice.passes,
+        reasons={**plan.reasons, **choice.reasons()},
+        measured=choice.as_dict(),
+    )
+    return choice.apply(options), measured.as_dict()
 
 
 def _warm_up(

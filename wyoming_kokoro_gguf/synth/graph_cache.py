@@ -79,6 +79,10 @@ CALIBRATION_SOURCES = (*_BUILDER_SOURCES, _SYNTH_DIR / "phonemes.py")
 # The options that change the graph the calibration measures (threads, arena, passes and
 # max_phonemes only change how it runs).
 CALIBRATION_OPTIONS = ("linear", "conv", "weights", "rewrites", "stft")
+# The options that change the graph an entry holds: the same ones.  Threads, arena, spinning,
+# passes and pass length are session or engine settings, so an entry serves them all (the
+# host's plan measurement, synth/tune.py, opens one entry with several thread counts).
+GRAPH_OPTIONS = CALIBRATION_OPTIONS
 
 
 class CacheDamaged(Exception):
@@ -136,11 +140,9 @@ def _sources_hash(sources: tuple[Path, ...] = SOURCES) -> str:
 
 def cache_inputs(model_path: Path, options: EngineOptions) -> dict[str, Any]:
     """Everything an entry depends on (its directory name is a hash of this)."""
-    opts = asdict(options)
-    opts.pop("reasons", None)
     return {
         "model": _file_identity(model_path),
-        "options": opts,
+        "options": {name: getattr(options, name) for name in GRAPH_OPTIONS},
         "onnxruntime": ort.__version__,
         "numpy": np.__version__,
         "package": wyoming_kokoro_gguf.__version__,
