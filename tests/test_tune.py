@@ -84,6 +84,29 @@ def test_past_the_budget_the_other_convolution_type_is_never_built(
     assert not list(tmp_path.glob(f"{graph_cache.CALIBRATION_PREFIX}*"))
 
 
+def test_a_slow_timing_run_stops_after_its_first_piece(tiny_model, tmp_path, monkeypatch):
+    """Past SLOW_RUN_S a timing run stops at the piece it is on and is not repeated: under
+    QEMU one run of the three pieces took minutes."""
+    from wyoming_kokoro_gguf.synth.engine import Engine
+
+    pieces: list[int] = []
+    synthesize = Engine.synthesize
+
+    def counted(self, *args, **kwargs):
+        for audio in synthesize(self, *args, **kwargs):
+            pieces.append(len(audio))
+            yield audio
+
+    monkeypatch.setattr(Engine, "synthesize", counted)
+    bench = tune._Bench(tiny_model, replace(default_options(), threads=1), tmp_path, None)
+    engine = bench.load("fp32", 1, 1)
+    monkeypatch.setattr(tune, "SLOW_RUN_S", 1e9)
+    assert bench.rtf(engine) > 0 and len(pieces) == tune.TIMING_RUNS * 3
+    pieces.clear()
+    monkeypatch.setattr(tune, "SLOW_RUN_S", 0.0)
+    assert bench.rtf(engine) > 0 and len(pieces) == 1
+
+
 def thread_nices(pid: int) -> set[int]:
     """The nice value of each of a process's threads (field 19 of /proc/PID/task/TID/stat)."""
     nices = set()
