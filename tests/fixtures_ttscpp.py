@@ -87,7 +87,7 @@ class SmallKokoro:
     context: int = 512
     hidden: int = 64  # hidden_dim
     style: int = 128  # style_dim (voices are [510, 2 * style])
-    max_dur: int = 50
+    max_dur: int = 6  # frames a phoneme at most: short audio, so tiny-model servers answer fast
     text_kernel: int = 5
     dec: int = 128  # decoder width (1024 in Kokoro-82M)
     asr: int = 16

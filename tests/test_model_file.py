@@ -39,7 +39,7 @@ def ttscpp_files(tmp_path_factory) -> dict[str, tuple[Path, dict[str, np.ndarray
 
 def test_layout_matches_ttscpp_names_and_shapes() -> None:
     """Our torch->TTS.cpp mapping yields exactly the names and shapes TTS.cpp's loader assigns."""
-    d = fx.SmallKokoro()
+    d = fx.SmallKokoro(max_dur=50)  # the layout has Kokoro's 50 duration bins
     dims = layout.KokoroDims(
         albert_embd=d.embd, albert_hidden=d.albert, albert_heads=d.heads, albert_ffn=d.ffn,
         hidden=d.hidden, decoder_dim=d.dec, asr_dim=d.asr, gen_channels=d.gen,

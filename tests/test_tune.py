@@ -61,11 +61,11 @@ def test_guard_figures_on_known_signals():
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    """A tiny model whose durations are short (at most 6 frames a phoneme): its first start's
-    whole measurement, both convolution types built and every lever timed, takes ~10 s here
-    (~60 s with the default 50, whose random durations make ~37 s of audio per timing run)."""
+    """A tiny model (durations of at most 6 frames a phoneme, the fixture's default): its first
+    start's whole measurement, both convolution types built and every lever timed, takes ~10 s
+    here (~60 s with 50 bins, whose random durations made ~37 s of audio per timing run)."""
     path = tmp_path_factory.mktemp("tiny") / "tiny.gguf"
-    fx.build(path, voices=("af_heart",), dims=fx.SmallKokoro(max_dur=6))
+    fx.build(path, voices=("af_heart",))
     return path
 
 
