@@ -47,6 +47,9 @@ SUPPORTED_TYPES = frozenset(
         GGMLQuantizationType.Q4_K,
         GGMLQuantizationType.Q5_K,
         GGMLQuantizationType.Q6_K,
+        GGMLQuantizationType.MXFP4,
+        GGMLQuantizationType.TQ2_0,
+        GGMLQuantizationType.TQ1_0,
     }
 )
 
@@ -225,6 +228,9 @@ class KokoroModelFile:
         order = [
             k
             for k in (
+                "TQ1_0",
+                "TQ2_0",
+                "MXFP4",
                 "Q4_K",
                 "Q4_0",
                 "Q4_1",
