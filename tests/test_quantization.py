@@ -60,6 +60,9 @@ def test_a_row_that_fits_no_block_is_stored_by_channels_or_kept() -> None:
         "kokoro.decoder.generator.resblocks.3.0.convs1_weight", (128, 128, 3), T.TQ1_0
     )
     assert choice.qtype == T.TQ1_0 and choice.stored_shape == (64, 768)
+    # an LSTM's rows are never regrouped (readers take the model's sizes from them): MXFP4
+    lstm = groups.choose("kokoro.duration_predictor.shared_lstm.0.weights.0", (256, 640), T.TQ1_0)
+    assert lstm.qtype == T.MXFP4 and lstm.stored_shape == (256, 640)
     odd = groups.choose("kokoro.decoder.f0_conv_weight", (1, 1, 3), T.TQ1_0)
     assert odd.qtype == T.F16
 

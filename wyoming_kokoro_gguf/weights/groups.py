@@ -86,17 +86,20 @@ def groups(names: list[str]) -> dict[str, list[str]]:
 def choose(name: str, shape: tuple[int, ...], group_type: GGMLQuantizationType) -> quants.Choice:
     """The stored type of a tensor whose group gets ``group_type``; a row that does not fit
     the type's block is stored with rows of several whole channels (``--quantize-all``'s
-    rule), else the next type up the ladder that fits, else F16."""
+    rule; never the matrices TTS.cpp quantizes, whose shapes tell a reader the model's sizes),
+    else the next type up the ladder that fits (an LSTM's 640-wide rows: TQ1_0 -> MXFP4),
+    else F16."""
     if group_type in (T.F32, T.F16) or len(shape) < 2:
         return quants.choose(name, shape, group_type)
     n = int(np.prod(shape[1:]))
+    may_group = not layout.is_ttscpp_quantizable(name)
     for t in _ladder_from(group_type):
         bs = quants.block_size(t)
         if t == T.F16:
             break
         if n % bs == 0:
-            return quants.Choice(t, (shape[0], n))
-        grouped = quants._grouped_rows(shape, bs)
+            return quants.Choice(t, (shape[0], n), "" if t == group_type else f"{t.name}: row {n}")
+        grouped = quants._grouped_rows(shape, bs) if may_group else None
         if grouped is not None:
             return quants.Choice(t, grouped, f"stored as {list(grouped)}")
     return quants.Choice(T.F16, shape, f"row of {n} fits no block type; kept F16")
