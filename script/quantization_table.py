@@ -139,6 +139,9 @@ def main() -> int:
     parser.add_argument("--types", default="f16,q8_0,q5_0,q4_0,mxfp4,tq1_0")
     parser.add_argument("--wer", type=int, default=0, help="corpus sentences judged (0: none)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--only", help="measure only the files whose name contains one of these (comma-separated)"
+    )
     args = parser.parse_args()
     outdir = Path(args.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -149,11 +152,14 @@ def main() -> int:
     voice = budget.load_table(table).voice
     rows = {}
     for name, path in files.items():
+        if args.only and not any(part in name for part in args.only.split(",")):
+            continue
         started = time.monotonic()
         rows[name] = measure(path, ref, args.threads, args.wer, voice)
         print(f"{name}: {rows[name]} ({time.monotonic() - started:.0f} s)", flush=True)
-    (outdir / "quantization.json").write_text(json.dumps(rows, indent=1))
-    (outdir / "quantization.md").write_text(markdown(rows))
+    tag = "-" + args.only.replace(",", "-").replace(" ", "") if args.only else ""
+    (outdir / f"quantization{tag}.json").write_text(json.dumps(rows, indent=1))
+    (outdir / f"quantization{tag}.md").write_text(markdown(rows))
     print(markdown(rows))
     return 0
 
