@@ -6,7 +6,7 @@
 Writes one file per uniform type (every group in that type: ``--quantize-all``'s set, the rest
 f16) and one per budget (``convert --type auto --max-lsd D --table SENSITIVITY.json``), then
 measures each in its own process: file size, load time (graphs built, no cache) and peak RSS
-after loading and after speaking, speed (real-time factor), log-spectral distance and SNR
+while loading and while speaking (VmHWM reset after loading), speed (real-time factor), log-spectral distance and SNR
 against f32 on the f32 durations, the frames its own durations move, and with ``--wer N`` the
 word error rate of the first N sentences of the home-automation corpus (tests/corpora.py)
 judged by Whisper base (tests/asr.py).  Writes OUTDIR/quantization.{json,md}.
@@ -45,6 +45,8 @@ path, ref, threads = sys.argv[1], np.load(sys.argv[2]), int(sys.argv[3])
 t0 = time.perf_counter()
 engine = Engine.load(path, default_options().with_threads(threads))
 out = {"load_s": time.perf_counter() - t0, "rss_loaded_mb": hwm()}
+with open("/proc/self/clear_refs", "w") as f:  # VmHWM from here on: speaking only
+    f.write("5")
 t0 = time.perf_counter()
 audio = engine.run_tokens(ref["tokens"], ref["style"], 1.0, durations=ref["durations"])
 took = time.perf_counter() - t0

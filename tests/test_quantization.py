@@ -35,7 +35,13 @@ def table_path(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """--sensitivity on two groups (one per stage) and three types, through the CLI entry."""
     out = tmp_path_factory.mktemp("table") / "sensitivity.json"
     argv = [str(tiny), "--sensitivity", "-o", str(out), "--sentence", SENTENCE, "--threads", "2"]
-    argv += ["--groups", "albert,generator.resblocks.0", "--types", "f16,q4_0,tq2_0,tq1_0", "-q"]
+    argv += [
+        "--groups",
+        "text_encoder.convs,generator.resblocks.0",
+        "--types",
+        "f16,q4_0,tq2_0,tq1_0",
+        "-q",
+    ]
     assert convert.main(argv) == 0
     return out
 
@@ -102,12 +108,12 @@ def test_uniform_new_types_convert(tiny: Path, tmp_path: Path) -> None:
 
 def test_sensitivity_table(table_path: Path) -> None:
     table = Table.from_json(table_path.read_text())
-    assert table.groups == ["albert", "generator.resblocks.0"]
+    assert table.groups == ["text_encoder.convs", "generator.resblocks.0"]
     assert table.types == ["f16", "q4_0", "tq2_0", "tq1_0"] and len(table.rows) == 8
-    albert = {r.type: r for r in table.rows if r.group == "albert"}
+    convs = {r.type: r for r in table.rows if r.group == "text_encoder.convs"}
     res = {r.type: r for r in table.rows if r.group == "generator.resblocks.0"}
-    assert albert["f16"].stage == "1" and res["f16"].stage == "2"
-    for rows in (albert, res):  # fewer bits cost more and take less room
+    assert convs["f16"].stage == "1" and res["f16"].stage == "2"
+    for rows in (convs, res):  # fewer bits cost more and take less room
         assert rows["f16"].lsd_db < rows["tq1_0"].lsd_db
         assert rows["f16"].snr_db > rows["tq1_0"].snr_db
         assert rows["f16"].bytes > rows["q4_0"].bytes > rows["tq1_0"].bytes
@@ -116,7 +122,7 @@ def test_sensitivity_table(table_path: Path) -> None:
         assert rows["tq2_0"].bytes > rows["tq1_0"].bytes
     assert res["tq1_0"].duration_change == 0  # the audio stage cannot move durations
     md = table_path.with_suffix(".md").read_text()
-    assert "| albert | 1 |" in md and "tq1_0" in md
+    assert "| text_encoder.convs | 1 |" in md and "tq1_0" in md
 
 
 def _table(costs: dict[str, dict[str, float]], sizes: dict[str, int]) -> Table:
@@ -151,14 +157,16 @@ def test_budget_picks_the_smallest_file_within_the_estimate() -> None:
 def test_auto_checks_end_to_end_and_falls_back(
     tiny: Path, table_path: Path, tmp_path: Path
 ) -> None:
-    """A table that understates ALBERT's ternary cost: the written file misses the budget when
-    spoken, so --type auto moves ALBERT toward f16 until the file is within it; the engine
+    """A table that understates the text encoder's ternary cost: the written file misses the
+    budget when spoken, so --type auto moves it toward f16 until the file is within it; the engine
     loads the result and inspect shows each group's type and the budget."""
     table = Table.from_json(table_path.read_text())
     real = {(r.group, r.type): r.lsd_db for r in table.rows}
-    budget_db = max(real[("albert", "q4_0")], real[("generator.resblocks.0", "f16")]) * 1.05 + 0.01
+    convs = "text_encoder.convs"
+    budget_db = max(real[(convs, "q4_0")], real[("generator.resblocks.0", "f16")]) * 1.05 + 0.01
+    assert real[(convs, "tq1_0")] > budget_db  # else the lie below changes nothing
     for r in table.rows:
-        if r.group == "albert" and r.type == "tq1_0":
+        if r.group == convs and r.type == "tq1_0":
             r.lsd_db = 0.0  # the lie
     lying = tmp_path / "lying.json"
     lying.write_text(table.to_json())
@@ -167,11 +175,11 @@ def test_auto_checks_end_to_end_and_falls_back(
     assert convert.main([*argv, "--table", str(lying), "--threads", "2", "-q"]) == 0
     mf = model_file.open_model(out)
     made = budget.read_metadata(mf.metadata)
-    assert made is not None and made["groups"]["albert"] != "tq1_0"
+    assert made is not None and made["groups"][convs] != "tq1_0"
     assert made["lsd"] <= budget_db and made["max_lsd"] == pytest.approx(budget_db, abs=1e-3)
-    assert mf.tensor_type("kokoro.albert.layer.0.ffn") == quants.parse_type(
-        made["groups"]["albert"]
-    )
+    stored = mf.tensor_type("kokoro.text_encoder.layers.0.weight")
+    assert stored == quants.parse_type(made["groups"][convs])
+    assert mf.file_type.startswith("mixed (")
     text = summary.render(summary.describe(mf))
     assert "type per group:" in text and "log-spectral distance <=" in text
     engine = Engine.load(out, default_options().with_threads(2), warm_up=False)

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wyoming_kokoro_gguf.weights import groups
+from wyoming_kokoro_gguf.weights.model_file import MIXED_KEY
 from wyoming_kokoro_gguf.weights.quant_table import Cost, Table
 
 STEPS = 2000  # resolution of the squared-distance budget in the choice below
-KEY_GROUPS = "wyoming_kokoro_gguf.group_types"  # ["group=type", ...]
+KEY_GROUPS = MIXED_KEY  # ["group=type", ...]
 KEY_MAX_LSD = "wyoming_kokoro_gguf.max_lsd"
 KEY_LSD = "wyoming_kokoro_gguf.lsd"
 KEY_DURATIONS = "wyoming_kokoro_gguf.duration_change"
