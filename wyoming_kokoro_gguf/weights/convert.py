@@ -12,6 +12,11 @@ kokoro-voice-*.gguf files when they are not beside it.
 ``--layout crispasr`` writes CrispASR's layout (weights/crispasr_write.py): OUT and one
 kokoro-voice-NAME.gguf per voice beside it.
 
+Measuring modes (docs/QUANTIZATION.md): ``SRC --sensitivity -o TABLE.json`` measures what each
+tensor group costs in each type; ``SRC -o OUT --type auto --max-lsd D [--table TABLE.json]`` writes
+the smallest file of per-group types within D dB of log-spectral distance from SRC, checked by
+speaking it (weights/sensitivity.py, budget.py, auto.py).
+
 The output is written to a temporary file next to OUT and renamed when complete, so an interrupted
 conversion never leaves a half-written .gguf; an existing OUT is only replaced with ``--force``.
 """
