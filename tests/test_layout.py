@@ -264,8 +264,11 @@ def test_imports_run_one_way() -> None:
 # synth/graph, onnx) only when the engine has no cached graphs to load, and the ONNX export
 # reader (onnx) only when a conversion reads one: importing onnx cost 1.1-1.4 s of every warm
 # start (docs/PERFORMANCE.md, "Start-up"), and the engine process reaches the converter through
-# host/models.py.
+# host/models.py; likewise the converter's measuring modes (--sensitivity, --type auto), which
+# run the engine and build graphs.
 DEFERRED_BY_DESIGN = {
+    (f"{PACKAGE}.weights.convert", f"{PACKAGE}.weights.sensitivity"),
+    (f"{PACKAGE}.weights.convert", f"{PACKAGE}.weights.auto"),
     (f"{PACKAGE}.server.startup", f"{PACKAGE}.server.http_api"),
     (f"{PACKAGE}.synth.engine", f"{PACKAGE}.synth.build"),
     (f"{PACKAGE}.weights.convert", f"{PACKAGE}.weights.onnx_source"),

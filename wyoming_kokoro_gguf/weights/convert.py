@@ -12,6 +12,11 @@ kokoro-voice-*.gguf files when they are not beside it.
 ``--layout crispasr`` writes CrispASR's layout (weights/crispasr_write.py): OUT and one
 kokoro-voice-NAME.gguf per voice beside it.
 
+Measuring modes (docs/QUANTIZATION.md): ``SRC --sensitivity -o TABLE.json`` measures what each
+tensor group costs in each type; ``SRC -o OUT --type auto --max-lsd D [--table TABLE.json]`` writes
+the smallest file of per-group types within D dB of log-spectral distance from SRC, checked by
+speaking it (weights/sensitivity.py, budget.py, auto.py).
+
 The output is written to a temporary file next to OUT and renamed when complete, so an interrupted
 conversion never leaves a half-written .gguf; an existing OUT is only replaced with ``--force``.
 """
@@ -32,8 +37,10 @@ from gguf import GGMLQuantizationType
 
 from wyoming_kokoro_gguf import __version__
 from wyoming_kokoro_gguf.weights import (
+    budget,
     crispasr,
     crispasr_write,
+    groups,
     layout,
     layouts,
     quants,
@@ -241,6 +248,7 @@ def _write_metadata(
     quantize_convs: bool,
     quantize_all: bool,
     n_params: int,
+    mixed: bool = False,
 ) -> None:
     """KV pairs in TTS.cpp's order and types (kokoro_gguf_encoder.py), plus our provenance keys."""
     w.add_string("general.name", "kokoro")
@@ -264,11 +272,12 @@ def _write_metadata(
     for key, value in src.metadata.items():  # e.g. the phonemizer.* rules of no_espeak files
         if key not in written:
             _add_value(w, key, value)
-    w.add_file_type(int(quants.FILE_TYPES.get(target, gguf.LlamaFileType.ALL_F32)))
+    file_type = gguf.LlamaFileType.GUESSED if mixed else quants.FILE_TYPES.get(target)
+    w.add_file_type(int(file_type or gguf.LlamaFileType.ALL_F32))
     w.add_token_list(src.vocab)
     w.add_uint32("tokenizer.ggml.eos_token_id", 0)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    if target != T.F32:
+    if target != T.F32 and not mixed:
         w.add_uint32("general.quantization_type", int(target))  # as TTS.cpp's quantizer records it
     w.add_string(
         "wyoming_kokoro_gguf.converter",
@@ -288,8 +297,14 @@ def write_gguf(
     quantize_all: bool = False,
     force: bool = False,
     progress: Progress | None = None,
+    group_types: Mapping[str, T] | None = None,
+    extra_metadata: Mapping[str, object] | None = None,
 ) -> Report:
-    """Write ``src`` as a Kokoro GGUF at ``out`` (temp file + rename)."""
+    """Write ``src`` as a Kokoro GGUF at ``out`` (temp file + rename).
+
+    ``group_types``: a mixed file (``convert --type auto``): each tensor group (weights/groups.py)
+    in its own type, the tensors of no group F16 or F32 as in an f16 file; ``qtype`` is then
+    only the type the file declares.  ``extra_metadata``: more KV pairs (the budget)."""
     t0 = time.monotonic()
     say = progress or _quiet
     target = quants.parse_type(qtype) if isinstance(qtype, str) else qtype
@@ -307,7 +322,11 @@ def write_gguf(
     n_params = sum(int(a.size) for a in src.tensors.values()) + sum(
         int(v.size) for v in src.voices.values()
     )
-    _write_metadata(w, src, target, quantize_convs, quantize_all, n_params)
+    _write_metadata(
+        w, src, target, quantize_convs, quantize_all, n_params, mixed=group_types is not None
+    )
+    for key, value in (extra_metadata or {}).items():
+        _add_value(w, key, value)
 
     counts: dict[str, int] = {}
     fallbacks: dict[str, str] = {}
@@ -316,7 +335,10 @@ def write_gguf(
     last = 0.0
     for i, name in enumerate(names, 1):
         a = np.ascontiguousarray(src.tensors[name], dtype=np.float32)
-        choice = quants.choose(name, tuple(a.shape), target, quantize_convs, quantize_all)
+        if group_types is None:
+            choice = quants.choose(name, tuple(a.shape), target, quantize_convs, quantize_all)
+        else:
+            choice = _mixed_choice(name, tuple(a.shape), group_types)
         if choice.reason:
             fallbacks[name] = choice.reason
         data = quants.quantize(a.reshape(choice.stored_shape), choice.qtype)
@@ -352,6 +374,13 @@ def write_gguf(
     return Report(
         path=out_path, size=size, types=counts, fallbacks=fallbacks, seconds=time.monotonic() - t0
     )
+
+
+def _mixed_choice(name: str, shape: tuple[int, ...], group_types: Mapping[str, T]) -> quants.Choice:
+    group = groups.group_of(name)
+    if group is None or group not in group_types:
+        return quants.choose(name, shape, T.F16)
+    return groups.choose(name, shape, group_types[group])
 
 
 def convert(
@@ -409,6 +438,86 @@ def _write_crispasr(src: Source, out: Path, target: T, force: bool, say: Progres
     return Report(path=out, size=size, types=counts, fallbacks={}, seconds=time.monotonic() - t0)
 
 
+def _names(arg: str | None) -> list[str] | None:
+    return [n.strip() for n in arg.split(",") if n.strip()] if arg else None
+
+
+def f32_model(src: str, voices: str | None, say: Progress, tmp: Path):
+    """SRC opened as a model file: a GGUF as it is, another source converted to f32 in ``tmp``."""
+    with open(src, "rb") as fh:
+        if fh.read(4) == b"GGUF" and voices is None:
+            try:
+                return open_model(src)
+            except ModelFileError as exc:
+                raise ConvertError(str(exc)) from None
+    path = tmp / "f32.gguf"
+    write_gguf(load_source(src, voices, say), path, "f32", progress=say)
+    return open_model(path)
+
+
+def _sensitivity(args: argparse.Namespace, say: Progress) -> int:
+    """``--sensitivity``: the table of what each group costs in each type."""
+    import tempfile
+
+    from wyoming_kokoro_gguf.weights import sensitivity  # deferred: imports the engine
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise ConvertError(f"{out} exists; use --force to overwrite it")
+    if not Path(args.src).exists():
+        raise ConvertError(f"{args.src}: no such file")
+    options = sensitivity.default_options().with_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = f32_model(args.src, args.voices, say, Path(tmp))
+        try:
+            table = sensitivity.run(
+                model,
+                _names(args.types),
+                _names(args.groups),
+                options,
+                args.voice,
+                say,
+                args.sentence or sensitivity.SENTENCES,
+            )
+        except ValueError as exc:
+            raise ConvertError(str(exc)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table.to_json())
+    out.with_suffix(".md").write_text(table.to_markdown())
+    say(f"{out} and {out.with_suffix('.md')} written in {table.seconds / 60:.1f} min")
+    return 0
+
+
+def _auto(args: argparse.Namespace, say: Progress) -> int:
+    """``--type auto --max-lsd D``: per-group types for the smallest file within the budget."""
+    from wyoming_kokoro_gguf.weights import auto  # deferred: imports the engine
+
+    if args.max_lsd is None:
+        raise ConvertError("--type auto needs --max-lsd (dB), e.g. --max-lsd 3")
+    if not Path(args.src).exists():
+        raise ConvertError(f"{args.src}: no such file")
+    if args.table is not None and not Path(args.table).is_file():
+        raise ConvertError(f"{args.table}: no such table (write one with --sensitivity)")
+    try:
+        plan, report = auto.convert_auto(
+            args.src,
+            args.output,
+            args.max_lsd,
+            table_path=args.table,
+            voices=args.voices,
+            voice=args.voice,
+            threads=args.threads,
+            max_duration_change=args.max_duration_change,
+            force=args.force,
+            progress=say,
+        )
+    except (budget.BudgetError, ValueError) as exc:
+        raise ConvertError(str(exc)) from None
+    lsd = plan.checks[-1][1].lsd_db
+    say(f"{report.path}: {report.size} bytes, LSD {lsd:.2f} dB (budget {args.max_lsd} dB)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m wyoming_kokoro_gguf.convert",
@@ -420,7 +529,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-o", "--output", required=True, help="output .gguf path")
     parser.add_argument(
-        "--type", default="f32", help=f"tensor type: {', '.join(quants.TYPE_NAMES)} (default f32)"
+        "--type",
+        default="f32",
+        help=f"tensor type: {', '.join(quants.TYPE_NAMES)} (default f32), or auto: each tensor "
+        "group's type chosen under --max-lsd",
     )
     parser.add_argument(
         "--voices",
@@ -446,10 +558,52 @@ def main(argv: list[str] | None = None) -> int:
         help="quantize every weight matrix (also text-encoder/predictor convs and AdaIN style projections; "
         "convs whose row does not fit a block are stored with rows of several channels): smallest file",
     )
+    parser.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="measure what each tensor group costs in each type instead of converting: OUTPUT is "
+        "the table (.json, and .md beside it); see docs/QUANTIZATION.md",
+    )
+    parser.add_argument(
+        "--types", help="--sensitivity: comma-separated candidate types (default: all available)"
+    )
+    parser.add_argument(
+        "--groups", help="--sensitivity: comma-separated tensor groups (default: every group)"
+    )
+    parser.add_argument(
+        "--max-lsd",
+        type=float,
+        help="--type auto: the budget, largest log-spectral distance from f32 in dB",
+    )
+    parser.add_argument(
+        "--max-duration-change",
+        type=float,
+        default=0.05,
+        help="--type auto: largest fraction of frames the durations may move (default 0.05)",
+    )
+    parser.add_argument(
+        "--table", help="--type auto: a table --sensitivity wrote (default: measure it now)"
+    )
+    parser.add_argument(
+        "--voice", help="--sensitivity / --type auto: calibration voice (default: the first)"
+    )
+    parser.add_argument(
+        "--sentence",
+        action="append",
+        help="--sensitivity: a calibration sentence (repeat for more; default: two built-in ones)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="--sensitivity / --type auto: threads (0 = all)"
+    )
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
+    say = _quiet if args.quiet else _stderr_progress
     try:
+        if args.sensitivity:
+            return _sensitivity(args, say)
+        if args.type.lower() == "auto":
+            return _auto(args, say)
         report = convert(
             args.src,
             args.output,
@@ -458,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
             quantize_convs=args.quantize_convs,
             quantize_all=args.quantize_all,
             force=args.force,
-            progress=_quiet if args.quiet else _stderr_progress,
+            progress=say,
             layout_name=args.layout,
         )
     except (ConvertError, quants.QuantError) as exc:

@@ -47,9 +47,15 @@ SUPPORTED_TYPES = frozenset(
         GGMLQuantizationType.Q4_K,
         GGMLQuantizationType.Q5_K,
         GGMLQuantizationType.Q6_K,
+        GGMLQuantizationType.MXFP4,
+        GGMLQuantizationType.TQ2_0,
+        GGMLQuantizationType.TQ1_0,
     }
 )
 
+
+# The key a mixed file (``convert --type auto``, weights/budget.py) lists its groups' types in.
+MIXED_KEY = "wyoming_kokoro_gguf.group_types"
 
 # String arrays longer than this are stepped over, not parsed (``_Reader``).
 LONG_STRING_ARRAY = 4096
@@ -215,8 +221,11 @@ class KokoroModelFile:
     def file_type(self) -> str:
         """A short description of how the weights are stored, e.g. "Q4_0 (+F16, F32)".
 
-        Not read from general.file_type: TTS.cpp's quantizer leaves that at ALL_F32."""
+        Not read from general.file_type: TTS.cpp's quantizer leaves that at ALL_F32.  A file
+        ``convert --type auto`` made says "mixed" and lists every type it holds."""
         summary = self.type_summary
+        if MIXED_KEY in self.metadata:
+            return "mixed (" + ", ".join(sorted(summary)) + ")"
         weights = {
             GGMLQuantizationType(int(t.tensor_type)).name
             for n, t in self._tensors.items()
@@ -225,6 +234,9 @@ class KokoroModelFile:
         order = [
             k
             for k in (
+                "TQ1_0",
+                "TQ2_0",
+                "MXFP4",
                 "Q4_K",
                 "Q4_0",
                 "Q4_1",

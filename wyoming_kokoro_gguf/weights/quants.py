@@ -18,7 +18,9 @@ quantized conv weight is stored flattened to two dimensions, [out, in * k] (Conv
 [in, out * k]); the reader restores the layout shape.  A tensor whose row is not a multiple of the
 block size keeps F16, with the reason reported.
 
-gguf-py quantizes Q4_0 / Q5_0 / Q8_0 (and F16); the K-quants come from the libggml that
+gguf-py quantizes Q4_0 / Q5_0 / Q8_0, MXFP4 (4-bit floats, block 32) and the ternary TQ2_0 /
+TQ1_0 (block 256; ~2.06 and ~1.69 bits per weight), and F16; the engine dequantizes the types
+its graph cannot run packed when it loads a file.  The K-quants come from the libggml that
 llama-cpp-python bundles (``ggml_quantize_chunk`` through ctypes) when it is installed.
 """
 
@@ -44,6 +46,9 @@ TYPE_NAMES: dict[str, GGMLQuantizationType] = {
     "q8_0": T.Q8_0,
     "q5_0": T.Q5_0,
     "q4_0": T.Q4_0,
+    "mxfp4": T.MXFP4,
+    "tq2_0": T.TQ2_0,
+    "tq1_0": T.TQ1_0,
     "q6_k": T.Q6_K,
     "q5_k": T.Q5_K,
     "q4_k": T.Q4_K,
@@ -59,6 +64,9 @@ FILE_TYPES = {
     T.Q8_0: LlamaFileType.MOSTLY_Q8_0,
     T.Q5_0: LlamaFileType.MOSTLY_Q5_0,
     T.Q4_0: LlamaFileType.MOSTLY_Q4_0,
+    T.MXFP4: LlamaFileType.MOSTLY_MXFP4_MOE,
+    T.TQ2_0: LlamaFileType.MOSTLY_TQ2_0,
+    T.TQ1_0: LlamaFileType.MOSTLY_TQ1_0,
     T.Q6_K: LlamaFileType.MOSTLY_Q6_K,
     T.Q5_K: LlamaFileType.MOSTLY_Q5_K_M,
     T.Q4_K: LlamaFileType.MOSTLY_Q4_K_M,

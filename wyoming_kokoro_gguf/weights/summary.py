@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from wyoming_kokoro_gguf.weights import crispasr, layout, layouts
+from wyoming_kokoro_gguf.weights import budget, crispasr, layout, layouts
 from wyoming_kokoro_gguf.weights.model_file import KokoroModelFile, ModelFileError, open_model
 
 PHONEMIZERS = {
@@ -46,6 +46,7 @@ def describe(mf: KokoroModelFile) -> dict[str, Any]:
         "phonemizer_type": mf.phonemizer_type,
         "phonemizer": PHONEMIZERS.get(mf.phonemizer_type, "unknown"),
         "not_read": mf.skipped,
+        "budget": budget.read_metadata(mf.metadata),
         "voices": {
             name: {
                 "language": v.language,
@@ -77,6 +78,20 @@ def _layout_line(info: dict[str, Any]) -> str:
     )
 
 
+def _budget_lines(made_for: dict[str, Any] | None) -> list[str]:
+    """A mixed file's type per tensor group and the budget it was made for."""
+    if not made_for:
+        return []
+    lines = [
+        f"made for:      log-spectral distance <= {made_for['max_lsd']:.2f} dB from f32 "
+        f"(measured {made_for['lsd']:.2f} dB; durations moved "
+        f"{100 * float(made_for['duration_change'] or 0):.1f}%)",
+        "type per group:",
+    ]
+    lines += [f"  {g:<26} {t}" for g, t in made_for["groups"].items()]
+    return lines
+
+
 def render(info: dict[str, Any]) -> str:
     lines = [
         f"file:          {info['path']} ({_human(info['size'])})",
@@ -89,6 +104,7 @@ def render(info: dict[str, Any]) -> str:
         lines.append(
             f"  {t:<6} {e['tensors']:>5} tensors  {_human(e['bytes']):>10}  {e['elements']:>11,} values"
         )
+    lines += _budget_lines(info.get("budget"))
     lines.append(f"phonemizer:    {info['phonemizer_type']} ({info['phonemizer']})")
     if info["not_read"]:
         tables = (f"{k} ({n:,} strings)" for k, n in info["not_read"].items())
