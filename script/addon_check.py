@@ -815,13 +815,6 @@ def heard(wav: Path) -> dict:
     return {"heard": text, "wer": round(wer(SENTENCE, text), 3)}
 
 
-def snr_db(ref: np.ndarray, other: np.ndarray) -> float:
-    a = ref.astype(np.float64)
-    b = other.astype(np.float64)
-    noise = float(np.sum((a - b) ** 2))
-    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(a**2)) / noise)
-
-
 @dataclass
 class Options:
     """The command line's choices (see main)."""
@@ -896,6 +889,8 @@ def release_version() -> str:
 
 def compare(reference: Path, wav: Path) -> dict:
     """arm64's audio against amd64's: the same length, and how close (SNR)."""
+    from wyoming_kokoro_gguf.audio import snr_db
+
     ref, _ = read_wav(reference)
     pcm, _ = read_wav(wav)
     if len(ref) != len(pcm):

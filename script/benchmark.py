@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from wyoming.client import AsyncClient  # noqa: E402
 
 from wyoming_kokoro_gguf import client as wclient  # noqa: E402
-from wyoming_kokoro_gguf.audio import SAMPLE_RATE  # noqa: E402
+from wyoming_kokoro_gguf.audio import SAMPLE_RATE, log_spectral_distance, snr_db  # noqa: E402
 from wyoming_kokoro_gguf.host.probe import (  # noqa: E402
     process_tree,
     reset_tree_peaks,
@@ -163,30 +163,6 @@ def peak_rss_mb(pid: int) -> float:
     if not process_tree(pid):
         return float("nan")
     return tree_bytes(pid) / 1e6
-
-
-def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
-    """Waveform SNR of ``test`` against ``ref`` over their common length, in dB."""
-    n = min(len(ref), len(test))
-    a, b = ref[:n].astype(np.float64), test[:n].astype(np.float64)
-    return float(10 * np.log10(np.sum(a**2) / max(np.sum((a - b) ** 2), 1e-12)))
-
-
-def log_spectral_distance(a: np.ndarray, b: np.ndarray, n_fft: int = 1024, hop: int = 256) -> float:
-    """Mean over frames of the RMS difference of log power spectra (dB), common length.
-
-    Insensitive to phase, so it still says something when a quantized file's F0 drifts a little.
-    """
-    n = min(len(a), len(b))
-    a, b = a[:n].astype(np.float64), b[:n].astype(np.float64)
-    window = np.hanning(n_fft)
-
-    def spec(x: np.ndarray) -> np.ndarray:
-        frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * window
-        return 10 * np.log10(np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-10)
-
-    sa, sb = spec(a), spec(b)
-    return float(np.mean(np.sqrt(np.mean((sa - sb) ** 2, axis=1))))
 
 
 async def wait_listening(uri: str, deadline: float, proc: subprocess.Popen) -> None:

@@ -35,7 +35,7 @@ sys.path.insert(0, sys.argv[4])
 import numpy as np
 from wyoming_kokoro_gguf.synth.engine import Engine
 from wyoming_kokoro_gguf.synth.lowering import default_options
-from wyoming_kokoro_gguf.weights import audio_cost
+from wyoming_kokoro_gguf import audio as audio_cost
 
 def hwm():
     for line in open("/proc/self/status"):

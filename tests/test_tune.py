@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from wyoming_helpers import LOAD_TIMEOUT, ServerProcess, predicted_plan_flags, synthesize
 
+from wyoming_kokoro_gguf import audio
 from wyoming_kokoro_gguf.host import probe
 from wyoming_kokoro_gguf.server.engine_worker import BUILD_NICE
 from wyoming_kokoro_gguf.synth import graph_cache, tune
@@ -47,11 +48,11 @@ def test_guard_figures_on_known_signals():
     rng = np.random.default_rng(0)
     clean = np.sin(np.arange(48000) * 2 * np.pi * 220 / 24000).astype(np.float32)
     noisy = clean + rng.normal(0, 0.1 * np.sqrt(0.5), clean.size).astype(np.float32)
-    assert tune.snr_db(clean, noisy) == pytest.approx(20.0, abs=0.3)
-    assert tune.snr_db(clean, clean) == np.inf
+    assert audio.snr_db(clean, noisy) == pytest.approx(20.0, abs=0.3)
+    assert audio.snr_db(clean, clean) == np.inf
     hiss = rng.normal(0, 0.1, clean.size)
-    assert tune.log_spectral_distance(hiss, hiss) == 0.0
-    assert tune.log_spectral_distance(hiss, 2 * hiss) == pytest.approx(6.02, abs=0.01)
+    assert audio.log_spectral_distance(hiss, hiss) == 0.0
+    assert audio.log_spectral_distance(hiss, 2 * hiss) == pytest.approx(6.02, abs=0.01)
     guard = tune.Guard()
     assert guard.verdict(14.0, 5.6) == ""  # int8 convolutions with channel gains (kept)
     assert "log-spectral" in guard.verdict(14.0, 9.1)  # int8 without gains (refused)
@@ -93,9 +94,9 @@ def test_a_slow_timing_run_stops_after_its_first_piece(tiny_model, tmp_path, mon
     synthesize = Engine.synthesize
 
     def counted(self, *args, **kwargs):
-        for audio in synthesize(self, *args, **kwargs):
-            pieces.append(len(audio))
-            yield audio
+        for piece in synthesize(self, *args, **kwargs):
+            pieces.append(len(piece))
+            yield piece
 
     monkeypatch.setattr(Engine, "synthesize", counted)
     bench = tune._Bench(tiny_model, replace(default_options(), threads=1), tmp_path, None)

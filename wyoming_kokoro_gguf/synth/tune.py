@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from wyoming_kokoro_gguf.audio import log_spectral_distance, snr_db
 from wyoming_kokoro_gguf.synth import graph_cache
 from wyoming_kokoro_gguf.synth.engine import Engine
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions
@@ -173,37 +174,6 @@ def _trial_text(t: Trial) -> str:
         quality = f", SNR {t.snr_db:.1f} dB, LSD {t.lsd_db:.1f} dB"
     refused = f", refused: {t.rejected}" if t.rejected else ""
     return f"{t.label()}: RTF {t.rtf:.3f}{quality}{refused}"
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-def snr_db(ref: np.ndarray, test: np.ndarray) -> float:
-    """Waveform SNR of ``test`` against ``ref`` over their common length (inf when equal)."""
-    n = min(len(ref), len(test))
-    a, b = ref[:n].astype(np.float64), test[:n].astype(np.float64)
-    with np.errstate(all="ignore"):  # non-finite audio gives NaN: "not comparable"
-        noise = float(np.sum((a - b) ** 2))
-        if noise == 0.0:
-            return math.inf
-        return float(10 * np.log10(max(float(np.sum(a**2)), 1e-30) / noise))
-
-
-def log_spectral_distance(a: np.ndarray, b: np.ndarray, n_fft: int = 1024, hop: int = 256) -> float:
-    """Mean over frames of the RMS difference of log power spectra (dB), common length;
-    phase-blind, so a small pitch drift does not dominate it."""
-    n = min(len(a), len(b))
-    a, b = a[:n].astype(np.float64), b[:n].astype(np.float64)
-    if n < n_fft:
-        return float("nan")
-    window = np.hanning(n_fft)
-
-    def spec(x: np.ndarray) -> np.ndarray:
-        frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * window
-        return 10 * np.log10(np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-10)
-
-    with np.errstate(all="ignore"):
-        return float(np.mean(np.sqrt(np.mean((spec(a) - spec(b)) ** 2, axis=1))))
 
 
 # ----------------------------------------------------------------------------- the cache

@@ -19,12 +19,13 @@ import numpy as np
 import onnxruntime as ort
 from gguf import GGMLQuantizationType
 
+from wyoming_kokoro_gguf import audio as audio_cost
 from wyoming_kokoro_gguf.synth.engine import session_options
 from wyoming_kokoro_gguf.synth.graph import KokoroGraph
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions, default_options
 from wyoming_kokoro_gguf.synth.phonemes import Phonemizer, language_for_voice
 from wyoming_kokoro_gguf.synth.stages import align
-from wyoming_kokoro_gguf.weights import audio_cost, groups, quants
+from wyoming_kokoro_gguf.weights import groups, quants
 from wyoming_kokoro_gguf.weights.model_file import KokoroModelFile
 from wyoming_kokoro_gguf.weights.quant_table import Cost, Row, Table, candidate_types
 
