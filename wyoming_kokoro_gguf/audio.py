@@ -14,8 +14,12 @@ CHANNELS = 1
 
 
 def to_int16(audio: np.ndarray) -> np.ndarray:
-    """float samples in [-1, 1] -> int16, clipped (one rounding rule for the engine and the server)."""
-    samples = np.clip(np.asarray(audio, dtype=np.float32).ravel(), -1.0, 1.0)
+    """float samples in [-1, 1] -> int16, clipped (one rounding rule for the engine and the server).
+
+    A sample that is not a number (a broken or badly quantized model's) becomes silence, never the
+    arbitrary value a NaN casts to; infinities clip like any loud sample."""
+    samples = np.asarray(audio, dtype=np.float32).ravel()
+    samples = np.clip(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
     return (samples * 32767.0).astype(np.int16)
 
 
