@@ -48,6 +48,13 @@ EN = [
     ("on Tue., Mar. 4.", "on Tuesday, March fourth."),
     ("Jan. 9", "January ninth"),
     ("9 Jan 2026", "January ninth, twenty twenty-six"),
+    # a date without its year: a zero-led part, or a word that announces a date
+    ("the bin goes out 12/02", "the bin goes out December second"),
+    ("On 07/04 we", "On July fourth we"),
+    ("due 3/15.", "due March fifteenth."),
+    ("Friday 4/3 at noon", "Friday April third at noon"),
+    ("on 3/4 of them", "on three quarters of them"),
+    ("reduce by 1/2", "reduce by one half"),
     # durations and units, singular and plural
     ("2 min", "two minutes"),
     ("1 h 30 min", "one hour thirty minutes"),
@@ -89,6 +96,7 @@ EN = [
     ("2 + 2", "two plus two"),
     ("room #4", "room number four"),
     ("on/off", "on or off"),
+    ("lights and/or fans", "lights and or fans"),
     ("PM2.5", "P M two point five"),
     # phone numbers, IP addresses, versions
     ("+1 555-123-4567", "plus one, five five five, one two three, four five six seven"),
@@ -100,6 +108,8 @@ EN_GB = [
     ("at 14:30", "at fourteen thirty"),
     ("at 14:00", "at fourteen hundred"),
     ("on 02/12/2026", "on the second of December twenty twenty-six"),
+    ("on 31/12", "on the thirty-first of December"),
+    ("12/02 it is", "the twelfth of February it is"),
     ("101 items", "one hundred and one items"),
     ("2026 items", "two thousand and twenty-six items"),
 ]
@@ -121,6 +131,7 @@ OTHERS = [
     ("fr-fr", "52 %", "cinquante-deux pour cent"),
     ("fr-fr", "14:30", "quatorze heures trente"),
     ("fr-fr", "01/12/2026", "premier décembre deux mille vingt-six"),
+    ("fr-fr", "le 01/12", "le premier décembre"),
     ("fr-fr", "le 2e étage", "le deuxième étage"),
     ("it", "19,5 °C", "diciannove virgola cinque gradi Celsius"),
     ("it", "52%", "cinquantadue per cento"),

@@ -181,6 +181,13 @@ _DAY_ABBR = {d[:3]: d for d in _DAY_NAMES.split()}
 _DAY_ABBR.update({"Tues": "Tuesday", "Thur": "Thursday", "Thurs": "Thursday"})
 _MONTHS = "|".join(sorted({*_MONTH_ABBR, *_MONTH_ABBR.values()}, key=len, reverse=True))
 _MONTH_DAY_RE = re.compile(rf"\b({_MONTHS})\.?\s(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s(\d{{4}})\b)?")
+# "on 3/15", "until 12/2", "Friday 4/3": a year-less date after a word that announces one
+# ("by 1/2", "from 1/2 to 3/4 cup" and "on 3/4 of them" stay fractions).
+_CUED_DATE_RE = re.compile(
+    rf"\b((?:on|until|till|since|due|{'|'.join(_DAY_NAMES.split())}),? )"
+    r"(\d{1,2})/(\d{1,2})(?![\d/]|[.,]\d| of\b)",
+    re.I,
+)
 _DAY_MONTH_RE = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s({_MONTHS})\b\.?(?:\s(\d{{4}})\b)?")
 
 
@@ -201,6 +208,14 @@ def calendar(text: str, language: str) -> str:
 
     text = _MONTH_DAY_RE.sub(month_day, text)
     text = _DAY_MONTH_RE.sub(day_month, text)
+
+    def cued(m: re.Match[str]) -> str:
+        a, b = int(m[2]), int(m[3])
+        month, day = (b, a) if language.lower() == "en-gb" else (a, b)
+        valid = 1 <= month <= 12 and 1 <= day <= 31
+        return m[1] + _date(None, month, day, language) if valid else m[0]
+
+    text = _CUED_DATE_RE.sub(cued, text)
     days = "|".join(sorted(_DAY_ABBR, key=len, reverse=True))
     text = re.sub(rf"\b({days})\.?(?=,|\s|$)", lambda m: _DAY_ABBR[m[1]], text)
     months = "|".join(sorted(_MONTH_ABBR, key=len, reverse=True))
@@ -268,6 +283,7 @@ def words(text: str, language: str) -> str:
 
 def slashes(text: str, language: str) -> str:
     """ "on/off" -> "on or off"; other slashes between words are read."""
+    text = re.sub(r"\band/or\b", "and or", text)
     text = re.sub(r"\b([a-z]+)/([a-z]+)\b", r"\1 or \2", text)
     return re.sub(r"(\w)\s?/\s?(\w)", r"\1 slash \2", text)
 

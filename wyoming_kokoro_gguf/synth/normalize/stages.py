@@ -47,6 +47,8 @@ _TIME_RE = re.compile(
 )
 _ISO_DATE_RE = re.compile(r"(?<![\d-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\d-])")
 _NUM_DATE_RE = re.compile(r"(?<![\d/.])(\d{1,2})([/.])(\d{1,2})\2(\d{4})(?![\d/]|\.\d)")
+# A date without its year, "07/04" or "12/02": a zero-led part says it is not a fraction.
+_SHORT_DATE_RE = re.compile(r"(?<![\d/.,])(\d{1,2})/(\d{1,2})(?![\d/]|[.,]\d)")
 _IP_RE = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\d|\.\d)")
 _VERSION_RE = re.compile(r"(?<![\w.])(v|V|version )?(\d+(?:\.\d+){2,3}|(?<=[vV])\d+(?:\.\d+)?)\b")
 _PHONE_RE = re.compile(
@@ -183,11 +185,22 @@ def dates(text: str, language: str) -> str:
         return date_words(y, mo, d, language) if _valid(mo, d) else m[0]
 
     def numeric(m: re.Match[str]) -> str:
-        a, b, y = int(m[1]), int(m[3]), int(m[4])
-        mo, d = (a, b) if language.lower() == "en-us" else (b, a)
-        return date_words(y, mo, d, language) if _valid(mo, d) else m[0]
+        return numeric_date(int(m[1]), int(m[3]), int(m[4]), language) or m[0]
 
-    return _NUM_DATE_RE.sub(numeric, _ISO_DATE_RE.sub(iso, text))
+    def short(m: re.Match[str]) -> str:
+        if not any(len(p) == 2 and p[0] == "0" for p in (m[1], m[2])):
+            return m[0]
+        return numeric_date(int(m[1]), int(m[2]), None, language) or m[0]
+
+    text = _NUM_DATE_RE.sub(numeric, _ISO_DATE_RE.sub(iso, text))
+    return _SHORT_DATE_RE.sub(short, text)
+
+
+def numeric_date(a: int, b: int, year: int | None, language: str) -> str | None:
+    """A date written in numbers, month first in US English and day first elsewhere, in
+    words; None when it is no date."""
+    month, day = (a, b) if language.lower() == "en-us" else (b, a)
+    return date_words(year, month, day, language) if _valid(month, day) else None
 
 
 def addresses(text: str, language: str) -> str:
