@@ -82,6 +82,8 @@ MARKDOWN = [
     # links and images
     ("[Open the dashboard](http://homeassistant.local:8123/lovelace)", "Open the dashboard"),
     ("![A chart](https://x.io/c.png) Usage is up.", "Usage is up."),
+    # a link to a page of Home Assistant, not the "[word](/phonemes/)" of synth/markup.py
+    ("Open [the settings](/config/) page.", "Open the settings page."),
     ("<https://www.home-assistant.io>", "https://www.home-assistant.io"),
     # tables, with and without outer pipes
     ("| Room | State |\n|:---|---:|\n| Kitchen | **on** |", "Room, State.\nKitchen, on."),

@@ -32,7 +32,11 @@ _SAY_RE = re.compile(
     r"\{\{say (characters|cardinal|ordinal|digits|date|time|telephone)(?::([a-z]{1,4}))? "
     r"([^{}]{1,200})\}\}"
 )
-_INLINE_RE = re.compile(r"\[([^\[\]\n]{1,100})\]\((?:/([^()/\n]{1,300})/|([\w'’\- ]{1,100}))\)")
+# "[word](/phonemes/)" or "[word](respelling)".  Phonemes in plain lower-case ASCII, with no
+# stress mark, are a link to a page ("[Settings](/config/)"), read as its text.
+_INLINE_RE = re.compile(
+    r"\[([^\[\]\n]{1,100})\]\((?:/(?![a-z0-9_.\-]+/\))([^()/\n]{1,300})/|([\w'’\- ]{1,100}))\)"
+)
 _TOKEN_RE = re.compile(r"qqkokoro(\d+)qq")
 
 
