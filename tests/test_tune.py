@@ -85,6 +85,22 @@ def test_past_the_budget_the_other_convolution_type_is_never_built(
     assert not list(tmp_path.glob(f"{graph_cache.CALIBRATION_PREFIX}*"))
 
 
+def test_a_host_too_slow_to_time_keeps_the_planned_values(tiny_model, tmp_path, monkeypatch):
+    """Where the first warm-up pass is past TOO_SLOW_WARM_UP_S (QEMU: ~45 s), nothing is timed
+    and no other graph is built: the plan stays as predicted, and the log and the cached choice
+    say why."""
+    monkeypatch.setattr(tune, "TOO_SLOW_WARM_UP_S", -1.0)
+    base = replace(default_options(), conv="int8", threads=2, passes=2)
+    wanted = tune.Candidates(("int8", "fp32"), (2, 1), (2, 1))
+    choice = tune.choose(tiny_model, base, wanted, tmp_path)
+    assert (choice.conv, choice.threads, choice.passes, choice.trials) == ("int8", 2, 2, [])
+    assert "warm-up pass took" in choice.untimed and "not timed" in choice.summary()
+    assert "not timed on this host" in choice.reasons()["conv"]
+    assert len(list(tmp_path.glob(f"{graph_cache.ENTRY_PREFIX}*"))) == 1
+    again = tune.choose(tiny_model, base, wanted, tmp_path)
+    assert again.status == "reused" and again.untimed == choice.untimed
+
+
 def test_a_slow_timing_run_stops_after_its_first_piece(tiny_model, tmp_path, monkeypatch):
     """Past SLOW_RUN_S a timing run stops at the piece it is on and is not repeated: under
     QEMU one run of the three pieces took minutes."""

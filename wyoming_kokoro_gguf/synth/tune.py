@@ -51,6 +51,11 @@ SLOW_RUN_S = 15.0
 # Past this many seconds of measuring, the levers not yet tried keep their planned values: a
 # slow board's first start must not grow without bound (docs/PERFORMANCE.md).
 BUDGET_S = 60.0
+# A host whose warm-up pass (8 phonemes, the first a loaded engine runs) takes longer than this
+# is many times slower than real time: QEMU emulating a Pi 5 (~45 s, RTF ~90), estimate for a
+# Pi 4 ~0.5-1 s.  Timing candidates there would take many minutes and no plan would make it
+# speak in time, so it keeps the plan as predicted (the first candidate's graph is built anyway).
+TOO_SLOW_WARM_UP_S = 10.0
 MARGIN = 0.05  # a candidate must be this much faster than the planned value to replace it
 CHOICE_PREFIX = "plan-"
 KEEP_CHOICES = 4
@@ -130,7 +135,9 @@ class Choice:
     passes: int
     trials: list[Trial] = field(default_factory=list)
     seconds: float = 0.0  # the measurement's cost (first start only)
-    status: str = "measured"  # "measured" now, "reused" from the cache, "fixed" (nothing to try)
+    # "measured" now, "reused" from the cache, "fixed" (nothing to try)
+    status: str = "measured"
+    untimed: str = ""  # why nothing was timed (a host too slow to time), '' when it was
 
     def apply(self, options: EngineOptions) -> EngineOptions:
         """``options`` with the chosen levers, and why."""
@@ -142,6 +149,8 @@ class Choice:
     def reasons(self) -> dict[str, str]:
         if self.status == "fixed":
             return {}
+        if self.untimed:
+            return {"conv": f"{self.conv}: as planned, not timed on this host: {self.untimed}"}
         best = next((t for t in self.trials if self._is(t)), None)
         figures = "; ".join(_trial_text(t) for t in self.trials)
         why = f"measured on this host ({self.status}): {figures}"
@@ -165,6 +174,8 @@ class Choice:
         )
         if self.status == "measured":
             head += f" (measuring took {self.seconds:.1f} s)"
+        if self.untimed:
+            head += f"; not timed: {self.untimed}"
         return head + "".join(f"; {_trial_text(t)}" for t in self.trials)
 
 
@@ -287,13 +298,28 @@ class _Bench:
         self.voice = ""
         self.tokens: np.ndarray | None = None
         self.style: np.ndarray | None = None
+        self.warm_up_s = 0.0  # the first engine's warm-up pass
 
     def load(self, conv: str, threads: int, passes: int) -> Engine:
         options = replace(self.base, conv=conv, threads=threads, passes=passes)
-        engine = Engine.load(self.model_path, options, self.cache_dir, voices=self.voices)
+        engine = Engine.load(
+            self.model_path, options, self.cache_dir, warm_up=False, voices=self.voices
+        )
+        started = time.perf_counter()
+        engine.warm_up()
         if self.tokens is None:
+            self.warm_up_s = time.perf_counter() - started
             self._prepare(engine)
         return engine
+
+    def too_slow(self) -> str:
+        """Why this host is too slow to time ('' when it is not), from the first warm-up."""
+        if self.warm_up_s <= TOO_SLOW_WARM_UP_S:
+            return ""
+        return (
+            f"the warm-up pass took {self.warm_up_s:.1f} s (over {TOO_SLOW_WARM_UP_S:g} s: an "
+            "emulator, or a board far slower than real time); the plan is kept as predicted"
+        )
 
     def _prepare(self, engine: Engine) -> None:
         """The guard's tokens and style, and the timing voice: the file's first voice."""
@@ -340,6 +366,9 @@ def _measure(
     bench = _Bench(model_path, base, cache_dir, voices)
     started = time.perf_counter()
     trials = _conv_trials(bench, candidates, guard, started)
+    if not trials:
+        planned = (candidates.conv[0], candidates.threads[0], candidates.passes[0])
+        return Choice(*planned, untimed=bench.too_slow())
     planned = trials[0]
     winner = select(trials, planned)
     if winner is not planned and not planned.rejected and time.perf_counter() - started < BUDGET_S:
@@ -373,6 +402,8 @@ def _conv_trials(
         if trials and time.perf_counter() - started > BUDGET_S:
             break
         engine = bench.load(conv, threads, 1)
+        if bench.too_slow():
+            return []
         trials.append(Trial(conv, threads, 1, bench.rtf(engine)))
         if len(candidates.conv) > 1 and (audios or time.perf_counter() - started <= BUDGET_S):
             if durations is None:
