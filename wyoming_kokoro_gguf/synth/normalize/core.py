@@ -44,6 +44,7 @@ class Lang:
     says: dict[str, str] = field(default_factory=dict)
     rules: dict[str, Stage] = field(default_factory=dict)
     clock: ClockWords | None = None  # a clock time in words (None: hour and minutes)
+    h_clock: bool = False  # "7h30", "14h" are clock times (French, Brazilian Portuguese)
     date: DateWords | None = None  # a date in words (None: day, month, year)
     ordinal: tuple[str, str] | None = None  # pattern of a written ordinal, feminine endings
     counters: dict[str, Callable[[int], str]] = field(default_factory=dict)  # unit -> words

@@ -44,6 +44,7 @@ register(
         {"Sr.": "señor", "Sra.": "señora", "Dr.": "doctor", "&": "y"},
         says={
             "dot": "punto",
+            "ip dot": "punto",
             "at": "arroba",
             "per": "por",
             "and": "con",

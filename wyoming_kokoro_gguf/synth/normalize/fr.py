@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from wyoming_kokoro_gguf.synth.normalize.core import Lang, hour_24, register, spell, unit_table
 
 
@@ -12,22 +10,6 @@ def _clock(h: int, m: int, half: str | None, zero: bool, language: str) -> str:
     h = hour_24(h, half)
     hour, mins = spell(h, language, feminine=True), spell(m, language)
     return f"{hour} heure{'s' if h > 1 else ''}" + (f" {mins}" if m else "")
-
-
-# "7h30", "14h" or "7 h 30": the French way to write a clock time (a lone "2 h" is a duration,
-# read by the units as "deux heures", the same words).
-_CLOCK_RE = re.compile(r"(?<![\w.,])([01]?\d|2[0-3])\s?h(?:\s?([0-5]\d))?(?![\w])")
-
-
-def _times(text: str, language: str) -> str:
-    """ "à 7h30" -> "à sept heures trente", "à 14h" -> "à quatorze heures"."""
-
-    def one(m: re.Match[str]) -> str:
-        if m[2] is None and " " in m[0]:
-            return m[0]  # "2 h": the units read it
-        return _clock(int(m[1]), int(m[2] or 0), None, False, language)
-
-    return _CLOCK_RE.sub(one, text)
 
 
 register(
@@ -70,8 +52,8 @@ register(
             "less": "moins de",
             "more": "plus de",
         },
-        rules={"times": _times},
         clock=_clock,
+        h_clock=True,
         ordinal=(r"\b(\d+)(er|re|e|ème|eme)\b", "re"),
     ),
 )

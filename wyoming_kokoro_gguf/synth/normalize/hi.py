@@ -42,7 +42,7 @@ register(
             ),
         },
         {"₹": ("रुपया", "रुपये", "पैसा", "पैसे")},
-        says={"dot": "डॉट", "per": "प्रति", "and": "और"},
+        says={"dot": "डॉट", "ip dot": "डॉट", "per": "प्रति", "and": "और"},
         rules={"times": _times},
         clock=_clock,
         decimal_point=True,

@@ -42,6 +42,7 @@ register(
         {"Sig.": "signor", "Dott.": "dottor", "&": "e"},
         says={
             "dot": "punto",
+            "ip dot": "punto",
             "at": "chiocciola",
             "per": "per",
             "and": "e",

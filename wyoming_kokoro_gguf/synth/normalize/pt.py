@@ -49,7 +49,8 @@ register(
         },
         {"Sr.": "senhor", "Sra.": "senhora", "Dr.": "doutor", "&": "e"},
         says={
-            "dot": "punto",
+            "dot": "ponto",
+            "ip dot": "ponto",
             "at": "arroba",
             "per": "por",
             "and": "e",
@@ -59,6 +60,7 @@ register(
             "more": "mais de",
         },
         clock=_clock,
+        h_clock=True,
         ordinal=(r"\b(\d+)\.?([ºªoa])(?!\w)", "ªa"),
     ),
 )

@@ -45,6 +45,8 @@ _TIME_RE = re.compile(
     r"(?<![\d:.])([01]?\d|2[0-4]):([0-5]\d)(?::([0-5]\d))?(?![\d:])"
     r"(?:\s?([AaPp])\.?\s?[Mm]\b\.?)?|(?<![\d:.])(1[0-2]|0?\d)\s?([AaPp])\.?[Mm]\b\.?"
 )
+# "7h30", "14h" or "7 h 30": how French and Brazilian Portuguese write a clock time.
+_H_CLOCK_RE = re.compile(r"(?<![\w.,])([01]?\d|2[0-3])\s?h(?:\s?([0-5]\d))?(?!\w)")
 _ISO_DATE_RE = re.compile(r"(?<![\d-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\d-])")
 _NUM_DATE_RE = re.compile(r"(?<![\d/.])(\d{1,2})([/.])(\d{1,2})\2(\d{4})(?![\d/]|\.\d)")
 # A date without its year, "07/04" or "12/02": a zero-led part says it is not a fraction.
@@ -157,7 +159,18 @@ def times(text: str, language: str) -> str:
         return words + end
 
     text = re.sub(r"\b(\d{1,2})\.([0-5]\d)\s?(?=[AaPp]\.?[Mm]\b)", r"\1:\2 ", text)  # "7.15am"
-    return _own_rule("times", _TIME_RE.sub(one, text), language)
+    text = _TIME_RE.sub(one, text)
+    if table(language).h_clock:
+        text = _H_CLOCK_RE.sub(lambda m: _h_clock(m, language), text)
+    return _own_rule("times", text, language)
+
+
+def _h_clock(m: re.Match[str], language: str) -> str:
+    """ "7h30", "14h", "7 h 30" as a clock time; a lone "2 h" is left to the units (a duration,
+    "deux heures": the same words)."""
+    if m[2] is None and " " in m[0]:
+        return m[0]
+    return time_words(int(m[1]), int(m[2] or 0), None, language)
 
 
 def date_words(year: int | None, month: int, day: int, language: str) -> str:
