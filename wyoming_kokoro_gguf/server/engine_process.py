@@ -29,11 +29,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import os
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -53,8 +55,20 @@ MAX_ENGINE_RESTARTS = 3
 # first start's graph building and plan measurement run niced (engine_worker.BUILD_NICE).
 # Describes during synthesis took up to 150 ms at the same priority on a loaded 2-core machine,
 # well within Home Assistant's 1 s.
-# One clause takes seconds; an engine silent this long is wedged and gets restarted.
+# One clause takes seconds; an engine silent this long is wedged and gets restarted.  An emulator
+# needs far longer (QEMU's Pi 4 took over 300 s for a 2 s sentence beside other work):
+# script/addon-check raises it with the environment variable.
 STEP_TIMEOUT = 300.0
+STEP_TIMEOUT_ENV = "WYOMING_KOKORO_GGUF_STEP_TIMEOUT"
+
+
+def step_timeout(environ: Mapping[str, str] = os.environ) -> float:
+    """Seconds an engine step may take: STEP_TIMEOUT_ENV when it is a positive number."""
+    try:
+        seconds = float(environ.get(STEP_TIMEOUT_ENV, STEP_TIMEOUT))
+    except ValueError:
+        seconds = STEP_TIMEOUT
+    return seconds if math.isfinite(seconds) and seconds > 0 else STEP_TIMEOUT
 
 
 # ----------------------------------------------------------------------------- messages
@@ -398,14 +412,19 @@ class EngineProcess:
         except (OSError, ValueError) as err:
             self._pending = None
             raise EngineCrashed(f"the synthesis engine is not reachable: {err}") from err
+        timeout = step_timeout()
         try:
-            return await asyncio.wait_for(future, STEP_TIMEOUT)
+            return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
-            _LOGGER.error("the engine did not answer within %.0f s; restarting it", STEP_TIMEOUT)
+            _LOGGER.error("the engine did not answer within %.0f s; restarting it", timeout)
+            # Not ready until the replacement is: a retry must wait for it, not reach the
+            # killed engine and fail with its exit.
+            self.ready.clear()
+            self._pending = None
             if self._proc is not None:
                 self._proc.kill()
             raise EngineCrashed(
-                f"the synthesis engine did not answer within {STEP_TIMEOUT:.0f} s"
+                f"the synthesis engine did not answer within {timeout:.0f} s"
             ) from None
 
     def cancel(self, job_id: int) -> None:
