@@ -25,7 +25,7 @@ from wyoming_kokoro_gguf.synth.phonemes import Phonemizer
 OPTIONS = default_options().with_threads(2)
 VOICES = ("af_heart", "am_adam", "bf_emma", "bm_lewis", "af_bella", "am_echo")
 TEXT = "Is the shop open? Six zebras jump."
-CONVS = ("fp32", "int8", "int8s")
+CONVS = ("fp32", "int8s", "int8")
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +103,12 @@ def test_static_audio_is_as_far_from_fp32_as_the_dynamic_int8s(tiny, tmp_path):
     assert np.mean(distance["int8s"]) < np.mean(distance["int8"]) + 2.0
 
 
-def test_static_scales_widen_the_measured_range_by_the_headroom():
-    """The input's zero stays representable and the range grows by the headroom both ways;
-    the output is symmetric about 128 at the peak times the headroom."""
+def test_static_scales_span_a_share_of_the_measured_range():
+    """The input's zero stays representable and the range scales by the share both ways;
+    the output is symmetric about 128 at the peak times the share."""
     ranges = np.array([[-1.0, 3.0], [0.5, 2.0]], np.float32)
     calibration = Calibration(np.ones(2), [], ranges, np.array([2.54, 1.27], np.float32))
-    (s0, z0, y0), (s1, z1, y1) = build.static_scales(calibration, headroom=2.0)
+    (s0, z0, y0), (s1, z1, y1) = build.static_scales(calibration, share=2.0)
     assert s0 == pytest.approx(8.0 / 255) and z0 == round(2.0 / s0)
     assert s1 == pytest.approx(4.0 / 255) and z1 == 0  # all positive: zero at the bottom
     assert y0 == pytest.approx(0.04) and y1 == pytest.approx(0.02)
@@ -116,18 +116,18 @@ def test_static_scales_widen_the_measured_range_by_the_headroom():
 
 def test_int8s_is_an_option_a_flag_and_a_measured_candidate():
     """--quant conv=int8s sets it and fixes the lever; left to the plan, a first start
-    measures it after fp32 and dynamic int8 (tune's candidates), and an unknown value is one
-    clear line."""
+    measures it after fp32 (its guard's reference) and before dynamic int8 (tune's
+    candidates); an unknown value is one clear line."""
     assert EngineOptions(conv="int8s").conv == "int8s"
     with pytest.raises(ValueError, match="conv must be one of"):
         EngineOptions(conv="int8x")
     assert plan.parse_quant("conv=int8s,weights=int8") == {"conv": "int8s", "weights": "int8"}
-    with pytest.raises(plan.PlanError, match="fp32|int8|int8s"):
+    with pytest.raises(plan.PlanError, match=r"conv: fp32\|int8\|int8s,"):
         plan.parse_quant("conv=int4")
     avx2 = host.simulate("x86_64", ["avx2"], cores=2, mem_mb=8192)
     free = plan.make_plan(avx2, model="f16")
-    assert free.conv == "fp32" and free.tune["conv"] == ["fp32", "int8", "int8s"]
-    assert tune.Candidates.from_dict(free.tune).conv == ("fp32", "int8", "int8s")
+    assert free.conv == "fp32" and free.tune["conv"] == ["fp32", "int8s", "int8"]
+    assert tune.Candidates.from_dict(free.tune).conv == ("fp32", "int8s", "int8")
     forced = plan.make_plan(avx2, model="f16", quant="conv=int8s")
     assert forced.tune["conv"] == ["int8s"] and forced.engine_options().conv == "int8s"
     dynamic = plan.make_plan(avx2, model="f16", quant="conv=int8")

@@ -153,7 +153,7 @@ def test_test_servers_run_the_predicted_plan(tiny_model, tmp_path):
 
     for given in ([], ["--quant", "matmulnbits"]):
         free = planned(*given)
-        assert free.tune["conv"] == ["fp32", "int8", "int8s"] and free.tune["passes"] == [2, 1]
+        assert free.tune["conv"] == ["fp32", "int8s", "int8"] and free.tune["passes"] == [2, 1]
         fixed = planned(*given, *predicted_plan_flags(tiny_model, ["--data-dir", "x", *given]))
         assert all(len(values) == 1 for values in fixed.tune.values()), fixed.tune
         assert fixed.engine_options() == replace(free.engine_options(), reasons=fixed.reasons)
@@ -167,7 +167,7 @@ def test_first_start_measures_caches_and_flags_override(tiny_model, tmp_path, ca
     data = tmp_path / "data"
     shown = ["--data-dir", str(data), "--model", str(tiny_model)]
     assert probe.main(shown) == 0
-    assert "measured:        not yet: the server's first start times conv fp32/int8/int8s" in (
+    assert "measured:        not yet: the server's first start times conv fp32/int8s/int8" in (
         capsys.readouterr().out
     )
     srv, loading_nices = start(tiny_model, data, tmp_path)
@@ -185,7 +185,7 @@ def test_first_start_measures_caches_and_flags_override(tiny_model, tmp_path, ca
     measured = plan["measured"]
     assert measured["status"] == "measured"
     cores = plan["tune"]["threads"][0]  # one thread per usable core, and half as many
-    tried = {"conv": ["fp32", "int8", "int8s"], "threads": [cores, cores // 2], "passes": [2, 1]}
+    tried = {"conv": ["fp32", "int8s", "int8"], "threads": [cores, cores // 2], "passes": [2, 1]}
     assert plan["tune"] == tried
     trials = {(t["conv"], t["threads"], t["passes"]): t for t in measured["trials"]}
     for conv in ("int8", "int8s"):  # both int8 forms are far from fp32 on random weights

@@ -37,9 +37,9 @@ class EngineOptions:
         ~5.6 dB log-spectral distance from fp32 (kokoro-onnx's int8 export: 6-12 dB LSD from
         its fp32), the same ASR word error rate on the benchmark's 12 sentences.  "int8s": the
         same convolutions with static activation quantization: each one's input and output
-        scales calibrated at load over several voices (with headroom; louder inputs clip) and
-        baked into the graph as constants with an int32 bias, so no per-call quantization
-        (docs/PERFORMANCE.md section 9, "Levers").
+        scales calibrated at load over several voices (80% of the extremes seen: louder values
+        clip) and built into the graph as constants with an int32 bias, so no per-call
+        quantization (docs/PERFORMANCE.md section 9, "Levers").
     weights: how the weights the two choices above leave in fp32 are stored (the AdaIN style
         projections, the 1x1 and upsampling convolutions, the LSTMs, ALBERT where the file's
         Linear weights are not 8-bit; with fp32 convolutions also the decoder's): "fp32", or
