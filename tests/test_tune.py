@@ -188,8 +188,10 @@ def test_first_start_measures_caches_and_flags_override(tiny_model, tmp_path, ca
     tried = {"conv": ["fp32", "int8s", "int8"], "threads": [cores, cores // 2], "passes": [2, 1]}
     assert plan["tune"] == tried
     trials = {(t["conv"], t["threads"], t["passes"]): t for t in measured["trials"]}
-    for conv in ("int8", "int8s"):  # both int8 forms are far from fp32 on random weights
-        assert (conv, cores, 1) in trials and trials[(conv, cores, 1)]["rejected"]
+    # both int8 forms are far from fp32 on random weights; dynamic int8 comes third, and a
+    # busy machine's 60 s budget may end before it
+    assert ("int8s", cores, 1) in trials and trials[("int8s", cores, 1)]["rejected"]
+    assert trials.get(("int8", cores, 1), {"rejected": "not tried"})["rejected"]
     # (the passes trial may be left out when the 60 s budget ran out on a busy machine: the
     # planned passes are kept then)
     chosen = [t for k, t in trials.items() if k[:2] == (measured["conv"], measured["threads"])]
