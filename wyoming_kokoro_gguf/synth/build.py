@@ -169,7 +169,7 @@ def _spread_voices(model: KokoroModelFile) -> list[str]:
     names = list(model.voices)
     if len(names) <= STATIC_VOICES:
         return names
-    row = 31  # the style of a 32-phoneme pass: the voices' order is the same at other lengths
+    row = 31  # the style of a 32-phoneme pass stands for the voice
     points = np.stack([np.asarray(model.voice_tensor(n), np.float32)[row] for n in names])
     chosen = [0]
     distance = np.linalg.norm(points - points[0], axis=1)
