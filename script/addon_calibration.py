@@ -63,7 +63,7 @@ def last_json(output: str) -> dict:
 
 def needs_calibration(options: dict) -> bool:
     """Whether an engine with these options calibrates (int8 convolutions)."""
-    return options.get("conv") == "int8"
+    return options.get("conv") in ("int8", "int8s")
 
 
 def calibration_options(options: dict, threads: int = 2) -> dict:

@@ -26,6 +26,7 @@ from wyoming_kokoro_gguf.synth.graph_cache import (
     STALE_TMP_S,
     TMP_PREFIX,
     Built,
+    Calibration,
     GraphCache,
 )
 from wyoming_kokoro_gguf.synth.lowering import default_options
@@ -235,12 +236,13 @@ def test_calibration_key_leaves_out_cpu_and_versions(tmp_path, monkeypatch, capl
     options = replace(OPTIONS, conv="int8")
     first = GraphCache(tmp_path, model, options)
     gains = [np.full(3, 2.0, np.float32), np.full(5, 4.0, np.float32)]
-    first.save_calibration(np.array([0.5, 0.25], np.float32), gains)
+    first.save_calibration(Calibration(np.array([0.5, 0.25], np.float32), gains))
     another_cpu_and_ort(monkeypatch)
     other = GraphCache(tmp_path, model, replace(options, threads=1, max_phonemes=100))
     assert other.key != first.key and other.calibration == first.calibration
-    ratios, loaded = other.load_calibration()
-    assert ratios.tolist() == [0.5, 0.25] and [g.tolist() for g in loaded] == [[2.0] * 3, [4.0] * 5]
+    loaded = other.load_calibration()
+    assert loaded.ratios.tolist() == [0.5, 0.25] and loaded.ranges is None
+    assert [g.tolist() for g in loaded.gains] == [[2.0] * 3, [4.0] * 5]
     assert GraphCache(tmp_path, model, replace(options, rewrites=False)).load_calibration() is None
     data = first.calibration.read_bytes()
     for damaged in (data[: len(data) // 2], data.replace(b"ratios", b"ratioz")):
@@ -249,6 +251,27 @@ def test_calibration_key_leaves_out_cpu_and_versions(tmp_path, monkeypatch, capl
             assert other.load_calibration() is None
         assert "damaged" in caplog.text and not first.calibration.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)]
+
+
+def test_static_int8_shares_the_calibration_file_and_adds_its_input_ranges(tmp_path, caplog):
+    """conv="int8s" builds another graph entry but the same calibration file as "int8" (it
+    calibrates on the same per-call graph); its input ranges and output peaks round-trip, and
+    ranges that do not fit the convolutions count as damage."""
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + bytes(100))
+    dynamic = GraphCache(tmp_path, model, replace(OPTIONS, conv="int8"))
+    static = GraphCache(tmp_path, model, replace(OPTIONS, conv="int8s"))
+    assert static.key != dynamic.key and static.calibration == dynamic.calibration
+    ranges = np.array([[-1.5, 2.0], [-0.25, 0.5]], np.float32)
+    gains = [np.ones(2, np.float32), np.ones(1, np.float32)]
+    ratios = np.array([0.5, 0.25], np.float32)
+    static.save_calibration(Calibration(ratios, gains, ranges, np.array([3.0, 1.0], np.float32)))
+    loaded = dynamic.load_calibration()
+    assert loaded.ranges.tolist() == ranges.tolist() and loaded.peaks.tolist() == [3.0, 1.0]
+    static.save_calibration(Calibration(ratios, gains, ranges[:1], np.array([3.0], np.float32)))
+    with caplog.at_level(logging.WARNING):
+        assert static.load_calibration() is None
+    assert "input ranges do not fit" in caplog.text and not static.calibration.exists()
 
 
 def test_a_dead_writers_temporary_files_and_directories_are_pruned(tmp_path):

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from wyoming_kokoro_gguf.audio import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 from wyoming_kokoro_gguf.host.profile import INT8_DOT_FEATURES, HostProfile
-from wyoming_kokoro_gguf.synth.lowering import MAX_PASSES, EngineOptions
+from wyoming_kokoro_gguf.synth.lowering import MAX_PASSES, EngineOptions, is_int8
 from wyoming_kokoro_gguf.synth.text import MAX_PIECE_CHARS
 from wyoming_kokoro_gguf.weights.layout import MAX_PHONEMES
 
@@ -146,7 +146,7 @@ class Plan:
     variant: str
     linear: str  # "fp32" | "matmulnbits"
     linear_bits: int | None
-    conv: str  # "fp32" | "int8"
+    conv: str  # "fp32" | "int8" | "int8s"
     weights: str  # "fp32" | "int8": how the weights left in fp32 are stored
     threads: int
     inter_op_threads: int
@@ -236,7 +236,7 @@ def predict_rtf(
     rtf_1t, basis = CORE_CLASSES[core_class(profile)]
     speedup = 1 + THREAD_EFFICIENCY * (max(threads, 1) - 1)
     rtf = rtf_1t / speedup
-    if conv == "int8" and profile.int8_dot:
+    if is_int8(conv) and profile.int8_dot:
         rtf /= INT8_CONV_SPEEDUP  # without VNNI/dotprod no gain is assumed
     if rewrites and profile.arch == "aarch64":
         rtf /= REWRITES_SPEEDUP_ARM
@@ -261,7 +261,7 @@ _T = TypeVar("_T")
 
 def _for_conv(pair: tuple[_T, _T], conv: str) -> _T:
     """The figure of a (fp32 convolutions, int8 convolutions) pair that applies to ``conv``."""
-    return pair[1 if conv == "int8" else 0]
+    return pair[1 if is_int8(conv) else 0]
 
 
 def _measured(table: dict[str, tuple[int, int]], key: str, conv: str) -> int:
@@ -272,7 +272,7 @@ def _measured(table: dict[str, tuple[int, int]], key: str, conv: str) -> int:
 
 def act_mb_per_s(conv: str) -> float:
     """Activation memory per second of audio of one pass in flight."""
-    return ACT_MB_PER_AUDIO_S[conv]
+    return ACT_MB_PER_AUDIO_S["int8" if is_int8(conv) else conv]
 
 
 def predict_memory(
@@ -380,7 +380,7 @@ def parse_quant(quant: str | None) -> dict[str, str]:
         return {"linear": "matmulnbits"}
     result: dict[str, str] = {}
     allowed = {
-        "conv": ("fp32", "int8"),
+        "conv": ("fp32", "int8", "int8s"),
         "linear": ("fp32", "matmulnbits"),
         "weights": ("fp32", "int8"),
     }
@@ -390,7 +390,7 @@ def parse_quant(quant: str | None) -> dict[str, str]:
         if not sep or key not in allowed or value not in allowed[key]:
             raise PlanError(
                 f"--quant {quant!r} not understood: use auto, fp32, int8, or pairs like "
-                "conv=int8,linear=matmulnbits (conv: fp32|int8, linear: fp32|matmulnbits, "
+                "conv=int8,linear=matmulnbits (conv: fp32|int8|int8s, linear: fp32|matmulnbits, "
                 "weights: fp32|int8)"
             )
         result[key] = value
@@ -554,10 +554,12 @@ def _plan_tune(
 ) -> dict[str, list[Any]]:
     """The candidates a first start measures: convolutions whose memory fits this plan's
     passes as well, half the threads (two passes of fewer threads may beat one of more), and
-    one pass where the plan runs two.  A lever set with a flag is not measured."""
+    one pass where the plan runs two.  A lever set with a flag is not measured.  Static int8
+    ("int8s") comes before dynamic int8 (it measured faster, and closer to fp32 by
+    log-spectral distance) but never before fp32, whose audio its quality guard needs."""
     convs = [fit.conv]
-    other = "int8" if fit.conv == "fp32" else "fp32"
-    if "conv" not in ctx.overrides:
+    others = ("int8s", "int8") if fit.conv == "fp32" else ("fp32", "int8s")
+    for other in others if "conv" not in ctx.overrides else ():
         serving, loading = predict_memory(
             chosen, linear, other, fit.max_phonemes, MIN_CACHE_MB, n_passes, fit.weights
         )

@@ -41,7 +41,7 @@ import numpy as np
 import onnxruntime as ort
 
 import wyoming_kokoro_gguf
-from wyoming_kokoro_gguf.synth.lowering import EngineOptions
+from wyoming_kokoro_gguf.synth.lowering import EngineOptions, is_int8
 
 _LOG = logging.getLogger(__name__)
 
@@ -102,6 +102,19 @@ class Built:
     calibration: str = ""
 
 
+@dataclass
+class Calibration:
+    """The int8 calibration (build.py): per int8 conv its output/input range ratio and its
+    output channels' gains; for conv="int8s" also its input's measured [min, max] (``ranges``,
+    [Q, 2]) and its output's peak with the gains applied (``peaks``, [Q]), over several voices.
+    """
+
+    ratios: np.ndarray
+    gains: list[np.ndarray]
+    ranges: np.ndarray | None = None
+    peaks: np.ndarray | None = None
+
+
 def _file_identity(path: Path) -> dict[str, Any]:
     """Size, mtime and a hash of the head and tail: a changed or touched file differs."""
     st = path.stat()
@@ -153,10 +166,15 @@ def cache_inputs(model_path: Path, options: EngineOptions) -> dict[str, Any]:
 
 
 def calibration_inputs(model: dict[str, Any], options: EngineOptions) -> dict[str, Any]:
-    """What the int8 calibration depends on: no CPU, ORT or NumPy version (it is reused)."""
+    """What the int8 calibration depends on: no CPU, ORT or NumPy version (it is reused).
+    Both int8 types share one file: "int8s" calibrates on the same per-call graph as "int8",
+    and adds its input ranges to the file (the plan's measurement builds both)."""
+    chosen = {name: getattr(options, name) for name in CALIBRATION_OPTIONS}
+    if is_int8(chosen["conv"]):
+        chosen["conv"] = "int8"
     return {
         "model": model,
-        "options": {name: getattr(options, name) for name in CALIBRATION_OPTIONS},
+        "options": chosen,
         "graph_version": GRAPH_VERSION,
         "sources": _sources_hash(CALIBRATION_SOURCES),
     }
@@ -245,9 +263,9 @@ class GraphCache:
                 raise CacheDamaged(f"{name} changed since it was written")
         return manifest
 
-    def load_calibration(self) -> tuple[np.ndarray, list[np.ndarray]] | None:
-        """The int8 ratios and per-conv channel gains an earlier build saved, or None (then
-        calibrate).  A damaged file (np.load checks each member's CRC-32) is removed."""
+    def load_calibration(self) -> Calibration | None:
+        """The int8 calibration an earlier build saved, or None (then calibrate).  A damaged
+        file (np.load checks each member's CRC-32) is removed."""
         if not self.calibration.is_file():
             return None
         try:
@@ -255,8 +273,12 @@ class GraphCache:
                 if str(f["key"]) != self.calibration_key:
                     raise CacheDamaged("it is for other inputs")
                 ratios, gains, channels = f["ratios"], f["gains"], f["channels"]
+                ranges = f["ranges"] if "ranges" in f.files else None
+                peaks = f["peaks"] if "peaks" in f.files else None
             if len(ratios) != len(channels) or gains.size != channels.sum():
                 raise CacheDamaged("its arrays do not fit each other")
+            if ranges is not None and (ranges.shape != (len(ratios), 2) or peaks is None):
+                raise CacheDamaged("its input ranges do not fit its convolutions")
         except Exception as err:  # noqa: BLE001 - any unreadable file is recalibrated
             _LOG.warning("int8 calibration %s is damaged (%s); calibrating", self.calibration, err)
             with contextlib.suppress(OSError):
@@ -268,20 +290,24 @@ class GraphCache:
         gain_list = [
             gains[s : s + n].astype(np.float32) for s, n in zip(starts, channels, strict=True)
         ]
-        return ratios.astype(np.float32), gain_list
+        return Calibration(ratios.astype(np.float32), gain_list, ranges, peaks)
 
-    def save_calibration(self, ratios: np.ndarray, gains: list[np.ndarray]) -> None:
+    def save_calibration(self, calibration: Calibration) -> None:
         """Write the calibration beside the entries: a temporary file renamed into place."""
         tmp = self.dir / f"{TMP_PREFIX}{self.calibration.stem}-{uuid.uuid4().hex[:8]}.npz"
+        gains = calibration.gains
+        arrays = {
+            "key": np.array(self.calibration_key),
+            "ratios": np.asarray(calibration.ratios, dtype=np.float32),
+            "gains": np.concatenate(gains).astype(np.float32) if gains else np.zeros(0),
+            "channels": np.array([len(g) for g in gains], dtype=np.int64),
+        }
+        if calibration.ranges is not None and calibration.peaks is not None:
+            arrays["ranges"] = np.asarray(calibration.ranges, dtype=np.float32)
+            arrays["peaks"] = np.asarray(calibration.peaks, dtype=np.float32)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            np.savez(
-                tmp,
-                key=np.array(self.calibration_key),
-                ratios=np.asarray(ratios, dtype=np.float32),
-                gains=np.concatenate(gains).astype(np.float32) if gains else np.zeros(0),
-                channels=np.array([len(g) for g in gains], dtype=np.int64),
-            )
+            np.savez(tmp, **arrays)
             os.replace(tmp, self.calibration)
         except OSError as err:
             with contextlib.suppress(OSError):

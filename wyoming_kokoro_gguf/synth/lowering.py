@@ -11,10 +11,15 @@ from dataclasses import dataclass, field, replace
 from wyoming_kokoro_gguf.weights.layout import MAX_PHONEMES
 
 LINEAR_CHOICES = ("fp32", "matmulnbits")
-CONV_CHOICES = ("fp32", "int8")
+CONV_CHOICES = ("fp32", "int8", "int8s")
 WEIGHT_CHOICES = ("fp32", "int8")
 STFT_CHOICES = ("op", "conv")
 MAX_PASSES = 8  # most model passes of one text computing at once (EngineOptions.passes)
+
+
+def is_int8(conv: str) -> bool:
+    """Whether a ``conv`` choice runs int8 convolutions (dynamic "int8" or static "int8s")."""
+    return conv in ("int8", "int8s")
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,11 @@ class EngineOptions:
         (graph/layers.py, build._calibrate_int8).  Fast where the CPU has int8 dot products
         (VNNI, Arm dotprod): ~1.45x faster here (2 threads); audio ~15-16 dB waveform SNR and
         ~5.6 dB log-spectral distance from fp32 (kokoro-onnx's int8 export: 6-12 dB LSD from
-        its fp32), the same ASR word error rate on the benchmark's 12 sentences.
+        its fp32), the same ASR word error rate on the benchmark's 12 sentences.  "int8s": the
+        same convolutions with static activation quantization: each one's input and output
+        scales calibrated at load over several voices (80% of the extremes seen: louder values
+        clip) and built into the graph as constants with an int32 bias, so no per-call
+        quantization (docs/PERFORMANCE.md section 9, "Levers").
     weights: how the weights the two choices above leave in fp32 are stored (the AdaIN style
         projections, the 1x1 and upsampling convolutions, the LSTMs, ALBERT where the file's
         Linear weights are not 8-bit; with fp32 convolutions also the decoder's): "fp32", or

@@ -14,6 +14,7 @@ from onnx import TensorProto
 
 from wyoming_kokoro_gguf.synth.graph.builder import Builder, d_dim
 from wyoming_kokoro_gguf.synth.graph.generator import Generator
+from wyoming_kokoro_gguf.synth.lowering import is_int8
 
 
 class Decoder(Generator):
@@ -25,18 +26,20 @@ class Decoder(Generator):
     fast_decoder: bool
 
     def build_stage2(self, calibrate: bool = False) -> onnx.ModelProto:
-        """Stage 2: aligned features -> audio.  With conv="int8", input ``conv_ratios``
-        (see _int8_conv); ``calibrate`` adds the output ``conv_peaks``."""
+        """Stage 2: aligned features -> audio.  With conv="int8" (or "int8s" calibrating),
+        input ``conv_ratios`` (see _int8_conv); ``calibrate`` adds the outputs ``conv_peaks``
+        and ``conv_ranges``."""
         b = Builder("kokoro_stage2", self.use_external, self.options.weights == "int8")
         self.external = b.external if b.external is not None else {}
         self.int8_convs, self.conv_bounds, self.conv_channels, self._peaks = 0, [], [], []
+        self._ranges = []
         self.calibrate = calibrate
         w = self.w
         en = b.input("en", TensorProto.FLOAT, ["F", 1, d_dim(w)])
         asr = b.input("asr", TensorProto.FLOAT, ["F", 1, "C"])
         sd = self.style_dim
         style = b.input("style", TensorProto.FLOAT, [1, 2 * sd])
-        if self.options.conv == "int8":
+        if self.options.conv == "int8" or calibrate and is_int8(self.options.conv):
             self._ratios = b.input("conv_ratios", TensorProto.FLOAT, ["Q"])
         one = b.const([1], np.int64)
         s_dec = b.op("Slice", [style, b.const([0], np.int64), b.const([sd], np.int64), one])
@@ -48,6 +51,8 @@ class Decoder(Generator):
         if self._peaks:
             peaks = b.op("Concat", self._peaks, axis=0)
             b.output(peaks, "conv_peaks", TensorProto.FLOAT, [sum(self.conv_channels)])
+            ranges = b.op("Concat", self._ranges, axis=0)
+            b.output(ranges, "conv_ranges", TensorProto.FLOAT, [2 * self.int8_convs])
         return b.model()
 
     def _f0_n_curves(self, b: Builder, en: str, s_pred: str) -> tuple[str, str]:

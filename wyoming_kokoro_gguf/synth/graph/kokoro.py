@@ -43,12 +43,16 @@ class KokoroGraph(TextStage, Decoder):
         self.int8_convs = 0  # int8 dot-product convolutions in stage 2 (conv="int8")
         # Per int8 conv, an output/input range ratio that can never clip (calibration's start).
         self.conv_bounds: list[float] = []
-        # build_stage2 with calibrate=True also outputs each int8 conv's measured peak ratios.
+        # build_stage2 with calibrate=True also outputs each int8 conv's measured peak ratios
+        # and input ranges.
         self.calibrate = False
         self.conv_channels: list[int] = []  # output channels per int8 conv
         self.conv_gains: list[np.ndarray] = []  # per int8 conv, its channels' gains (engine)
+        # conv="int8s": per int8 conv, (input scale, input zero point, output scale) (engine)
+        self.conv_static: list[tuple[float, int, float]] = []
         self._ratios = ""
         self._peaks: list[str] = []
+        self._ranges: list[str] = []  # calibration: per int8 conv, its input's [min, max]
         self.nbits_used = 0
         self._packed: dict[str, tuple] = {}
         # True while building the F0/N predictor: there every op follows the reference exactly,

@@ -7,7 +7,7 @@ import numpy as np
 from onnx import TensorProto
 
 from wyoming_kokoro_gguf.synth.graph.builder import LAYER_NORM_EPS, Builder, Weights, symmetric_int8
-from wyoming_kokoro_gguf.synth.lowering import EngineOptions
+from wyoming_kokoro_gguf.synth.lowering import EngineOptions, is_int8
 
 
 class Layers:
@@ -20,9 +20,11 @@ class Layers:
     conv_bounds: list[float]
     conv_channels: list[int]
     conv_gains: list[np.ndarray]
+    conv_static: list[tuple[float, int, float]]
     nbits_used: int
     _ratios: str
     _peaks: list[str]
+    _ranges: list[str]
     _packed: dict[str, tuple]
     _conv2d: bool
     _ref_norm: bool
@@ -175,8 +177,8 @@ class Layers:
     def _int8(self, wname: str) -> bool:
         """conv="int8": the decoder's and generator's residual convolutions (noise branch
         included), ~90% of the MACs; the F0/N path, the source's input convs, 1x1 shortcuts,
-        the upsamplers and conv_post stay fp32."""
-        if self.options.conv != "int8" or not wname.startswith("decoder."):
+        the upsamplers and conv_post stay fp32.  conv="int8s": the same, statically quantized."""
+        if not is_int8(self.options.conv) or not wname.startswith("decoder."):
             return False
         return wname.endswith(("conv1_weight", "conv2_weight", "convs1_weight", "convs2_weight"))
 
@@ -191,14 +193,20 @@ class Layers:
         pad: int,
         dilation: int,
     ) -> str:
-        """An int8 dot-product convolution (stride 1, 'same' padding): activations quantized per
-        call (uint8, DynamicQuantizeLinear), symmetric per-output-channel int8 weights, int32
-        accumulation with the bias, requantized to uint8 at ``x_scale * ratio`` and dequantized.
+        """An int8 dot-product convolution (stride 1, 'same' padding): uint8 activations,
+        symmetric per-output-channel int8 weights, int32 accumulation with the bias,
+        requantized to uint8 and dequantized.
 
-        ``ratio`` (input ``conv_ratios``, one per int8 conv) sizes the output range relative to
-        the input's; the engine calibrates it at load.  With ``self.calibrate``, the graph also
-        outputs ``conv_peaks``: per conv and output channel, the smallest ratio that would not
-        have clipped it.
+        conv="int8" quantizes the input per call (DynamicQuantizeLinear) and requantizes at
+        ``x_scale * ratio``, ``ratio`` (input ``conv_ratios``, one per int8 conv) sizing the
+        output range relative to the input's; the engine calibrates it at load.  With
+        ``self.calibrate`` (either int8 type), the graph is this per-call form and also outputs
+        ``conv_peaks``, per conv and output channel the smallest ratio that would not have
+        clipped it, and ``conv_ranges``, per conv its input's minimum and maximum.
+
+        conv="int8s" takes the input and output scales from ``self.conv_static`` (calibrated
+        by the engine, build.py) as constants, with a constant int32 bias: one QuantizeLinear
+        and no per-call arithmetic; inputs louder than calibration's range clip.
 
         ``self.conv_gains`` (set by the engine from calibration) evens out the output channels'
         ranges before the 8-bit requantization, so a quiet channel is not lost in a loud one's
@@ -217,7 +225,6 @@ class Layers:
         # Never clips: |y| <= 255 x_scale * max_c sum|w_c| (+ bias headroom) = 127 y_scale.
         sums = np.abs(q.reshape(q.shape[0], -1).astype(np.float32)).sum(axis=1) * scale
         self.conv_bounds.append(float(2 * 255 * sums.max() / 127))
-        k = kernel.shape[-1]
         # A constant-shape Reshape states the input's rank, which ORT's shape inference loses in
         # the generator: only with a known rank does its NHWC transformer give QLinearConv the
         # channels-last kernels (measured on AVX2: ~1.2x per convolution).
@@ -225,33 +232,81 @@ class Layers:
             "Reshape",
             [x, b.const([1, kernel.shape[1], *([1] if self._conv2d else []), -1], np.int64)],
         )
-        xq, xs, xz = b.op("DynamicQuantizeLinear", [x], outputs=3)
-        xs = b.op("Max", [xs, b.const(1e-12)])  # an all-constant input gives scale 0
-        ys = b.op("Mul", [xs, b.op("Gather", [self._ratios, b.const(index, np.int64)])])
         w_scale = b.init(wname + "_scale", scale)
+        if self.options.conv == "int8s" and not self.calibrate:
+            xq, xs, xz, ys, bias = self._static_scales(b, x, index, bname, bias_values, scale)
+            ys_out = b.const(self.conv_static[index][2])  # one initializer per use (b.const)
+        else:
+            xq, xs, xz, ys = self._per_call_scales(b, x, index)
+            bias = self._per_call_bias(b, bname, bias_values, xs, w_scale)
+            ys_out = ys
         inputs = [xq, xs, xz, b.init(wname + "_q", q), w_scale]
         inputs += [b.init(wname + "_zp", np.zeros(len(scale), np.int8)), ys, b.const(128, np.uint8)]
-        if bias_values is not None:  # int32 bias in units of x_scale * w_scale, made per call
-            units = b.op("Mul", [xs, w_scale])
-            bias = b.op("Div", [b.init(bname, bias_values), units])
-            bias = b.op("Clip", [b.op("Round", [bias]), b.const(-2.0e9), b.const(2.0e9)])
-            inputs.append(b.op("Cast", [bias], to=TensorProto.INT32))
         yq = b.op(
             "QLinearConv",
-            inputs,
-            kernel_shape=self._sp(k),
+            inputs + bias,
+            kernel_shape=self._sp(kernel.shape[-1]),
             pads=self._pads(pad),
             dilations=self._sp(dilation),
         )
-        y = b.op("DequantizeLinear", [yq, ys, b.const(128, np.uint8)])
+        y = b.op("DequantizeLinear", [yq, ys_out, b.const(128, np.uint8)])
         if self.calibrate:
-            axes = [0, 2, 3] if self._conv2d else [0, 2]
-            peak = b.op("ReduceMax", [b.op("Abs", [y])], axes=axes, keepdims=0)  # [C]
-            self._peaks.append(b.op("Div", [peak, b.op("Mul", [xs, b.const(127.0)])]))
+            self._measure(b, x, y, xs)
         normed_next = wname.endswith(("conv1_weight", "convs1_weight"))  # AdaIN follows
         if gain is not None and not normed_next:
             y = b.op("Mul", [y, b.init(wname + "_ungain", (1.0 / gain).reshape(self._column()))])
         return y
+
+    def _per_call_scales(self, b: Builder, x: str, index: int) -> tuple[str, str, str, str]:
+        """conv="int8": the input quantized over its own range, the output range its ratio."""
+        xq, xs, xz = b.op("DynamicQuantizeLinear", [x], outputs=3)
+        xs = b.op("Max", [xs, b.const(1e-12)])  # an all-constant input gives scale 0
+        ys = b.op("Mul", [xs, b.op("Gather", [self._ratios, b.const(index, np.int64)])])
+        return xq, xs, xz, ys
+
+    def _per_call_bias(
+        self, b: Builder, bname: str | None, values: np.ndarray | None, xs: str, w_scale: str
+    ) -> list[str]:
+        """The int32 bias in units of x_scale * w_scale, made per call ([] without a bias)."""
+        if values is None:
+            return []
+        bias = b.op("Div", [b.init(bname, values), b.op("Mul", [xs, w_scale])])
+        bias = b.op("Clip", [b.op("Round", [bias]), b.const(-2.0e9), b.const(2.0e9)])
+        return [b.op("Cast", [bias], to=TensorProto.INT32)]
+
+    def _static_scales(
+        self,
+        b: Builder,
+        x: str,
+        index: int,
+        bname: str | None,
+        values: np.ndarray | None,
+        w_scale: np.ndarray,
+    ) -> tuple[str, str, str, str, list[str]]:
+        """conv="int8s": calibrated constant scales, one QuantizeLinear, a constant bias."""
+        if index >= len(self.conv_static):
+            raise RuntimeError("conv int8s needs calibrated scales (build.build_sessions)")
+        x_scale, x_zero, y_scale = self.conv_static[index]
+        xs, xz = b.const(x_scale), b.const(x_zero, np.uint8)
+        xq = b.op("QuantizeLinear", [x, xs, xz])
+        bias = []
+        if values is not None:
+            units = np.float64(x_scale) * w_scale.astype(np.float64)
+            steps = np.clip(np.rint(values / units), -2.0e9, 2.0e9).astype(np.int32)
+            bias = [b.init(bname + "_i32", steps)]
+        return xq, b.const(x_scale), b.const(x_zero, np.uint8), b.const(y_scale), bias
+
+    def _measure(self, b: Builder, x: str, y: str, xs: str) -> None:
+        """Calibration outputs: the output channels' peak ratios, the input's range."""
+        axes = [0, 2, 3] if self._conv2d else [0, 2]
+        peak = b.op("ReduceMax", [b.op("Abs", [y])], axes=axes, keepdims=0)  # [C]
+        self._peaks.append(b.op("Div", [peak, b.op("Mul", [xs, b.const(127.0)])]))
+        low = b.op("ReduceMin", [x], keepdims=0)
+        high = b.op("ReduceMax", [x], keepdims=0)
+        flat = b.const([1], np.int64)
+        self._ranges.append(
+            b.op("Concat", [b.op("Reshape", [low, flat]), b.op("Reshape", [high, flat])], axis=0)
+        )
 
     def adain(self, b: Builder, x: str, s: str, gamma: str, beta: str) -> str:
         """AdaIN1d: InstanceNorm (eps 1e-5) scaled by (1 + gamma) and shifted by beta."""
