@@ -52,6 +52,9 @@ COLUMNS = [
     ("speed_x", "speed (x f32)", "{:.2f}"),
 ]
 
+# What the engine's own measurement gives to the --server table (the rest the server measures).
+ENGINE_KEYS = ("size_mb", "lsd_db", "snr_db", "duration_change")
+
 
 def server_flags(data_dir: Path, threads: int, voice: str) -> list[str]:
     """The same flags for every file: its own data dir (graph cache), no downloads, fixed

@@ -139,12 +139,18 @@ ENGINE_COLUMNS = [
 ]
 
 
+def cell(value: float | None, fmt: str) -> str:
+    """A figure as the table shows it: "-" where there is none (or it is infinite: f32's
+    SNR against itself)."""
+    return "-" if value is None or not np.isfinite(value) else fmt.format(value)
+
+
 def markdown(rows: dict[str, dict], cols: list[tuple[str, str, str]] = ENGINE_COLUMNS) -> str:
     """A Markdown table: a row per file, a column per (key, header, format); "-" where a file
     has no such figure (an error row has none)."""
     lines = ["| file | " + " | ".join(c[1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in rows.items():
-        cells = [fmt.format(r[key]) if r.get(key) is not None else "-" for key, _, fmt in cols]
+        cells = [cell(r.get(key), fmt) for key, _, fmt in cols]
         note = f" (error: {r['error']})" if "error" in r else ""
         lines.append(f"| {name}{note} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -185,6 +191,7 @@ def measure_row(name: str, path: Path, ref: Path, voice: str, args: argparse.Nam
     if args.server and "error" not in row:
         import quantization_server as served
 
+        row = {k: v for k, v in row.items() if k in served.ENGINE_KEYS}
         corpus = served.HOME_AUTOMATION[: args.wer or None]
         workdir = Path(args.outdir) / "servers"
         try:

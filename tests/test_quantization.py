@@ -219,7 +219,13 @@ def test_server_table_gives_speed_against_f32_and_marks_errors(tmp_path: Path) -
     without an error."""
     qtable, served = _table_scripts()
     rows = {
-        "f32": {"size_mb": 329.9, "rtf": 0.5, "wer": 0.05, "rss_speaking_mb": 480.4},
+        "f32": {
+            "size_mb": 329.9,
+            "rtf": 0.5,
+            "wer": 0.05,
+            "rss_speaking_mb": 480.4,
+            "snr_db": float("inf"),
+        },
         "uniform q4_0": {"size_mb": 52.1, "rtf": 0.25, "load_first_s": 9.04},
         "uniform tq1_0": {"size_mb": 25.9, "error": "server exited with 1: bad file"},
     }
@@ -232,6 +238,7 @@ def test_server_table_gives_speed_against_f32_and_marks_errors(tmp_path: Path) -
     assert cells["uniform q4_0"][column["speed_x"]].strip() == "2.00"
     assert cells["uniform q4_0"][column["load_first_s"]].strip() == "9.0"
     assert cells["f32"][column["rss_speaking_mb"]].strip() == "480"
+    assert cells["f32"][column["snr_db"]].strip() == "-"
     error_row = cells["uniform tq1_0 (error: server exited with 1: bad file)"]
     assert [c.strip() for c in error_row] == ["25.9"] + ["-"] * (len(served.COLUMNS) - 1)
     assert "speed_x" not in served.with_speed({"uniform q4_0": {"rtf": 0.25}})["uniform q4_0"]
