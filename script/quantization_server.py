@@ -56,17 +56,20 @@ COLUMNS = [
 ENGINE_KEYS = ("size_mb", "lsd_db", "snr_db", "duration_change")
 
 
-def server_flags(data_dir: Path, threads: int, voice: str) -> list[str]:
+def server_flags(data_dir: Path, threads: int, voice: str, extra: tuple[str, ...]) -> list[str]:
     """The same flags for every file: its own data dir (graph cache), no downloads, fixed
-    threads, no phrase cache (every sentence is synthesized; its audio is not counted)."""
+    threads, no phrase cache (every sentence is synthesized; its audio is not counted), and
+    ``extra`` (``--mem-mb 2048``: the plan of a 2 GB board)."""
     return ["--data-dir", str(data_dir), "--local-files-only", "--threads", str(threads),
-            "--cache-mb", "0", "--voice", voice]  # fmt: skip
+            "--cache-mb", "0", "--voice", voice, *extra]  # fmt: skip
 
 
-def start(model: Path, data_dir: Path, threads: int, voice: str) -> tuple[ServerProcess, float]:
+def start(
+    model: Path, data_dir: Path, threads: int, voice: str, extra: tuple[str, ...]
+) -> tuple[ServerProcess, float]:
     """A ready server and the seconds from its launch to /health saying ready."""
     started = time.monotonic()
-    server = ServerProcess(model, data_dir, *server_flags(data_dir, threads, voice))
+    server = ServerProcess(model, data_dir, *server_flags(data_dir, threads, voice, extra))
     try:
         server.wait_ready()
     except AssertionError as err:
@@ -82,9 +85,11 @@ def stop(server: ServerProcess) -> None:
         raise RuntimeError(f"server exited with {code}: {server.log().strip().splitlines()[-1]}")
 
 
-def first_start(model: Path, data_dir: Path, threads: int, voice: str) -> dict[str, float]:
+def first_start(
+    model: Path, data_dir: Path, threads: int, voice: str, extra: tuple[str, ...]
+) -> dict[str, float]:
     """The start that builds the graphs and writes their cache: its time and peak RSS."""
-    server, took = start(model, data_dir, threads, voice)
+    server, took = start(model, data_dir, threads, voice, extra)
     try:
         peak = peak_rss_mb(server.proc.pid)
     finally:
@@ -108,10 +113,15 @@ def speak_corpus(
 
 
 def later_start(
-    model: Path, data_dir: Path, threads: int, voice: str, corpus: list[tuple[str, str]]
+    model: Path,
+    data_dir: Path,
+    threads: int,
+    voice: str,
+    corpus: list[tuple[str, str]],
+    extra: tuple[str, ...],
 ) -> tuple[dict[str, float], list[np.ndarray]]:
     """A start from the graph cache, then the corpus: times, peaks and the clips."""
-    server, took = start(model, data_dir, threads, voice)
+    server, took = start(model, data_dir, threads, voice, extra)
     try:
         pid = server.proc.pid
         out = {"load_s": took, "rss_loaded_mb": peak_rss_mb(pid), "loadavg": os.getloadavg()[0]}
@@ -137,13 +147,15 @@ def measure(
     voice: str,
     asr_judge: AsrJudge,
     corpus: list[tuple[str, str]] = HOME_AUTOMATION,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The server figures of one file (a fresh data directory under ``workdir``), WER included."""
+    """The server figures of one file (a fresh data directory under ``workdir``), WER included;
+    ``extra``: more server flags."""
     data_dir = workdir / model.stem
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
-    out: dict[str, Any] = first_start(model, data_dir, threads, voice)
-    later, clips = later_start(model, data_dir, threads, voice, corpus)
+    out: dict[str, Any] = first_start(model, data_dir, threads, voice, extra)
+    later, clips = later_start(model, data_dir, threads, voice, corpus, extra)
     out.update(later)
     out["wer"] = corpus_wer([pair for pair, _ in judged_windows(asr_judge, clips, corpus)])
     out["sentences"] = len(corpus)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -176,6 +178,11 @@ def parse_args() -> argparse.Namespace:
         help="load, memory, speed and WER through the real server (script/quantization_server.py)",
     )
     parser.add_argument(
+        "--server-flags",
+        default="",
+        help="more flags for the server, e.g. '--mem-mb 2048' (a 2 GB board's plan)",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="keep the rows of an earlier run's JSON without errors",
@@ -194,8 +201,9 @@ def measure_row(name: str, path: Path, ref: Path, voice: str, args: argparse.Nam
         row = {k: v for k, v in row.items() if k in served.ENGINE_KEYS}
         corpus = served.HOME_AUTOMATION[: args.wer or None]
         workdir = Path(args.outdir) / "servers"
+        extra = tuple(shlex.split(args.server_flags))
         try:
-            row.update(served.measure(path, workdir, args.threads, voice, judge, corpus))
+            row.update(served.measure(path, workdir, args.threads, voice, judge, corpus, extra))
         except RuntimeError as err:
             row["error"] = str(err)
     print(f"{name}: {row} ({time.monotonic() - started:.0f} s)", flush=True)
@@ -211,8 +219,7 @@ def main() -> int:
     files = write_files(f32, table, outdir, args.types.split(","), budgets, args.threads)
     ref = reference(f32, table, outdir, args.threads)
     voice = budget.load_table(table).voice
-    tag = "-" + args.only.replace(",", "-").replace(" ", "") if args.only else ""
-    stem = outdir / f"quantization{'-server' if args.server else ''}{tag}"
+    stem = outdir / output_name(args)
     rows = kept_rows(stem.with_suffix(".json")) if args.resume else {}
     judge = None
     if args.server:
@@ -228,6 +235,13 @@ def main() -> int:
     stem.with_suffix(".md").write_text(text)
     print(text)
     return 0
+
+
+def output_name(args: argparse.Namespace) -> str:
+    """quantization[-server][-FLAGS][-ONLY]: runs with other files or flags write their own."""
+    parts = ["quantization", "server" if args.server else ""]
+    parts += [args.server_flags if args.server else "", args.only or ""]
+    return "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", p).strip("_") for p in parts if p)
 
 
 def kept_rows(path: Path) -> dict[str, dict]:

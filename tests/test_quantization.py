@@ -5,6 +5,7 @@ under a log-spectral-distance budget, on the narrow TTS.cpp-style model of tests
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -242,6 +243,13 @@ def test_server_table_gives_speed_against_f32_and_marks_errors(tmp_path: Path) -
     error_row = cells["uniform tq1_0 (error: server exited with 1: bad file)"]
     assert [c.strip() for c in error_row] == ["25.9"] + ["-"] * (len(served.COLUMNS) - 1)
     assert "speed_x" not in served.with_speed({"uniform q4_0": {"rtf": 0.25}})["uniform q4_0"]
+
+    name = qtable.output_name(
+        argparse.Namespace(server=True, server_flags="--mem-mb 2048", only="f32,LSD 4")
+    )
+    assert name == "quantization-server-mem_mb_2048-f32_LSD_4"
+    plain = argparse.Namespace(server=False, server_flags="--mem-mb 2048", only=None)
+    assert qtable.output_name(plain) == "quantization"
 
     saved = tmp_path / "quantization-server.json"
     saved.write_text(json.dumps(rows))
