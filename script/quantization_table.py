@@ -178,6 +178,13 @@ def parse_args() -> argparse.Namespace:
         help="load, memory, speed and WER through the real server (script/quantization_server.py)",
     )
     parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="measure this file too (e.g. a published q8_0), repeatable",
+    )
+    parser.add_argument(
         "--server-flags",
         default="",
         help="more flags for the server, e.g. '--mem-mb 2048' (a 2 GB board's plan)",
@@ -217,6 +224,7 @@ def main() -> int:
     f32, table = Path(args.f32), Path(args.table)
     budgets = [float(b) for b in args.budgets.split(",") if b]
     files = write_files(f32, table, outdir, args.types.split(","), budgets, args.threads)
+    files.update(also_files(args.also))
     ref = reference(f32, table, outdir, args.threads)
     voice = budget.load_table(table).voice
     stem = outdir / output_name(args)
@@ -235,6 +243,17 @@ def main() -> int:
     stem.with_suffix(".md").write_text(text)
     print(text)
     return 0
+
+
+def also_files(specs: list[str]) -> dict[str, Path]:
+    """--also NAME=PATH: more files to measure, by the name their row gets."""
+    files = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not Path(path).is_file():
+            raise SystemExit(f"--also {spec!r}: give NAME=PATH of an existing file")
+        files[name] = Path(path)
+    return files
 
 
 def output_name(args: argparse.Namespace) -> str:

@@ -251,6 +251,13 @@ def test_server_table_gives_speed_against_f32_and_marks_errors(tmp_path: Path) -
     plain = argparse.Namespace(server=False, server_flags="--mem-mb 2048", only=None)
     assert qtable.output_name(plain) == "quantization"
 
+    given = tmp_path / "kokoro-q8_0.gguf"
+    given.write_bytes(b"GGUF")
+    assert qtable.also_files([f"published q8_0={given}"]) == {"published q8_0": given}
+    for bad in (str(given), f"x={tmp_path / 'missing.gguf'}"):
+        with pytest.raises(SystemExit, match="NAME=PATH"):
+            qtable.also_files([bad])
+
     saved = tmp_path / "quantization-server.json"
     saved.write_text(json.dumps(rows))
     assert list(qtable.kept_rows(saved)) == ["f32", "uniform q4_0"]
