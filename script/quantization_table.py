@@ -207,7 +207,7 @@ def measure_row(name: str, path: Path, ref: Path, voice: str, args: argparse.Nam
 
         row = {k: v for k, v in row.items() if k in served.ENGINE_KEYS}
         corpus = served.HOME_AUTOMATION[: args.wer or None]
-        workdir = Path(args.outdir) / "servers"
+        workdir = Path(args.outdir) / "servers" / output_name(args)  # a run its own dirs
         extra = tuple(shlex.split(args.server_flags))
         try:
             row.update(served.measure(path, workdir, args.threads, voice, judge, corpus, extra))
