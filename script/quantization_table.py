@@ -234,15 +234,26 @@ def main() -> int:
         import quantization_server as served
 
         judge = served.judge(args.threads)
-    for name, path in files.items():
-        if name in rows or args.only and not any(p in name for p in args.only.split(",")):
-            continue
-        rows[name] = measure_row(name, path, ref, voice, args, judge)
-        stem.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    for name, path in selected(files, args.only).items():
+        if name not in rows:
+            rows[name] = measure_row(name, path, ref, voice, args, judge)
+            stem.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    rows = {name: rows[name] for name in files if name in rows}  # the table in the files' order
     text = render(rows, args.server)
     stem.with_suffix(".md").write_text(text)
     print(text)
     return 0
+
+
+def selected(files: dict[str, Path], only: str | None) -> dict[str, Path]:
+    """--only: the files whose name contains one of its parts, in the order of the parts (the
+    ones that matter most measured first); all files without it."""
+    if not only:
+        return files
+    picked: dict[str, Path] = {}
+    for part in only.split(","):
+        picked.update((name, path) for name, path in files.items() if part in name)
+    return picked
 
 
 def also_files(specs: list[str]) -> dict[str, Path]:

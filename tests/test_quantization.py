@@ -258,6 +258,14 @@ def test_server_table_gives_speed_against_f32_and_marks_errors(tmp_path: Path) -
         with pytest.raises(SystemExit, match="NAME=PATH"):
             qtable.also_files([bad])
 
+    files = dict.fromkeys(["f32", "uniform q4_0", "uniform tq1_0", "auto, max LSD 4 dB"], given)
+    assert list(qtable.selected(files, "tq1_0,LSD 4,f32")) == [
+        "uniform tq1_0",
+        "auto, max LSD 4 dB",
+        "f32",
+    ]
+    assert qtable.selected(files, None) == files
+
     saved = tmp_path / "quantization-server.json"
     saved.write_text(json.dumps(rows))
     assert list(qtable.kept_rows(saved)) == ["f32", "uniform q4_0"]
