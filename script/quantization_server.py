@@ -50,6 +50,7 @@ COLUMNS = [
     ("rss_loaded_mb", "peak RSS, start (MB)", "{:.0f}"),
     ("rss_speaking_mb", "peak RSS, speaking (MB)", "{:.0f}"),
     ("speed_x", "speed (x f32)", "{:.2f}"),
+    ("loadavg", "load average", "{:.1f}"),  # the machine's, as the corpus began: speed's context
 ]
 
 # What the engine's own measurement gives to the --server table (the rest the server measures).
