@@ -5,6 +5,7 @@ under a log-spectral-distance budget, on the narrow TTS.cpp-style model of tests
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -200,3 +201,92 @@ def test_table_json_round_trip(table_path: Path) -> None:
     assert json.loads(Table.from_json(table.to_json()).to_json()) == json.loads(
         table_path.read_text()
     )
+
+
+def _table_scripts():
+    """script/quantization_table.py and its --server module."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "script"))
+    import quantization_server
+    import quantization_table
+
+    return quantization_table, quantization_server
+
+
+def test_server_table_gives_speed_against_f32_and_marks_errors(tmp_path: Path) -> None:
+    """--server's table: speed is f32's RTF over the file's (no speed where either is
+    missing), an error row keeps its message and no figures, and --resume keeps only rows
+    without an error."""
+    qtable, served = _table_scripts()
+    rows = {
+        "f32": {
+            "size_mb": 329.9,
+            "rtf": 0.5,
+            "wer": 0.05,
+            "rss_speaking_mb": 480.4,
+            "snr_db": float("inf"),
+        },
+        "uniform q4_0": {"size_mb": 52.1, "rtf": 0.25, "load_first_s": 9.04},
+        "uniform tq1_0": {"size_mb": 25.9, "error": "server exited with 1: bad file"},
+    }
+    lines = qtable.render(rows, server=True).splitlines()
+    headers = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert headers == ["file", *(header for _, header, _ in served.COLUMNS)]
+    cells = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in lines[2:]}
+    column = {key: i for i, (key, _, _) in enumerate(served.COLUMNS)}
+    assert cells["f32"][column["speed_x"]].strip() == "1.00"
+    assert cells["uniform q4_0"][column["speed_x"]].strip() == "2.00"
+    assert cells["uniform q4_0"][column["load_first_s"]].strip() == "9.0"
+    assert cells["f32"][column["rss_speaking_mb"]].strip() == "480"
+    assert cells["f32"][column["snr_db"]].strip() == "-"
+    error_row = cells["uniform tq1_0 (error: server exited with 1: bad file)"]
+    assert [c.strip() for c in error_row] == ["25.9"] + ["-"] * (len(served.COLUMNS) - 1)
+    assert "speed_x" not in served.with_speed({"uniform q4_0": {"rtf": 0.25}})["uniform q4_0"]
+
+    name = qtable.output_name(
+        argparse.Namespace(server=True, server_flags="--mem-mb 2048", only="f32,LSD 4")
+    )
+    assert name == "quantization-server-mem_mb_2048-f32_LSD_4"
+    plain = argparse.Namespace(server=False, server_flags="--mem-mb 2048", only=None)
+    assert qtable.output_name(plain) == "quantization"
+
+    given = tmp_path / "kokoro-q8_0.gguf"
+    given.write_bytes(b"GGUF")
+    assert qtable.also_files([f"published q8_0={given}"]) == {"published q8_0": given}
+    for bad in (str(given), f"x={tmp_path / 'missing.gguf'}"):
+        with pytest.raises(SystemExit, match="NAME=PATH"):
+            qtable.also_files([bad])
+
+    files = dict.fromkeys(["f32", "uniform q4_0", "uniform tq1_0", "auto, max LSD 4 dB"], given)
+    assert list(qtable.selected(files, "tq1_0,LSD 4,f32")) == [
+        "uniform tq1_0",
+        "auto, max LSD 4 dB",
+        "f32",
+    ]
+    assert qtable.selected(files, None) == files
+
+    saved = tmp_path / "quantization-server.json"
+    saved.write_text(json.dumps(rows))
+    assert list(qtable.kept_rows(saved)) == ["f32", "uniform q4_0"]
+    assert qtable.kept_rows(tmp_path / "none.json") == {}
+
+
+def test_server_figures_of_a_file(tiny: Path, tmp_path: Path, asr_judge) -> None:
+    """The --server figures of one file through the real server (the tiny model, two
+    sentences): the first start writes the graph cache the second reads; both starts, both
+    peaks of the process tree and the speed are measured, and the clips are judged."""
+    _, served = _table_scripts()
+    corpus = served.HOME_AUTOMATION[:2]
+    row = served.measure(tiny, tmp_path, 2, "af_heart", asr_judge, corpus)
+    assert row["sentences"] == 2
+    logs = sorted((tmp_path / tiny.stem).glob("server-*.log"), key=lambda p: p.stat().st_mtime)
+    assert len(logs) == 2
+    assert "graph cache: saved" in logs[0].read_text()
+    assert "graph cache: loaded" in logs[1].read_text()
+    for key in ("load_first_s", "load_s", "rtf"):
+        assert row[key] > 0, key
+    # the front end and the engine process: Python with ONNX Runtime is over 50 MB each
+    for key in ("rss_load_first_mb", "rss_loaded_mb", "rss_speaking_mb"):
+        assert row[key] > 100, key
+    assert 0 <= row["wer"] <= 5
