@@ -397,11 +397,15 @@ def test_blends(engine: Engine) -> None:
     for bad in ("", "a:x", "a:-1", "a:0"):
         with pytest.raises(BlendError):
             parse_blend(bad)
-    info = engine.add_blend("jf_mix", "jf_alpha:0.5,jm_kumo:0.5")
-    assert info.language == "ja-JP" and "jf_mix" in engine.voices
-    with pytest.raises(UnknownVoiceError):
-        engine.add_blend("bad", "jf_alpha:0.5,nobody:0.5")
-    mixed = list(engine.synthesize(SENTENCES[0], "jf_mix", language="en-us"))
+    voices, blends = engine.voices, engine._blends  # the engine is shared: leave it as found
+    try:
+        info = engine.add_blend("jf_mix", "jf_alpha:0.5,jm_kumo:0.5")
+        assert info.language == "ja-JP" and "jf_mix" in engine.voices
+        with pytest.raises(UnknownVoiceError):
+            engine.add_blend("bad", "jf_alpha:0.5,nobody:0.5")
+        mixed = list(engine.synthesize(SENTENCES[0], "jf_mix", language="en-us"))
+    finally:
+        engine.voices, engine._blends = voices, blends
     inline = list(engine.synthesize(SENTENCES[0], "jf_alpha:1,jm_kumo:1", language="en-us"))
     assert len(mixed) == 1 and np.array_equal(mixed[0], inline[0])
     alpha = list(engine.synthesize(SENTENCES[0], VOICE, language="en-us"))

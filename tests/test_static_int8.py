@@ -146,7 +146,7 @@ def test_static_int8_on_the_real_model(kokoro_gguf, f32_engine):
     guard = tune.Guard()
     calibrated = build._spread_voices(engines["int8s"].model)
     snrs = {}
-    for voice in f32_engine.voices:
+    for voice in f32_engine.model.voices:  # the file's, not blends other tests added
         tokens, style = _inputs(f32_engine, voice)
         durations = f32_engine.durations(tokens, style)
         ref = f32_engine.run_tokens(tokens, style, 1.0, durations=durations)
