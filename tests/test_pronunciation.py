@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from wyoming_kokoro_gguf.host import models
-from wyoming_kokoro_gguf.server import context
 from wyoming_kokoro_gguf.server.segmenter import TextSegmenter
 from wyoming_kokoro_gguf.synth import lexicon, markup, ssml
 from wyoming_kokoro_gguf.synth.lexicon import Entry, Lexicon
@@ -262,10 +260,6 @@ def test_oversized_ssml_is_read_as_text() -> None:
     doc = "<speak>" + "word " * (ssml.MAX_SSML_CHARS // 5) + "</speak>"
     units = ssml.units(doc)
     assert units and len(units[0]) <= ssml.MAX_SSML_CHARS
-
-
-def test_the_server_watches_the_engines_default_data_dir() -> None:
-    assert context.default_data_dir() == models.default_data_dir()
 
 
 def test_the_first_data_directory_wins(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from wyoming_helpers import (
     audio_format_ok,
     describe,
     free_port,
+    predicted_plan_flags,
     read_until,
     run_server_to_exit,
     running_server,
@@ -636,7 +637,8 @@ def test_zeroconf_registration_is_discoverable(model: Path, tmp_path: Path) -> N
     script = tmp_path / "discover.py"
     script.write_text(_DISCOVER_SCRIPT)
     setup = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo"
-    cmd = f"{setup} && exec {sys.executable} {script} {port} {model} {tmp_path}"
+    flags = " ".join(predicted_plan_flags(model, []))
+    cmd = f"{setup} && exec {sys.executable} {script} {port} {model} {tmp_path} {flags}"
     run = subprocess.run(
         ["unshare", "-rn", "sh", "-c", cmd], capture_output=True, text=True, timeout=900
     )
@@ -656,7 +658,7 @@ port, model, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 log = open(f"{out}/server.log", "wb")
 server = subprocess.Popen(
     [sys.executable, "-m", "wyoming_kokoro_gguf", "--uri", f"tcp://127.0.0.1:{port}",
-     "--model", model, "--zeroconf", "kokoro-test"],
+     "--model", model, "--zeroconf", "kokoro-test", *sys.argv[4:]],
     stdout=log, stderr=subprocess.STDOUT)
 
 async def main():
@@ -697,6 +699,7 @@ def test_stdio_transport_carries_clean_events(model: Path, voice: str) -> None:
             "stdio://",
             "--model",
             str(model),
+            *predicted_plan_flags(model, []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
@@ -817,6 +820,7 @@ def test_unix_socket_and_no_streaming(model: Path, voice: str, tmp_path: Path) -
                 "--model",
                 str(model),
                 "--no-streaming",
+                *predicted_plan_flags(model, []),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

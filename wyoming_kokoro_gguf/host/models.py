@@ -22,6 +22,7 @@ import numpy as np
 
 from wyoming_kokoro_gguf.host import download, hub, plan
 from wyoming_kokoro_gguf.host import profile as host
+from wyoming_kokoro_gguf.host.data_dir import default_data_dir
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions
 from wyoming_kokoro_gguf.weights import convert, crispasr, pypi_weights
 from wyoming_kokoro_gguf.weights.model_file import ModelFileError, open_model
@@ -124,12 +125,6 @@ class Resolved:
     path: Path
     engine_options: EngineOptions
     host_plan: plan.Plan
-
-
-def default_data_dir() -> Path:
-    """$XDG_DATA_HOME/wyoming_kokoro_gguf (~/.local/share/wyoming_kokoro_gguf)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "wyoming_kokoro_gguf"
 
 
 def is_gguf(path: Path) -> bool:

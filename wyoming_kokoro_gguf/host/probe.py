@@ -27,6 +27,7 @@ from wyoming.tts import Synthesize, SynthesizeVoice
 from wyoming_kokoro_gguf.host import models as model_store
 from wyoming_kokoro_gguf.host import plan
 from wyoming_kokoro_gguf.host import profile as host
+from wyoming_kokoro_gguf.host.data_dir import default_data_dir
 from wyoming_kokoro_gguf.synth import tune
 from wyoming_kokoro_gguf.synth.engine import Engine
 
@@ -91,7 +92,7 @@ def _show_measured(found: model_store.Located, args: argparse.Namespace) -> None
     result = found.host_plan
     if found.path is None or found.profile.simulated or not result.tune:
         return
-    data_dirs = [Path(d) for d in args.data_dir] or [model_store.default_data_dir()]
+    data_dirs = [Path(d) for d in args.data_dir] or [default_data_dir()]
     candidates = tune.Candidates.from_dict(result.tune)
     if candidates.levers == 0:
         return

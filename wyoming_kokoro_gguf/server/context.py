@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from wyoming.event import Event
 
 from wyoming_kokoro_gguf import __version__
 from wyoming_kokoro_gguf.audio import SAMPLE_RATE
+from wyoming_kokoro_gguf.host.data_dir import default_data_dir
 from wyoming_kokoro_gguf.server.config import ServerConfig
 from wyoming_kokoro_gguf.server.engine_process import EngineProcess
 from wyoming_kokoro_gguf.server.errors import RequestError
@@ -28,12 +28,6 @@ from wyoming_kokoro_gguf.weights.layout import DEFAULT_VOICES, voice_info
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_CACHE_MB = 32.0  # about 11 minutes of 24 kHz int16 speech
-
-
-def default_data_dir() -> Path:
-    """host.models.default_data_dir, without importing the model code into this process."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "wyoming_kokoro_gguf"
 
 
 class ServerContext:

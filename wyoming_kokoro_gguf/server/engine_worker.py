@@ -30,7 +30,8 @@ from typing import NamedTuple, cast
 import numpy as np
 
 from wyoming_kokoro_gguf.audio import to_int16
-from wyoming_kokoro_gguf.host.models import Resolved, default_data_dir, resolve
+from wyoming_kokoro_gguf.host.data_dir import default_data_dir
+from wyoming_kokoro_gguf.host.models import Resolved, resolve
 from wyoming_kokoro_gguf.server.config import ServerConfig
 from wyoming_kokoro_gguf.server.engine_process import (
     Cancel,
