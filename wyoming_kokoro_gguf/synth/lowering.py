@@ -39,7 +39,8 @@ class EngineOptions:
         same convolutions with static activation quantization: each one's input and output
         scales calibrated at load over several voices (80% of the extremes seen: louder values
         clip) and built into the graph as constants with an int32 bias, so no per-call
-        quantization (docs/PERFORMANCE.md section 9, "Levers").
+        quantization; the decoder's first of them, the one static scales hurt most, stays
+        fp32 (graph/layers.py STATIC_FLOAT_CONVS; docs/PERFORMANCE.md section 9, "Levers").
     weights: how the weights the two choices above leave in fp32 are stored (the AdaIN style
         projections, the 1x1 and upsampling convolutions, the LSTMs, ALBERT where the file's
         Linear weights are not 8-bit; with fp32 convolutions also the decoder's): "fp32", or

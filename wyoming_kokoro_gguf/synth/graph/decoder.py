@@ -32,7 +32,7 @@ class Decoder(Generator):
         b = Builder("kokoro_stage2", self.use_external, self.options.weights == "int8")
         self.external = b.external if b.external is not None else {}
         self.int8_convs, self.conv_bounds, self.conv_channels, self._peaks = 0, [], [], []
-        self._ranges = []
+        self._ranges, self.conv_slots = [], 0
         self.calibrate = calibrate
         w = self.w
         en = b.input("en", TensorProto.FLOAT, ["F", 1, d_dim(w)])
@@ -52,7 +52,7 @@ class Decoder(Generator):
             peaks = b.op("Concat", self._peaks, axis=0)
             b.output(peaks, "conv_peaks", TensorProto.FLOAT, [sum(self.conv_channels)])
             ranges = b.op("Concat", self._ranges, axis=0)
-            b.output(ranges, "conv_ranges", TensorProto.FLOAT, [2 * self.int8_convs])
+            b.output(ranges, "conv_ranges", TensorProto.FLOAT, [2 * self.conv_slots])
         return b.model()
 
     def _f0_n_curves(self, b: Builder, en: str, s_pred: str) -> tuple[str, str]:

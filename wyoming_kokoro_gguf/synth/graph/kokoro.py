@@ -41,6 +41,8 @@ class KokoroGraph(TextStage, Decoder):
         self.options = options or default_options()
         self.notes: list[str] = []
         self.int8_convs = 0  # int8 dot-product convolutions in stage 2 (conv="int8")
+        # their calibration's slots: conv="int8s" keeps some fp32 (graph/layers.py)
+        self.conv_slots = 0
         # Per int8 conv, an output/input range ratio that can never clip (calibration's start).
         self.conv_bounds: list[float] = []
         # build_stage2 with calibrate=True also outputs each int8 conv's measured peak ratios

@@ -9,6 +9,15 @@ from onnx import TensorProto
 from wyoming_kokoro_gguf.synth.graph.builder import LAYER_NORM_EPS, Builder, Weights, symmetric_int8
 from wyoming_kokoro_gguf.synth.lowering import EngineOptions, is_int8
 
+# conv="int8s": int8 convolutions left fp32.  The decoder's first one (its encoder block's
+# conv1, on the normalized text features and F0/N curves at the frame rate: ~0.3% of the int8
+# MACs) is the one whose static scales cost the audio most.  Measured on the real file's five
+# voices (f32, one sentence, fp32's durations), worst voice's waveform SNR from fp32: all
+# static 9.6 dB, this conv per call 11.4, this conv fp32 13.8 (dynamic int8: 11.6); each other
+# conv switched alone to per call moved it by -0.7 to +1.3 dB.  Its calibration slot stays
+# (one file for both int8 types), unused.
+STATIC_FLOAT_CONVS = ("decoder.encoder_block.conv1_weight",)
+
 
 class Layers:
     """Mixin of KokoroGraph (graph/kokoro.py), which sets this state in its constructor."""
@@ -17,6 +26,7 @@ class Layers:
     options: EngineOptions
     calibrate: bool
     int8_convs: int
+    conv_slots: int
     conv_bounds: list[float]
     conv_channels: list[int]
     conv_gains: list[np.ndarray]
@@ -150,9 +160,12 @@ class Layers:
             pad = dilation * (k - 1) // 2
         bias_values = self.w.get(bname).reshape(-1) if bname is not None else None
         if self._int8(wname) and stride == 1 and group == 1 and pad == dilation * (k - 1) // 2:
-            return self._int8_conv(
-                b, x, wname, bname, bias_values, self._kern(kernel), pad, dilation
-            )
+            slot = self.conv_slots  # its index in the calibration
+            self.conv_slots += 1
+            if not self._kept_float(wname):
+                return self._int8_conv(
+                    b, x, wname, bname, bias_values, self._kern(kernel), pad, dilation, slot
+                )
         bias = [b.init(bname, bias_values)] if bias_values is not None else []
         if not self._conv2d:  # plain 1-D convolution, as the reference runs it
             return b.op(
@@ -182,6 +195,10 @@ class Layers:
             return False
         return wname.endswith(("conv1_weight", "conv2_weight", "convs1_weight", "convs2_weight"))
 
+    def _kept_float(self, wname: str) -> bool:
+        """conv="int8s" runs STATIC_FLOAT_CONVS in fp32 (calibration measures them as int8)."""
+        return self.options.conv == "int8s" and not self.calibrate and wname in STATIC_FLOAT_CONVS
+
     def _int8_conv(
         self,
         b: Builder,
@@ -192,6 +209,7 @@ class Layers:
         kernel: np.ndarray,
         pad: int,
         dilation: int,
+        index: int,
     ) -> str:
         """An int8 dot-product convolution (stride 1, 'same' padding): uint8 activations,
         symmetric per-output-channel int8 weights, int32 accumulation with the bias,
@@ -215,7 +233,6 @@ class Layers:
         follows (AdaIN: scale-free per channel).
         """
         q, scale = symmetric_int8(kernel)
-        index = self.int8_convs
         self.int8_convs += 1
         self.conv_channels.append(len(scale))
         gain = self.conv_gains[index] if index < len(self.conv_gains) else None
