@@ -1,6 +1,7 @@
-"""The graph cache (synth/graph_cache.py) on the real converted model: a second load reads the
-optimized graphs an earlier one wrote and speaks bit-identically; any changed input, a damaged
-entry or an unwritable directory leads to a build, never to a failed start."""
+"""The graph cache (synth/graph_cache.py): a second load reads the optimized graphs an earlier
+one wrote and speaks bit-identically (the real converted model, once); any changed input, a
+damaged entry or an unwritable directory leads to a build, never to a failed start (a tiny
+random-weight model, in the fast tier)."""
 
 from __future__ import annotations
 
@@ -45,10 +46,13 @@ def entries(cache: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def small_model(kokoro_gguf, tmp_path_factory) -> Path:
-    """A private copy of the q4_0 file (the tests touch it)."""
-    path = tmp_path_factory.mktemp("model") / "kokoro-q4_0.gguf"
-    shutil.copyfile(kokoro_gguf("q4_0"), path)
+def small_model(tmp_path_factory) -> Path:
+    """A tiny random-weight Kokoro file (the tests touch it): the cache's mechanics are the
+    same for any weights, and its graphs build in a second instead of the real file's 10-25 s."""
+    import fixtures_ttscpp as fx
+
+    path = tmp_path_factory.mktemp("model") / "tiny.gguf"
+    fx.build(path, voices=(VOICE, "af_heart"))
     return path
 
 
@@ -76,7 +80,6 @@ def test_second_load_reads_the_cache_and_speaks_bit_identically(kokoro_gguf, tmp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)]
 
 
-@pytest.mark.slow
 def test_changed_options_or_touched_file_rebuild(small_model, tmp_path):
     assert Engine.load(small_model, OPTIONS, cache_dir=tmp_path).graph_cache == "saved"
     assert Engine.load(small_model, OPTIONS, cache_dir=tmp_path).graph_cache == "loaded"
@@ -88,7 +91,6 @@ def test_changed_options_or_touched_file_rebuild(small_model, tmp_path):
     assert len(entries(tmp_path)) == 2  # the two most recently used are kept
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["flip", "truncate", "manifest"])
 def test_damaged_entry_is_rebuilt_with_a_warning(small_model, tmp_path, caplog, damage):
     reference = speak(Engine.load(small_model, OPTIONS, cache_dir=tmp_path))
@@ -113,7 +115,6 @@ def test_damaged_entry_is_rebuilt_with_a_warning(small_model, tmp_path, caplog, 
     assert Engine.load(small_model, OPTIONS, cache_dir=tmp_path).graph_cache == "loaded"
 
 
-@pytest.mark.slow
 def test_unwritable_cache_dir_still_starts(small_model, tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
@@ -135,7 +136,6 @@ print(json.dumps([engine.graph_cache, sum(a.size for a in audio), [m for m in na
 """
 
 
-@pytest.mark.slow
 def test_a_cache_hit_load_imports_neither_onnx_nor_the_builder(small_model, tmp_path):
     """A warm start (entry found) in a fresh interpreter loads and speaks without onnx (1.1-1.4 s
     to import here) or synth/build.py; the build that wrote the entry needed both."""
@@ -162,7 +162,6 @@ print(engine.graph_cache)
 """
 
 
-@pytest.mark.slow
 def test_two_processes_starting_at_once(small_model, tmp_path):
     """Both build and write; one rename wins, the other's files are dropped; both start."""
     cmd = [sys.executable, "-c", LOAD_SCRIPT, str(small_model), str(tmp_path)]
@@ -293,7 +292,6 @@ def test_a_dead_writers_temporary_files_and_directories_are_pruned(tmp_path):
     assert not stale_dir.exists() and not stale_file.exists() and fresh_file.exists()
 
 
-@pytest.mark.slow
 def test_another_cpu_reuses_the_calibration_and_speaks_identically(
     small_model, tmp_path, monkeypatch, caplog
 ):
