@@ -240,6 +240,7 @@ class EngineProcess:
         self._conn: Connection | None = None
         self._restarts = 0
         self._stopping = False
+        self._step_timeout = step_timeout()  # read once, not on every step
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             StateChanged: self._on_state,
@@ -412,7 +413,7 @@ class EngineProcess:
         except (OSError, ValueError) as err:
             self._pending = None
             raise EngineCrashed(f"the synthesis engine is not reachable: {err}") from err
-        timeout = step_timeout()
+        timeout = self._step_timeout
         try:
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
