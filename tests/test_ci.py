@@ -49,7 +49,7 @@ def test_ci_scripts_pass_shellcheck():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def _collected(*args: str) -> set[str]:
+def _collected_in_order(*args: str) -> list[str]:
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
         capture_output=True,
@@ -58,7 +58,11 @@ def _collected(*args: str) -> set[str]:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return {line for line in done.stdout.splitlines() if "::" in line}
+    return [line for line in done.stdout.splitlines() if "::" in line]
+
+
+def _collected(*args: str) -> set[str]:
+    return set(_collected_in_order(*args))
 
 
 def test_the_fast_tier_leaves_out_tests_that_use_the_real_model_unmarked():
@@ -74,6 +78,20 @@ def test_the_fast_tier_leaves_out_tests_that_use_the_real_model_unmarked():
     }
     assert unmarked_heavy <= every and not unmarked_heavy & fast
     assert "tests/test_convert.py::test_refuses_overwrite_and_bad_input" in fast
+
+
+def test_files_with_the_most_slow_tests_are_handed_out_first():
+    """The workers take whole files in collection order (script/test: no xdist reorder), so the
+    heavy files come first and the fast tier's many small tests fill the end: test_engine (35
+    slow tests) before test_plan (3) before test_markdown (none), whatever order they are named
+    in, and each file's own tests in their order."""
+    files = ("tests/test_markdown.py", "tests/test_plan.py", "tests/test_engine.py")
+    order = _collected_in_order(*files)
+    firsts = list(dict.fromkeys(nodeid.split("::")[0] for nodeid in order))
+    assert firsts == list(reversed(files)), firsts
+    plan = [nodeid for nodeid in order if nodeid.startswith("tests/test_plan.py")]
+    assert plan == _collected_in_order("tests/test_plan.py")
+    assert "--no-loadscope-reorder" in (ROOT / "script" / "test").read_text()
 
 
 def test_a_marker_of_the_callers_own_replaces_the_fast_tier():
