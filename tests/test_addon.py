@@ -465,6 +465,22 @@ def test_every_option_maps_to_the_server(tmp_path):
     assert plan.parse_count(args.threads, "--threads") == 3
 
 
+def test_the_store_offers_the_choices_the_app_accepts(config, tmp_path):
+    """config.yaml's drop-downs (list(...)) and the app's own check name the same choices: one
+    offered but refused would stop the add-on, one accepted but not offered is out of reach."""
+    schema = config["schema"]
+    for option, accepted in (
+        ("model", ["auto", *addon_options.VARIANT_NAMES]),
+        ("convolutions", list(addon_options.CONVOLUTIONS)),
+    ):
+        offered = re.fullmatch(r"list\((.*)\)", schema[option]).group(1).split("|")
+        assert offered == accepted, option
+        for value in offered:
+            parse({option: value}, tmp_path)
+    assert parse({"convolutions": "int8s"}, tmp_path).quant == "conv=int8s"
+    assert plan.parse_quant("conv=int8s") == {"conv": "int8s"}
+
+
 def test_download_options_reach_the_environment_not_the_log(tmp_path, monkeypatch, caplog):
     """A mirror, a token and a proxy for users whose Home Assistant cannot reach the hub
     (docs/DOWNLOADS.md); the token never appears in the log."""
@@ -510,7 +526,7 @@ def test_without_addon_options_args_are_untouched():
         ({"model": "q3_k"}, "add-on option 'model': expected one of auto, f32, f16"),
         ({"threads": 0}, "add-on option 'threads': expected 'auto' or a whole number"),
         ({"threads": "many"}, "add-on option 'threads': expected 'auto' or a whole number"),
-        ({"convolutions": "int4"}, "add-on option 'convolutions': expected one of auto, fp32, int8"),
+        ({"convolutions": "int4"}, "add-on option 'convolutions': expected one of auto, fp32, int8, int8s"),
         ({"voice": ""}, "add-on option 'voice': expected a voice name"),
         ({"voice": 5}, "add-on option 'voice'"),
         ({"streaming": "perhaps"}, "add-on option 'streaming'"),

@@ -197,7 +197,7 @@ def _in_tree(calibration, program: str, args: list[str]) -> dict:
 
 def test_the_plan_program_answers_as_the_server_would_plan(calibration, tmp_path):
     """The add-on's flags and options.json, paths moved into tmp_path: the plan's engine
-    options; the add-on's "convolutions: int8" reaches them."""
+    options; the add-on's "convolutions: int8" (and int8s) reaches them."""
     import fixtures_ttscpp
 
     share, data = tmp_path / "share", tmp_path / "data"
@@ -209,12 +209,12 @@ def test_the_plan_program_answers_as_the_server_would_plan(calibration, tmp_path
         flag.replace("/share/kokoro", str(share)).replace("/data", str(data))
         for flag in calibration.server_flags(script.read_text())
     ]
-    for convolutions, want in (("int8", "int8"), ("fp32", "fp32")):
+    for convolutions, want in (("int8", "int8"), ("int8s", "int8s"), ("fp32", "fp32")):
         (data / "options.json").write_text(json.dumps({"convolutions": convolutions}))
         plan = _in_tree(calibration, calibration.PLAN_PROGRAM, flags)
         assert plan["model"] == str(share / "kokoro-tiny-f32.gguf")
         assert plan["options"]["conv"] == want
-        assert calibration.needs_calibration(plan["options"]) == (want == "int8")
+        assert calibration.needs_calibration(plan["options"]) == (want != "fp32")
         assert "reasons" not in plan["options"]
 
 

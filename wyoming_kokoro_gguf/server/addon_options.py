@@ -68,7 +68,7 @@ def _speed(value: Any) -> float:
 
 
 # The `convolutions` option -> the server's --quant: the host plan's choice, or one forced.
-CONVOLUTIONS = {"auto": "auto", "fp32": "conv=fp32", "int8": "conv=int8"}
+CONVOLUTIONS = {"auto": "auto", "fp32": "conv=fp32", "int8": "conv=int8", "int8s": "conv=int8s"}
 # Optional download settings -> the environment the downloads read (docs/DOWNLOADS.md): a
 # Supervisor has no proxy or mirror setting of its own to hand an add-on.
 DOWNLOAD_ENV = {"hf_endpoint": "HF_ENDPOINT", "hf_token": "HF_TOKEN", "https_proxy": "HTTPS_PROXY"}
