@@ -222,7 +222,8 @@ def addresses(text: str, language: str) -> str:
     dot = says(language, "ip dot") or table(language).point
 
     def part(p: str) -> str:
-        return digits(p, language) if len(p) == 3 else spell(int(p), language)
+        # an address part is a number said alone ("uno", not "un" as before a noun)
+        return digits(p, language) if len(p) == 3 else spell(int(p), language, "numbering")
 
     text = _IP_RE.sub(lambda m: f"{sep}{dot}{sep}".join(part(p) for p in m[0].split(".")), text)
 
