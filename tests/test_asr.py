@@ -213,12 +213,6 @@ def test_clips_are_packed_in_order_into_windows_whisper_can_take() -> None:
     assert pack_windows([]) == []
 
 
-# The corpora's servers run the convolutions a first start measures fastest where int8 has no
-# dot product (this AVX2 CPU, a Pi 4): int8 with static activation scales.  Their words are
-# fp32's (the 65 home sentences, af_jf_alpha: 0.173 against fp32's 0.177 judged in packed
-# windows, docs/PERFORMANCE.md), they are what users here hear, in two thirds of the time.
-CORPUS_SERVER_FLAGS = ("--quant", "conv=int8s")
-
 # The bar for the home-automation corpus with an English-speaking voice.  Measured
 # (docs/TEXT.md): am_jm_kumo 0.006 at engine level; af_jf_alpha, the default before, 0.045.
 SERVER_CORPUS_MAX_WER = 0.05
@@ -236,11 +230,11 @@ def test_home_automation_corpus_through_the_server(
     import urllib.request
 
     from corpora import HOME_AUTOMATION
-    from wyoming_helpers import running_server, synthesize
+    from wyoming_helpers import INT8S_SERVER_FLAGS, running_server, synthesize
 
     clips = []
     corpus_dir = tmp_path_factory.mktemp("en-corpus")
-    with running_server(english_model, corpus_dir, *CORPUS_SERVER_FLAGS) as server:
+    with running_server(english_model, corpus_dir, *INT8S_SERVER_FLAGS) as server:
         url = f"http://127.0.0.1:{server.http_port}/api/voices"
         with urllib.request.urlopen(url, timeout=60) as response:
             assert json.load(response)["default"] == "am_jm_kumo"
@@ -269,7 +263,7 @@ def test_reply_corpus_streamed_through_the_server(
 
     from corpora import REPLIES, SYMBOL_NAMES
     from wyoming.client import AsyncTcpClient
-    from wyoming_helpers import running_server, stream_like_ha
+    from wyoming_helpers import INT8S_SERVER_FLAGS, running_server, stream_like_ha
 
     async def stream(port: int, text: str):
         async with AsyncTcpClient("127.0.0.1", port) as client:
@@ -278,7 +272,7 @@ def test_reply_corpus_streamed_through_the_server(
     clips = []
     names = re.compile(rf"\b(?:{'|'.join(SYMBOL_NAMES)})\b", re.I)
     replies_dir = tmp_path_factory.mktemp("replies")
-    with running_server(english_model, replies_dir, *CORPUS_SERVER_FLAGS) as server:
+    with running_server(english_model, replies_dir, *INT8S_SERVER_FLAGS) as server:
         for text, _ in REPLIES:
             exchange = asyncio.run(stream(server.port, text))
             assert exchange.error() is None, text

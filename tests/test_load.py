@@ -26,6 +26,7 @@ from reliability_helpers import (
 from wyoming.client import AsyncTcpClient
 from wyoming.tts import SynthesizeChunk, SynthesizeStart, SynthesizeVoice
 from wyoming_helpers import (
+    INT8S_SERVER_FLAGS,
     Exchange,
     ServerProcess,
     read_until,
@@ -66,7 +67,8 @@ WORDS = [
 
 @pytest.fixture(scope="module")
 def server(english_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    with running_server(english_model, tmp_path_factory.mktemp("load"), "--cache-mb", "0") as srv:
+    load_dir = tmp_path_factory.mktemp("load")
+    with running_server(english_model, load_dir, "--cache-mb", "0", *INT8S_SERVER_FLAGS) as srv:
         yield srv
 
 

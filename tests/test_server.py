@@ -33,6 +33,7 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 from wyoming_helpers import (
+    INT8S_SERVER_FLAGS,
     Exchange,
     ServerProcess,
     audio_format_ok,
@@ -246,7 +247,7 @@ def voice(model_voices: dict) -> str:
 def server(model: Path, model_voices: dict, tmp_path_factory: pytest.TempPathFactory):
     a, b = sorted(model_voices)[:2]
     extra = ("--voice-blend", f"mix={a}:0.6,{b}:0.4", "--max-text-chars", "2000")
-    extra += ("--samples-per-chunk", "1024")
+    extra += ("--samples-per-chunk", "1024", *INT8S_SERVER_FLAGS)
     with running_server(model, tmp_path_factory.mktemp("server"), *extra) as srv:
         yield srv
 
@@ -778,7 +779,7 @@ def test_engine_crash_mid_synthesis_is_retried_without_a_gap(
 
     text = long_text("crash", count=4)
     # no phrase cache: the second request must really be synthesized
-    with running_server(model, tmp_path, "--cache-mb", "0") as srv:
+    with running_server(model, tmp_path, "--cache-mb", "0", *INT8S_SERVER_FLAGS) as srv:
         reference = asyncio.run(synthesize(srv.port, text, voice)).pcm()
         before = srv.health()
         assert before["engine_restarts"] == 0
