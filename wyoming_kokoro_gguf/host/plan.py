@@ -201,7 +201,8 @@ class Plan:
         return (
             f"model {self.variant}, linear {linear}, conv {self.conv}, weights {self.weights}"
             + f", {self.threads} threads, "
-            f"max {self.max_phonemes} phonemes/pass, {self.passes} at once, cache {self.cache_mb:g} MB, predicted peak "
+            f"max {self.max_phonemes} phonemes/pass, {self.passes} at once, "
+            f"cache {self.cache_mb:g} MB, predicted peak "
             f"{self.predicted_peak_mb} of {self.available_mb} MB, RTF ~{self.predicted_rtf:.2f}"
             + (" (conv, threads, passes measured here)" if self.measured else "")
         )
@@ -432,8 +433,8 @@ def _linear_for(variant: str, overrides: dict[str, str]) -> tuple[str, int | Non
                 "matmulnbits",
                 None,
                 (
-                    f"matmulnbits (set with --quant), but {ltype} weights have no MatMulNBits form: "
-                    "they run as fp32 MatMul"
+                    f"matmulnbits (set with --quant), but {ltype} weights have no MatMulNBits "
+                    "form: they run as fp32 MatMul"
                 ),
             )
         return mode, bits if mode == "matmulnbits" else None, f"{mode}: set with --quant"
@@ -442,8 +443,8 @@ def _linear_for(variant: str, overrides: dict[str, str]) -> tuple[str, int | Non
             "matmulnbits",
             bits,
             (
-                f"matmulnbits: the file's {ltype} Linear blocks run packed ({bits}-bit MatMulNBits, "
-                "block 32 = GGUF block): no re-quantization, less memory"
+                f"matmulnbits: the file's {ltype} Linear blocks run packed ({bits}-bit "
+                "MatMulNBits, block 32 = GGUF block): no re-quantization, less memory"
             ),
         )
     why = {
@@ -655,7 +656,8 @@ def _plan_variant(
     if model != "auto":
         if model not in VARIANTS:
             raise PlanError(
-                f"unknown model variant {model!r}: use auto, {', '.join(VARIANT_NAMES)} or a .gguf path"
+                f"unknown model variant {model!r}: "
+                f"use auto, {', '.join(VARIANT_NAMES)} or a .gguf path"
             )
         ctx.reasons["variant"] = f"{model}: set with --model"
         return model
@@ -732,7 +734,8 @@ def _fit_disk(ctx: _Planning, chosen: str, conv: str) -> str:
     ]
     if not smaller:
         raise PlanError(
-            f"not enough disk space for a Kokoro model in {ctx.profile.data_dir or 'the data dir'}: "
+            "not enough disk space for a Kokoro model in "
+            f"{ctx.profile.data_dir or 'the data dir'}: "
             f"{disk} MB free, at least {_disk_need('q4_0')} MB needed"
         )
     ctx.reasons["variant"] = (
