@@ -108,7 +108,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
     # script/test's workers take whole files in this order (--dist loadfile, no reorder): the
     # files with the most slow tests first, so no minutes-long file starts last while the other
-    # worker idles.  xdist's own order (most tests first) left 137 s of a 1,517 s run to one
-    # worker.  The sort is stable: a file's tests keep their order.
+    # worker idles (xdist's own order, most tests first, did: replaying a 1,517 s run's
+    # durations, one worker ran alone for its last 137 s).  Stable: a file's tests keep their
+    # order.
     slow_tests = Counter(item.path for item in items if item.get_closest_marker("slow"))
     items.sort(key=lambda item: -slow_tests[item.path])

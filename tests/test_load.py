@@ -46,9 +46,9 @@ SOAK_SAMPLE_EVERY = 10
 # The soak's bar: RSS may grow less than 5% over 450 requests after the warm-up, judged by the
 # slope through every sample (a line fit, so one allocator step does not decide), which catches
 # the same leak per request as 500 requests end to end did, in 130 with a sample every 10 (a
-# 300-request run here stepped once, 3.6 MiB at request ~120, and was flat otherwise: 1.4% per
-# 450 projected; such a step inside 90 sampled requests projects ~3%).  WKG_SOAK_REQUESTS=500
-# soaks longer.
+# 300-request run with fp32 convolutions stepped once, 3.6 MiB at request ~120, and was flat
+# otherwise: 1.4% per 450 projected; with int8s, 453-528 MiB, two runs were flat: 0.00-0.03%).
+# WKG_SOAK_REQUESTS=500 soaks longer.
 SOAK_GROWTH_LIMIT = 0.05
 SOAK_GROWTH_OVER = 450
 DISCONNECTS = 100

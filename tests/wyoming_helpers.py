@@ -88,8 +88,8 @@ def model_file(request: pytest.FixtureRequest) -> Path:
 
 
 # Servers that speak a lot (the corpora, load and soak, the server module's) run the
-# convolutions a first start measures fastest where int8 has no dot product (this AVX2 CPU, a
-# Pi 4): int8 with static activation scales.  Their words are fp32's (the 65 home sentences,
+# convolutions a first start measured fastest on this AVX2 CPU without int8 dot products: int8
+# with static activation scales.  Their words are fp32's (the 65 home sentences,
 # af_jf_alpha: 0.173 against fp32's 0.177 judged in packed windows, docs/PERFORMANCE.md), they
 # are what users here hear, in two thirds of the time.
 INT8S_SERVER_FLAGS = ("--quant", "conv=int8s")
