@@ -13,7 +13,10 @@ Usage from a shell (development aid): ``python tests/asr.py FILE.wav "reference 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.metadata
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -314,6 +317,47 @@ def _import_ctranslate2():
     return ctranslate2
 
 
+class HeardMemo:
+    """What the judge heard in a window, kept by the window's exact samples.
+
+    Whisper's hearing is a pure function of the samples, the language, the decoding settings and
+    the judge's files, and the engine's audio is bit-identical from run to run, so a suite run
+    after an unchanged one hears nothing anew; any changed sample, setting or package version is
+    a new key and is judged.  ``WKG_JUDGE_MEMO=0`` judges everything again.
+    """
+
+    def __init__(self, cache_dir: Path, settings: dict) -> None:
+        self.directory = Path(cache_dir) / "judge-memo"
+        self.enabled = os.environ.get("WKG_JUDGE_MEMO", "1") != "0"
+        versions = {name: importlib.metadata.version(name) for name in (*PACKAGES, "ctranslate2")}
+        self._settings = json.dumps({**settings, **versions}, sort_keys=True).encode()
+
+    def key(self, audio16k: np.ndarray, language: str) -> str:
+        digest = hashlib.sha256(self._settings)
+        digest.update(f"{language}/{MAX_TOKENS}/".encode())
+        digest.update(np.ascontiguousarray(audio16k, dtype=np.float32).tobytes())
+        return digest.hexdigest()
+
+    def get(self, key: str) -> tuple[str, bool] | None:
+        path = self.directory / f"{key}.json"
+        if not self.enabled or not path.is_file():
+            return None
+        try:
+            entry = json.loads(path.read_text())
+            return str(entry["text"]), bool(entry["finished"])
+        except (OSError, ValueError, KeyError):
+            return None  # a damaged entry is judged again
+
+    def put(self, key: str, text: str, finished: bool) -> None:
+        if not self.enabled:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".part")
+        with os.fdopen(fd, "w") as out:
+            json.dump({"text": text, "finished": finished}, out)
+        os.replace(tmp, self.directory / f"{key}.json")
+
+
 class AsrJudge:
     """Transcribes audio with Whisper base; thread-safe (one call at a time)."""
 
@@ -325,6 +369,10 @@ class AsrJudge:
         )
         self._beam_size = beam_size
         self._lock = threading.Lock()
+        self.memo = HeardMemo(
+            cache_dir, {"beam_size": beam_size, "compute_type": "float32", "threads": threads}
+        )
+        self.judged = self.remembered = 0  # windows decoded / taken from the memo
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str = "en") -> str:
         """Text of mono audio (float in [-1, 1] or int16) at any rate; 30 s windows joined.
@@ -343,6 +391,10 @@ class AsrJudge:
         it was cut at MAX_TOKENS: a packed window of Japanese can hold more than that)."""
         import ctranslate2
 
+        key = self.memo.key(audio16k, language)
+        if (remembered := self.memo.get(key)) is not None:
+            self.remembered += 1
+            return remembered
         features = log_mel(audio16k)[None]
         with self._lock:
             result = self._model.generate(
@@ -351,7 +403,11 @@ class AsrJudge:
                 beam_size=self._beam_size,
                 max_length=2 * MAX_TOKENS,
             )[0]
-        return decode_tokens(result.sequences[0]), len(result.sequences_ids[0]) < MAX_TOKENS
+            self.judged += 1
+        text = decode_tokens(result.sequences[0])
+        finished = len(result.sequences_ids[0]) < MAX_TOKENS
+        self.memo.put(key, text, finished)
+        return text, finished
 
     def transcribe_packed(
         self, clips: list[np.ndarray], sample_rate: int, language: str = "en"

@@ -145,11 +145,11 @@ def test_the_judges_openmp_threads_wait_passively() -> None:
 
 
 @pytest.fixture(scope="module")
-def peer(kokoro_onnx: Path, kokoro_voices: Path):
+def peer(asset_cache: Path, kokoro_onnx: Path, kokoro_voices: Path):
     """kokoro-onnx (the PyPI export): clear speech that does not depend on this project."""
-    from kokoro_onnx import Kokoro
+    from peer_speech import kokoro_onnx_peer
 
-    return Kokoro(str(kokoro_onnx), str(kokoro_voices))
+    return kokoro_onnx_peer(asset_cache, kokoro_onnx, kokoro_voices)
 
 
 @pytest.mark.slow
@@ -178,6 +178,63 @@ def test_a_window_whisper_cannot_finish_is_judged_again_in_halves(
     heard = asr_judge.transcribe_packed(clips, 24000)
     assert [indices for indices, _ in heard] == [[0], [1], [2]]
     assert corpus_wer([(texts[i[0]], text) for i, text in heard]) <= 0.1, heard
+
+
+@pytest.mark.slow
+def test_the_judge_remembers_only_the_exact_samples_it_heard(
+    asr_judge, peer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A window heard before is not decoded again (the suite's second run judges nothing anew);
+    one changed sample, another language or a damaged entry is decoded."""
+    from asr import HeardMemo
+
+    memo = HeardMemo(tmp_path, {"beam_size": 5})
+    monkeypatch.setattr(asr_judge, "memo", memo)
+    audio, rate = peer.create("Turn off the porch light.", voice="jf_alpha", lang="en-us")
+
+    def decoded(clip: np.ndarray, language: str = "en") -> tuple[str, int]:
+        before = asr_judge.judged
+        return asr_judge.transcribe(clip, rate, language), asr_judge.judged - before
+
+    first, count = decoded(audio)
+    assert count == 1 and wer("Turn off the porch light.", first) == 0, first
+    assert decoded(audio) == (first, 0) and len(list(memo.directory.glob("*.json"))) == 1
+    changed = audio.copy()
+    changed[len(changed) // 2] += 1e-3
+    assert decoded(changed)[1] == 1
+    assert decoded(audio, "de")[1] == 1
+    for entry in memo.directory.glob("*.json"):
+        entry.write_text("{")
+    assert decoded(audio) == (first, 1)
+    monkeypatch.setenv("WKG_JUDGE_MEMO", "0")
+    monkeypatch.setattr(asr_judge, "memo", HeardMemo(tmp_path, {"beam_size": 5}))
+    assert decoded(audio) == (first, 1)
+
+
+@pytest.mark.slow
+def test_a_peers_clip_is_made_once_and_is_what_the_peer_says(
+    kokoro_onnx: Path, kokoro_voices: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The peers' clips kept between runs (tests/peer_speech.py) are read back without loading
+    the peer, and are bit for bit what the peer says again: the premise of keeping them."""
+    from peer_speech import kokoro_onnx_peer
+
+    def spoken(peer, text: str = "Lock the front door.") -> tuple[np.ndarray, int]:
+        return peer.create(text, voice="jf_alpha", speed=1.0, lang="en-us")
+
+    made = kokoro_onnx_peer(tmp_path, kokoro_onnx, kokoro_voices)
+    audio, rate = spoken(made)
+    assert made.spoken == 1 and rate == 24000 and np.abs(audio).max() > 0.1
+    again = kokoro_onnx_peer(tmp_path, kokoro_onnx, kokoro_voices)
+    kept, _ = spoken(again)
+    assert again.spoken == 0 and again._speaker is None
+    np.testing.assert_array_equal(kept, audio)
+    spoken(again, "Unlock the front door.")
+    assert again.spoken == 1  # another text is another clip
+    monkeypatch.setenv("WKG_PEER_MEMO", "0")
+    fresh = kokoro_onnx_peer(tmp_path, kokoro_onnx, kokoro_voices)
+    np.testing.assert_array_equal(spoken(fresh)[0], audio)
+    assert fresh.spoken == 1
 
 
 def judged_windows(judge, clips: list, corpus: list[tuple[str, str]]) -> list:

