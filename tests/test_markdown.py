@@ -234,6 +234,13 @@ FORMS = [
     ("home-assistant.io", "home assistant dot I O"),
     ("Mail john.doe@example.com today", "Mail john dot doe at example dot com today"),
     ("the on/off switch", "the on or off switch"),
+    # Home Assistant's ids: their words with "dot", like a host, never a web domain's letters
+    ("Set light.kitchen_ceiling to 50%.", "Set light dot kitchen ceiling to fifty percent."),
+    ("I turned on switch.tv.", "I turned on switch dot tv."),
+    ("Call light.turn_on for binary_sensor.back_door.",
+     "Call light dot turn on for binary sensor dot back door."),
+    ("See sensor.example.com today.", "See sensor dot example dot com today."),
+    ("It is time.Then we go.", "It is time.Then we go."),
     # comparison signs
     ("Use ≥ 2 A & ≤ 10 A", "Use at least two amps and at most ten amps"),
     ("if x < 5", "if x less than five"),

@@ -410,6 +410,34 @@ def _path_words(path: str) -> str:
     return ", ".join(parts)
 
 
+# Home Assistant's entity and helper domains (its Platform enum and the helpers): an entity id
+# "light.kitchen_ceiling" or a service "light.turn_on" a reply names.
+_HA_DOMAINS = (
+    "air_quality|alarm_control_panel|assist_satellite|automation|binary_sensor|button|calendar|"
+    "camera|climate|conversation|counter|cover|date|datetime|device_tracker|event|fan|"
+    "geo_location|group|homeassistant|humidifier|image|image_processing|input_boolean|"
+    "input_button|input_datetime|input_number|input_select|input_text|lawn_mower|light|lock|"
+    "media_player|notify|number|persistent_notification|person|remote|scene|schedule|script|"
+    "select|sensor|siren|stt|sun|switch|text|time|timer|todo|tts|update|vacuum|valve|wake_word|"
+    "water_heater|weather|zone"
+)
+_ENTITY_RE = re.compile(
+    rf"(?<![\w.@/-])({_HA_DOMAINS})\.([a-z][a-z0-9]*(?:_[a-z0-9]+)*)(?![\w.@/-]*\w)"
+)
+
+
+def entity_ids(text: str, language: str) -> str:
+    """ "light.kitchen_ceiling" -> "light dot kitchen ceiling", "switch.tv" -> "switch dot tv":
+    an id of Home Assistant read as its words, not as a web address ("dot T V") or a sentence's
+    end ("light. kitchen ceiling")."""
+    if "." not in text:
+        return text
+    dot = _dot(language)
+    return _ENTITY_RE.sub(
+        lambda m: f"{m[1].replace('_', ' ')} {dot} {m[2].replace('_', ' ')}", text
+    )
+
+
 def addresses_of_the_web(text: str, language: str) -> str:
     """URLs, e-mail addresses and paths as a person reads them: no scheme, "dot", no slashes."""
     if "/" not in text and "@" not in text and "." not in text:
@@ -473,6 +501,7 @@ def tidy(text: str, language: str) -> str:
 
 STAGES: list[Stage] = [
     skip_symbols,
+    entity_ids,
     addresses_of_the_web,
     signs,
     language_rules("compass"),
