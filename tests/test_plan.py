@@ -287,7 +287,7 @@ def test_engine_options_and_session_options():
     assert low.max_phonemes == p.max_phonemes and low.mem_arena == p.mem_arena
     assert set(low.reasons) >= {"linear", "conv", "threads", "allow_spinning"}
     assert low.passes == p.passes == 2
-    assert low.stft == "op"  # the reference's STFT op (stft="conv" cost word error rate)
+    assert low.stft == "conv" and low.reasons["stft"] == plan.STFT_REASON  # multi-threaded
     one_thread = plan.make_plan(pi5(), threads=1)
     assert one_thread.passes == one_thread.engine_options().passes == 1
     assert "one thread" in one_thread.reasons["passes"]
