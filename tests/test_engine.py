@@ -160,7 +160,7 @@ def test_quantized_files_stay_close(kokoro_gguf, engine: Engine, reference, qtyp
 
 @pytest.fixture(scope="module")
 def engine_stft_conv(kokoro_gguf) -> Engine:
-    """fp32 with the source's STFT as a strided convolution (what int8 plans run)."""
+    """fp32 with the source's STFT as a strided convolution (what the host plan runs)."""
     return load_engine(kokoro_gguf("f32"), replace(default_options(), threads=2, stft="conv"))
 
 

@@ -29,10 +29,8 @@ from wyoming_kokoro_gguf.synth.text import MAX_PIECE_CHARS
 from wyoming_kokoro_gguf.weights.layout import MAX_PHONEMES
 
 # The source's STFT as a strided convolution on every host: multi-threaded where the STFT op
-# computes one frame at a time on one core.  Measured (docs/PERFORMANCE.md section 9, AMD EPYC,
-# December 7): int8s passes 0.89-0.99x the op's time; the 65 home sentences' word error rate
-# am_jm_kumo 0.0097 with it in fp32 and int8s against fp32 with the op's 0.0116; af_jf_alpha
-# 0.0271 (fp32) and 0.0349 (int8s) against 0.0310.
+# computes one frame at a time on one core, faster at the same word error rate (measured in
+# docs/PERFORMANCE.md section 9, "The source's STFT as a convolution").
 STFT_REASON = "conv: the source's STFT as a multi-threaded convolution (same maths as the op)"
 
 

@@ -68,9 +68,7 @@ class EngineOptions:
         basis ("conv": multi-threaded, same maths).  Where the source is silent (unvoiced
         frames) its phases are rounding noise, so "conv" renders those frames differently:
         ~5 dB log-spectral distance from "op" in fp32.  The host plan runs "conv" (host/plan.py
-        STFT_REASON): int8s passes took 0.89-0.99x the op's time on 2 cores, and the 65 home
-        sentences kept fp32-with-the-op's word error rate (an earlier 12-sentence benchmark
-        had shown a rise with dynamic int8, 0.056 -> 0.103, that those runs did not repeat).
+        STFT_REASON), at the op's word error rate (docs/PERFORMANCE.md section 9).
     passes: model passes of one text run at once after its first (which runs alone, for the
         first audio).  A pass leaves cores idle in its single-threaded ops (Cos/Sin, STFT,
         norms: ~30% of it), so two passes on the same sessions get ~1.3x more audio per
