@@ -12,25 +12,15 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import platform
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from wyoming_kokoro_gguf.synth import graph_cache
+
 Speak = Callable[..., tuple[np.ndarray, int]]
-
-
-def _cpu() -> str:
-    """The CPU's model name: ONNX Runtime's kernels differ by instruction set."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 class RememberedPeer:
@@ -50,8 +40,7 @@ class RememberedPeer:
         self._identity = {
             "package": importlib.metadata.version(package),
             "onnxruntime": importlib.metadata.version("onnxruntime"),
-            "cpu": _cpu(),
-            "machine": platform.machine(),
+            "cpu": graph_cache._cpu_identity(),  # ONNX Runtime's kernels differ by CPU
             **identity,
         }
         self.spoken = 0  # clips the peer synthesized in this process
