@@ -20,14 +20,15 @@ import json
 import os
 import re
 import sys
-import tempfile
 import threading
 import unicodedata
 import wave
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
+from asset_cache import default_cache, write_atomically
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -70,17 +71,14 @@ def ensure_model(cache_dir: Path) -> Path:
             dest.write_bytes((first / name).read_bytes())
     model = target / "model.bin"
     if not model.is_file() or model.stat().st_size != size:
-        fd, tmp = tempfile.mkstemp(dir=target, prefix=".model-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for part in parts:
-                    with open(part, "rb") as src:
-                        while chunk := src.read(1 << 22):
-                            out.write(chunk)
-            os.replace(tmp, model)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+
+        def join(out: BinaryIO) -> None:
+            for part in parts:
+                with open(part, "rb") as src:
+                    while chunk := src.read(1 << 22):
+                        out.write(chunk)
+
+        write_atomically(model, join)
     return target
 
 
@@ -351,11 +349,8 @@ class HeardMemo:
     def put(self, key: str, text: str, finished: bool) -> None:
         if not self.enabled:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".part")
-        with os.fdopen(fd, "w") as out:
-            json.dump({"text": text, "finished": finished}, out)
-        os.replace(tmp, self.directory / f"{key}.json")
+        entry = json.dumps({"text": text, "finished": finished}).encode()
+        write_atomically(self.directory / f"{key}.json", lambda out: out.write(entry))
 
 
 class AsrJudge:
@@ -372,7 +367,7 @@ class AsrJudge:
         self.memo = HeardMemo(
             cache_dir, {"beam_size": beam_size, "compute_type": "float32", "threads": threads}
         )
-        self.judged = self.remembered = 0  # windows decoded / taken from the memo
+        self.judged = 0  # windows decoded (not taken from the memo)
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, language: str = "en") -> str:
         """Text of mono audio (float in [-1, 1] or int16) at any rate; 30 s windows joined.
@@ -393,7 +388,6 @@ class AsrJudge:
 
         key = self.memo.key(audio16k, language)
         if (remembered := self.memo.get(key)) is not None:
-            self.remembered += 1
             return remembered
         features = log_mel(audio16k)[None]
         with self._lock:
@@ -502,8 +496,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     audio, rate = read_wav(args.wav)
     if args.cache is None:
-        from asset_cache import default_cache
-
         args.cache = default_cache()
     text = AsrJudge(args.cache).transcribe(audio, rate)
     print(text)

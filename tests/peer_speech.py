@@ -12,11 +12,11 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from asset_cache import write_atomically
 
 from wyoming_kokoro_gguf.synth import graph_cache
 
@@ -59,11 +59,7 @@ class RememberedPeer:
         audio, rate = self._speaker(text, **settings)
         self.spoken += 1
         if self.enabled:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".npz")
-            with os.fdopen(fd, "wb") as out:
-                np.savez(out, audio=np.asarray(audio), rate=rate)
-            os.replace(tmp, path)
+            write_atomically(path, lambda out: np.savez(out, audio=np.asarray(audio), rate=rate))
         return audio, rate
 
 
