@@ -139,10 +139,12 @@ def test_readme_block_is_the_only_change(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_kokoro_onnx_peer_row(kokoro_onnx: Path, kokoro_voices: Path) -> None:
-    """The kokoro-onnx peer measures a real 5-word synthesis and renders as a table row."""
+    """The kokoro-onnx peer measures a real 5-word synthesis as often as this server does (the
+    best of the rounds kept) and renders as a table row."""
     texts = {"5 words": bench.TEXTS["5 words"]}
-    row = bench.run_kokoro_onnx("int8-onnx", kokoro_onnx, kokoro_voices, 2, texts)
+    row = bench.run_kokoro_onnx("int8-onnx", kokoro_onnx, kokoro_voices, 2, texts, rounds=2)
     m = row.per_text["5 words"]
+    assert m.pop("rounds") == 2
     assert 1.0 < m["audio_s"] < 4.0  # five English words, not a letter-by-letter reading
     assert m["oneshot_rtf"] == pytest.approx(m["oneshot_total_s"] / m["audio_s"])
     assert m["stream_first_audio_s"] > 0 and row.load_s > 0
