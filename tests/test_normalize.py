@@ -42,6 +42,11 @@ EN = [
     ("at 07:15", "at seven fifteen A M"),
     ("at 7:05", "at seven oh five"),
     ("at 6 pm", "at six P M"),
+    ("open 2-4 pm", "open two to four P M"),  # one range: both hours take the "pm"
+    # a timer's hours, minutes and seconds: a duration, not a clock
+    ("Timer: 00:05:30.", "Timer: five minutes thirty seconds."),
+    ("1:30:00 remaining", "one hour thirty minutes remaining"),
+    ("at 12:30:15", "at twelve thirty fifteen seconds"),
     # dates
     ("on 2026-12-02", "on December second, twenty twenty-six"),
     ("on 12/02/2026", "on December second, twenty twenty-six"),
@@ -119,6 +124,7 @@ OTHERS = [
     ("es", "19.5 °C", "diecinueve coma cinco grados Celsius"),
     ("es", "52 %", "cincuenta y dos por ciento"),
     ("es", "14:30", "catorce y treinta"),
+    ("es", "Quedan 00:05:30.", "Quedan cinco minutos treinta segundos."),
     ("es", "2026-12-02", "dos de diciembre de dos mil veintiséis"),
     ("es", "1.234,5", "mil doscientos treinta y cuatro coma cinco"),
     ("es", "1 °C y 101", "un grado Celsius y ciento uno"),

@@ -203,7 +203,7 @@ def test_first_start_measures_caches_and_flags_override(tiny_model, tmp_path, ca
         assert spoken.pcm().size and spoken.error() is None
         # building and measuring ran niced; speaking runs at the server's own priority
         ours = os.getpriority(os.PRIO_PROCESS, 0)
-        assert ours + BUILD_NICE in loading_nices
+        assert min(ours + BUILD_NICE, 19) in loading_nices  # Linux stops at nice 19
         assert thread_nices(srv.health()["engine_pid"]) == {ours}
     finally:
         first_log = stop(srv)

@@ -313,6 +313,7 @@ register(
             **{"dot": "dot", "ip dot": "dot", "at": "at", "per": "per", "and": "and"},
             **{"less": "less than", "more": "more than", "version": "version ", "plus": "plus "},
             **{"port": "port", "seconds": "seconds"},
+            "remaining": "remaining|left|elapsed|to go",  # after a timer's "1:30:00"
         },
         rules={
             "calendar": calendar,

@@ -145,13 +145,35 @@ def time_words(h: int, m: int, half: str | None, language: str, zero: bool = Fal
     return lang.sep.join([spell(h, language), spell(m, language)]) if m else spell(h, language)
 
 
+# "2-4 pm": both hours take the "pm" (the range is read as one, "two to four P M").
+_HOUR_RANGE_RE = re.compile(
+    r"(?<![\d:.])(1[0-2]|0?\d)\s?[-–]\s?(1[0-2]|0?\d)\s?(?=[AaPp]\.?[Mm]\b)"
+)
+
+
+def _duration(m: re.Match[str], language: str) -> str | None:
+    """ "00:05:30", or "1:30:00 remaining": a timer's hours, minutes and seconds, written for
+    the units stage ("5 min 30 s"); None where the time is a clock's or the language has no
+    such units."""
+    after = says(language, "remaining")
+    counting = int(m[1]) == 0 or (after and re.match(rf"\s+(?:{after})\b", m.string[m.end() :]))
+    units = table(language).units
+    if not (m[3] and not m[4] and counting and {"h", "min", "s"} <= units.keys()):
+        return None
+    parts = zip((m[1], m[2], m[3]), ("h", "min", "s"), strict=True)
+    return " ".join(f"{int(n)} {unit}" for n, unit in parts if int(n)) or "0 s"
+
+
 def times(text: str, language: str) -> str:
-    """ "6:45 AM", "14:30", "07:15", "6 pm" -> words."""
+    """ "6:45 AM", "14:30", "07:15", "6 pm" -> words; "00:05:30" (a timer) -> a duration."""
 
     def one(m: re.Match[str]) -> str:
         end = "." if m[0].endswith(("m.", "M.")) else ""  # "a.m." may end the sentence too
         if m[5] is not None:
             return time_words(int(m[5]), 0, m[6].lower(), language) + end
+        duration = _duration(m, language)
+        if duration is not None:
+            return duration
         words = time_words(int(m[1]), int(m[2]), m[4] and m[4].lower(), language, m[1][0] == "0")
         if m[3] and int(m[3]):
             sep = table(language).sep
@@ -159,6 +181,8 @@ def times(text: str, language: str) -> str:
         return words + end
 
     text = re.sub(r"\b(\d{1,2})\.([0-5]\d)\s?(?=[AaPp]\.?[Mm]\b)", r"\1:\2 ", text)  # "7.15am"
+    span = table(language).range
+    text = _HOUR_RANGE_RE.sub(lambda m: span.format(a=m[1], b=m[2]) + " ", text)
     text = _TIME_RE.sub(one, text)
     if table(language).h_clock:
         text = _H_CLOCK_RE.sub(lambda m: _h_clock(m, language), text)
