@@ -119,13 +119,7 @@ class Generator(Layers):
         sig = b.op("Pad", [sig, b.const([0, n_fft // 2, 0, n_fft // 2], np.int64)], mode="reflect")
         re, im = self._stft(b, sig, n_fft, hop)
         mag = b.op("Sqrt", [b.op("Add", [b.op("Mul", [re, re]), b.op("Mul", [im, im])])])
-        ang = b.op("Atan", [b.op("Div", [im, re])])
-        pi = b.const(math.pi)
-        turned = b.op(
-            "Where",
-            [b.op("Greater", [im, b.const(0.0)]), b.op("Add", [ang, pi]), b.op("Sub", [ang, pi])],
-        )
-        ang = b.op("Where", [b.op("Less", [re, b.const(0.0)]), turned, ang])
+        ang = phase(b, re, im)
         source = b.op(
             "Identity", [self._lift(b, b.op("Concat", [mag, ang], axis=1))]
         )  # [1, 2*bins, 1, frames]
@@ -226,9 +220,11 @@ class Generator(Layers):
         """Real and imaginary parts [1, bins, frames] of the source's STFT (Hann window).
 
         EngineOptions.stft: the reference's STFT op, or ("conv") a strided convolution with the
-        DFT basis, multi-threaded.  Same maths, but where the source is silent (unvoiced
-        frames) the phases are rounding noise that another summation order changes, and the
-        audio there with them (waveform SNR to the reference export 108 -> 10 dB).
+        DFT basis, multi-threaded.  The basis's sines of whole half turns are exact zeros, so
+        the DC and Nyquist bins' imaginary parts are exactly zero, as a real FFT's (torch.stft
+        in training) are: then their phases are torch's in every frame, where the op's DFT
+        leaves rounding noise there and flips ~3% of DC and ~14% of Nyquist phases from +pi to
+        -pi (docs/PERFORMANCE.md, section 9).
         """
         window = hann(n_fft)
         bins = n_fft // 2 + 1
@@ -236,6 +232,7 @@ class Generator(Layers):
             n = np.arange(n_fft)
             turns = 2 * np.pi * np.outer(np.arange(bins), n) / n_fft
             basis = np.concatenate([np.cos(turns) * window, -np.sin(turns) * window])
+            basis[np.abs(basis) < 1e-9] = 0.0  # sin(k pi) is 1e-16 in floating point
             frames = b.op(
                 "Conv",
                 [
@@ -321,6 +318,16 @@ class Generator(Layers):
 def hann(n: int) -> np.ndarray:
     """Periodic Hann window (torch.hann_window(periodic=True))."""
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
+
+
+def phase(b: Builder, re: str, im: str) -> str:
+    """atan2(im, re) as torch.angle gives it, which the model was trained on: an imaginary part
+    of exactly zero with a negative real one is +pi (the DC and Nyquist bins, half their frames)."""
+    ang = b.op("Atan", [b.op("Div", [im, re])])
+    pi = b.const(math.pi)
+    upper = b.op("GreaterOrEqual", [im, b.const(0.0)])
+    turned = b.op("Where", [upper, b.op("Add", [ang, pi]), b.op("Sub", [ang, pi])])
+    return b.op("Where", [b.op("Less", [re, b.const(0.0)]), turned, ang])
 
 
 def istft_basis(n_fft: int, window: np.ndarray) -> np.ndarray:
