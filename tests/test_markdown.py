@@ -206,6 +206,31 @@ def test_a_numbered_item_is_not_cut_after_its_number() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "heard", "units"),
+    [
+        (
+            "Open 9 a.m. - 5 p.m. daily. Closed Sundays.",
+            "Open nine A M to five P M daily. Closed Sundays.",
+            ["Open 9 a.m. - 5 p.m. daily.", "Closed Sundays."],
+        ),
+        ("Open 9am-5pm.", "Open nine A M to five P M.", ["Open 9am-5pm."]),
+        ("From 9 a.m. to 5 p.m. today.", "From nine A M to five P M today.", None),
+        (
+            "It is 5 p.m. Then dinner.",
+            "It is five P M. Then dinner.",
+            ["It is 5 p.m.", "Then dinner."],
+        ),
+        ("Done.\n- Next one.", "Done. Next one.", ["Done.", "- Next one."]),
+    ],
+)
+def test_opening_hours_are_one_sentence(text: str, heard: str, units: list[str] | None) -> None:
+    """A period after "a.m." ends the sentence only where one ends: no pause (and no falling
+    tone) inside "9 a.m. - 5 p.m.", in the one-shot text nor in a streamed reply's units."""
+    assert listener(text) == heard
+    assert [u for _, u in segment(text)] == (units or [text])
+
+
 # --------------------------------------------------------------------- symbols and forms
 
 FORMS = [

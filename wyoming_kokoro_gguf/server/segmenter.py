@@ -34,6 +34,14 @@ _TABLE_LINE = re.compile(r"(?:^|\n)[ \t]*\|[^\n]*$")
 _DELIMITER_RUN = re.compile(r"\*+|_+|`+")
 
 
+def _continues(buf: str, space: int, word: int) -> bool:
+    """Whether the sentence goes on after a period: a lower-case word ("5 p.m. today"), or a dash
+    on the same line ("9 a.m. - 5 p.m."; on a line of its own it is a list item)."""
+    if buf[word].islower():
+        return True
+    return buf[word] in "-–—" and "\n" not in buf[space:word]
+
+
 def _open_delimiters(unit: str) -> bool:
     """Whether emphasis (* _ ** __) or a code span (`) opened in ``unit`` is still open.
 
@@ -165,7 +173,7 @@ class TextSegmenter:
                     if k >= n and not final:
                         self._scan_from = i  # is the next word lower case ("5 p.m. today")?
                         return None
-                    if (k >= n or not buf[k].islower()) and not _inside_markup(buf, j):
+                    if (k >= n or not _continues(buf, j, k)) and not _inside_markup(buf, j):
                         return j
                 i = j
                 continue

@@ -82,7 +82,8 @@ _BEFORE_NUMBER = frozenset(
 
 
 def _not_an_end(text: str, match: re.Match[str]) -> bool:
-    """A period after an abbreviation, or before a lower-case word, does not end a sentence."""
+    """A period after an abbreviation, or before a lower-case word or a dash ("9 a.m. - 5
+    p.m."), does not end a sentence."""
     if not match.group(0).startswith(".") or len(match.group(0).rstrip("\"'”’)]")) > 1:
         return False
     word = (
@@ -93,7 +94,7 @@ def _not_an_end(text: str, match: re.Match[str]) -> bool:
     following = text[match.end() :].lstrip()
     if word in _BEFORE_NUMBER and following[:1].isdigit():
         return True  # "Jan. 9", "No. 5": the normalizer reads them together
-    return bool(following) and following[0].islower()
+    return bool(following) and (following[0].islower() or following[0] in "-–—")
 
 
 def sentences(text: str) -> list[str]:

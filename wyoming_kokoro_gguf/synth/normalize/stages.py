@@ -149,6 +149,11 @@ def time_words(h: int, m: int, half: str | None, language: str, zero: bool = Fal
 _HOUR_RANGE_RE = re.compile(
     r"(?<![\d:.])(1[0-2]|0?\d)\s?[-–]\s?(1[0-2]|0?\d)\s?(?=[AaPp]\.?[Mm]\b)"
 )
+# "9am-5pm", "9:30 a.m. – 5 p.m.": a range of two 12-hour times.
+_HALF = r"\d{1,2}(?::[0-5]\d)?\s?[AaPp]\.?[Mm]\b\.?"
+_TIMES_RANGE_RE = re.compile(rf"(?<![\d:.])({_HALF})\s?[-–]\s?(?={_HALF})")
+# After "a.m.", what says its period ends the sentence: the piece's end or a new sentence.
+_SENTENCE_AFTER = re.compile(r"\s*(?:$|[\"'”’)\]]*\s*$|[A-Z])")
 
 
 def _duration(m: re.Match[str], language: str) -> str | None:
@@ -168,7 +173,8 @@ def times(text: str, language: str) -> str:
     """ "6:45 AM", "14:30", "07:15", "6 pm" -> words; "00:05:30" (a timer) -> a duration."""
 
     def one(m: re.Match[str]) -> str:
-        end = "." if m[0].endswith(("m.", "M.")) else ""  # "a.m." may end the sentence too
+        ends = m[0].endswith(("m.", "M.")) and _SENTENCE_AFTER.match(m.string, m.end())
+        end = "." if ends else ""  # "a.m." may end the sentence too, "9 a.m. to 5" not
         if m[5] is not None:
             return time_words(int(m[5]), 0, m[6].lower(), language) + end
         duration = _duration(m, language)
@@ -183,6 +189,7 @@ def times(text: str, language: str) -> str:
     text = re.sub(r"\b(\d{1,2})\.([0-5]\d)\s?(?=[AaPp]\.?[Mm]\b)", r"\1:\2 ", text)  # "7.15am"
     span = table(language).range
     text = _HOUR_RANGE_RE.sub(lambda m: span.format(a=m[1], b=m[2]) + " ", text)
+    text = _TIMES_RANGE_RE.sub(lambda m: span.format(a=m[1], b="").rstrip() + " ", text)
     text = _TIME_RE.sub(one, text)
     if table(language).h_clock:
         text = _H_CLOCK_RE.sub(lambda m: _h_clock(m, language), text)
