@@ -279,6 +279,8 @@ FORMS = [
     ("PIN 12-34-56", "PIN one two, three four, five six"),
     ("3-5 days", "three to five days"),
     ("on 2026-12-02", "on December second, twenty twenty-six"),
+    ("Order #A12-345 shipped.", "Order A one two, three four five shipped."),
+    ("Model RX-100 and PM2.5", "Model RX-one hundred and P M two point five"),
     # compass points where wind or direction is spoken of
     ("Wind from the NW at 15 km/h.", "Wind from the northwest at fifteen kilometers per hour."),
     ("Wind: 12 km/h SSE, gusts 30 km/h.", "Wind: twelve kilometers per hour south-southeast,"

@@ -342,8 +342,18 @@ def words(text: str, language: str) -> str:
     return text
 
 
+_LETTER_CODE_RE = re.compile(r"\b([A-Z]{1,4})(\d+(?:-\d+)+)\b")
+
+
 def letters_and_digits(text: str, language: str) -> str:
-    """ "PM2.5" -> "P M 2.5", "CO2" -> "C O 2": a short capital acronym glued to a number."""
+    """ "PM2.5" -> "P M 2.5", "CO2" -> "C O 2": a short capital acronym glued to a number; with
+    hyphens, "A12-345", an order or part number: its digits one by one, never a range."""
+
+    def code(m: re.Match[str]) -> str:
+        groups = ", ".join(digits(group, language) for group in m[2].split("-"))
+        return " ".join(m[1]) + " " + groups
+
+    text = _LETTER_CODE_RE.sub(code, text)
     return re.sub(r"\b([A-Z]{1,4})(\d+(?:\.\d+)?)\b", lambda m: " ".join(m[1]) + " " + m[2], text)
 
 
