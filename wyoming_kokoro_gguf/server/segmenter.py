@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from wyoming_kokoro_gguf.synth.text import FIRST_PIECE_MIN_CHARS
+from wyoming_kokoro_gguf.synth.text import FIRST_PIECE_MIN_CHARS, sentence_goes_on
 
 _SENTENCE_END = ".!?…。！？"
 _CLAUSE_END = ",;:，；：、"
@@ -32,14 +32,6 @@ _FENCE = re.compile(r"^[ \t]*(?:`{3,}(?![^\n]*`)|~{3,})", re.M)
 _LIST_NUMBER = re.compile(r"(?:^|\n)[ \t]*\d{1,9}$")
 _TABLE_LINE = re.compile(r"(?:^|\n)[ \t]*\|[^\n]*$")
 _DELIMITER_RUN = re.compile(r"\*+|_+|`+")
-
-
-def _continues(buf: str, space: int, word: int) -> bool:
-    """Whether the sentence goes on after a period: a lower-case word ("5 p.m. today"), or a dash
-    on the same line ("9 a.m. - 5 p.m."; on a line of its own it is a list item)."""
-    if buf[word].islower():
-        return True
-    return buf[word] in "-–—" and "\n" not in buf[space:word]
 
 
 def _open_delimiters(unit: str) -> bool:
@@ -173,7 +165,7 @@ class TextSegmenter:
                     if k >= n and not final:
                         self._scan_from = i  # is the next word lower case ("5 p.m. today")?
                         return None
-                    if (k >= n or not _continues(buf, j, k)) and not _inside_markup(buf, j):
+                    if not sentence_goes_on(buf[j:]) and not _inside_markup(buf, j):
                         return j
                 i = j
                 continue

@@ -81,9 +81,20 @@ _BEFORE_NUMBER = frozenset(
 )
 
 
+def sentence_goes_on(rest: str) -> bool:
+    """Whether the text after a period continues its sentence: a lower-case word ("5 p.m.
+    today"), or a dash on the same line ("9 a.m. - 5 p.m."; on a line of its own it is a list
+    item).  Both splitters ask it: this module's and the streaming one (server/segmenter.py)."""
+    following = rest.lstrip()
+    if not following:
+        return False
+    same_line = "\n" not in rest[: len(rest) - len(following)]
+    return following[0].islower() or (following[0] in "-–—" and same_line)
+
+
 def _not_an_end(text: str, match: re.Match[str]) -> bool:
-    """A period after an abbreviation, or before a lower-case word or a dash ("9 a.m. - 5
-    p.m."), does not end a sentence."""
+    """A period after an abbreviation, or before what ``sentence_goes_on``, does not end a
+    sentence."""
     if not match.group(0).startswith(".") or len(match.group(0).rstrip("\"'”’)]")) > 1:
         return False
     word = (
@@ -94,7 +105,7 @@ def _not_an_end(text: str, match: re.Match[str]) -> bool:
     following = text[match.end() :].lstrip()
     if word in _BEFORE_NUMBER and following[:1].isdigit():
         return True  # "Jan. 9", "No. 5": the normalizer reads them together
-    return bool(following) and (following[0].islower() or following[0] in "-–—")
+    return sentence_goes_on(text[match.end() :])
 
 
 def sentences(text: str) -> list[str]:

@@ -349,11 +349,7 @@ def letters_and_digits(text: str, language: str) -> str:
     """ "PM2.5" -> "P M 2.5", "CO2" -> "C O 2": a short capital acronym glued to a number; with
     hyphens, "A12-345", an order or part number: its digits one by one, never a range."""
 
-    def code(m: re.Match[str]) -> str:
-        groups = ", ".join(digits(group, language) for group in m[2].split("-"))
-        return " ".join(m[1]) + " " + groups
-
-    text = _LETTER_CODE_RE.sub(code, text)
+    text = _LETTER_CODE_RE.sub(lambda m: " ".join(m[1]) + " " + _code_words(m[2], language), text)
     return re.sub(r"\b([A-Z]{1,4})(\d+(?:\.\d+)?)\b", lambda m: " ".join(m[1]) + " " + m[2], text)
 
 
@@ -509,13 +505,16 @@ def digit_codes(text: str, language: str) -> str:
     """ "4-2-7-1" -> "four two seven one": three or more digit groups joined by hyphens are a
     code (dates and phone numbers are read first), never a chain of ranges."""
 
-    def one(m: re.Match[str]) -> str:
-        groups = m[0].split("-")
-        if all(len(g) == 1 for g in groups):
-            return digits("".join(groups), language)
-        return ", ".join(digits(g, language) for g in groups)
+    return _CODE_RE.sub(lambda m: _code_words(m[0], language), text)
 
-    return _CODE_RE.sub(one, text)
+
+def _code_words(code: str, language: str) -> str:
+    """Hyphenated digit groups read as a code: one digit at a time, a pause between groups of
+    more than one ("12-34" -> "one two, three four"; "4-2-7" -> "four two seven")."""
+    groups = code.split("-")
+    if all(len(g) == 1 for g in groups):
+        return digits("".join(groups), language)
+    return ", ".join(digits(g, language) for g in groups)
 
 
 def signs(text: str, language: str) -> str:
